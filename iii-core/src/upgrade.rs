@@ -1,0 +1,148 @@
+//! Validation of a WebSocket upgrade request before the engine answers it.
+//!
+//! The adapter hands the request target (path and query) and the `Authorization`
+//! header to [`crate::engine::Engine::accept`]; this module decides the route.
+
+use crate::channel::refs::Direction;
+
+/// Where an upgrade request is going.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `/` (any query): a worker's control connection.
+    Control,
+    /// `/otel`: telemetry, accepted and discarded.
+    Telemetry,
+    /// `/ws/channels/{id}?key=…&dir=…`: one end of a data channel.
+    Channel {
+        /// The channel id from the path.
+        channel_id: String,
+        /// The `key` query parameter.
+        key: String,
+        /// The `dir` query parameter.
+        direction: Direction,
+    },
+}
+
+/// Why an upgrade is refused, with the HTTP status to answer before the upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// 400: a channel URL without `key` or with a missing or invalid `dir`.
+    #[error("400 Bad Request: channel URL needs key=… and dir=read|write")]
+    BadRequest,
+    /// 401: the engine has a token and the request did not present it.
+    #[error("401 Unauthorized: missing or wrong bearer token")]
+    Unauthorized,
+    /// 404: an unknown path, or a channel that does not exist, whose key is wrong for
+    /// that end, or whose end was already used. Deliberately uninformative.
+    #[error("404 Not Found")]
+    NotFound,
+    /// 503: the engine is at its configured connection limit.
+    #[error("503 Service Unavailable: connection limit reached")]
+    Overloaded,
+}
+
+impl Rejection {
+    /// The HTTP status code.
+    pub fn status(self) -> u16 {
+        match self {
+            Rejection::BadRequest => 400,
+            Rejection::Unauthorized => 401,
+            Rejection::NotFound => 404,
+            Rejection::Overloaded => 503,
+        }
+    }
+
+    /// A short body for the HTTP answer.
+    pub fn body(self) -> &'static str {
+        match self {
+            Rejection::BadRequest => "Bad Request",
+            Rejection::Unauthorized => "Unauthorized",
+            Rejection::NotFound => "Channel not found",
+            Rejection::Overloaded => "Service Unavailable",
+        }
+    }
+}
+
+/// Parses a request target such as `/ws/channels/abc?key=k&dir=read`.
+pub fn parse_target(target: &str) -> Result<Route, Rejection> {
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, query),
+        None => (target, ""),
+    };
+    match path {
+        "/" | "" => return Ok(Route::Control),
+        "/otel" => return Ok(Route::Telemetry),
+        _ => {}
+    }
+    let channel_id = path
+        .strip_prefix("/ws/channels/")
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+        .ok_or(Rejection::NotFound)?;
+    let mut key = None;
+    let mut direction = None;
+    let mut bad_direction = false;
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        match name.as_ref() {
+            "key" if key.is_none() => key = Some(value.into_owned()),
+            "dir" if direction.is_none() && !bad_direction => match Direction::parse(&value) {
+                Some(dir) => direction = Some(dir),
+                None => bad_direction = true,
+            },
+            _ => {}
+        }
+    }
+    match (key, direction) {
+        (Some(key), Some(direction)) if !bad_direction => Ok(Route::Channel {
+            channel_id: channel_id.to_owned(),
+            key,
+            direction,
+        }),
+        _ => Err(Rejection::BadRequest),
+    }
+}
+
+/// Extracts the token of an `Authorization: Bearer <token>` header value.
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(parse_target("/"), Ok(Route::Control));
+        assert_eq!(parse_target("/?a=b"), Ok(Route::Control));
+        assert_eq!(parse_target("/otel"), Ok(Route::Telemetry));
+        assert_eq!(parse_target("/nope"), Err(Rejection::NotFound));
+        assert_eq!(parse_target("/ws/channels/"), Err(Rejection::NotFound));
+        assert_eq!(parse_target("/ws/channels/a/b?key=k&dir=read"), Err(Rejection::NotFound));
+        assert_eq!(
+            parse_target("/ws/channels/c?x=1&key=k%2Fz&dir=write"),
+            Ok(Route::Channel {
+                channel_id: "c".into(),
+                key: "k/z".into(),
+                direction: Direction::Write
+            })
+        );
+        assert_eq!(parse_target("/ws/channels/c?key=k"), Err(Rejection::BadRequest));
+        assert_eq!(parse_target("/ws/channels/c?dir=read"), Err(Rejection::BadRequest));
+        assert_eq!(
+            parse_target("/ws/channels/c?key=k&dir=up"),
+            Err(Rejection::BadRequest)
+        );
+        assert_eq!(Rejection::NotFound.status(), 404);
+    }
+
+    #[test]
+    fn bearer() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+    }
+}

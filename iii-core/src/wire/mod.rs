@@ -1,0 +1,7 @@
+//! The wire: WebSocket messages, close codes and the JSON control protocol.
+
+pub mod control;
+pub mod frame;
+
+pub use control::{decode, ControlMessage, DecodeError, Decoded, ErrorBody, Payload};
+pub use frame::{CloseCode, Message, PeerClose, Text};

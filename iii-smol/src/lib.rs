@@ -1,0 +1,1 @@
+//! Placeholder: the smol adapter is built in its own issue.
