@@ -120,7 +120,10 @@ mod tests {
         assert_eq!(parse_target("/otel"), Ok(Route::Telemetry));
         assert_eq!(parse_target("/nope"), Err(Rejection::NotFound));
         assert_eq!(parse_target("/ws/channels/"), Err(Rejection::NotFound));
-        assert_eq!(parse_target("/ws/channels/a/b?key=k&dir=read"), Err(Rejection::NotFound));
+        assert_eq!(
+            parse_target("/ws/channels/a/b?key=k&dir=read"),
+            Err(Rejection::NotFound)
+        );
         assert_eq!(
             parse_target("/ws/channels/c?x=1&key=k%2Fz&dir=write"),
             Ok(Route::Channel {
@@ -129,8 +132,14 @@ mod tests {
                 direction: Direction::Write
             })
         );
-        assert_eq!(parse_target("/ws/channels/c?key=k"), Err(Rejection::BadRequest));
-        assert_eq!(parse_target("/ws/channels/c?dir=read"), Err(Rejection::BadRequest));
+        assert_eq!(
+            parse_target("/ws/channels/c?key=k"),
+            Err(Rejection::BadRequest)
+        );
+        assert_eq!(
+            parse_target("/ws/channels/c?dir=read"),
+            Err(Rejection::BadRequest)
+        );
         assert_eq!(
             parse_target("/ws/channels/c?key=k&dir=up"),
             Err(Rejection::BadRequest)

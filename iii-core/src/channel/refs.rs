@@ -124,7 +124,10 @@ pub fn channel_url(engine_url: &str, channel_ref: &ChannelRef) -> String {
         url.push('&');
     }
     url.push_str("key=");
-    url.extend(utf8_percent_encode(&channel_ref.access_key, QUERY_COMPONENT));
+    url.extend(utf8_percent_encode(
+        &channel_ref.access_key,
+        QUERY_COMPONENT,
+    ));
     url.push_str("&dir=");
     url.push_str(channel_ref.direction.as_str());
     url

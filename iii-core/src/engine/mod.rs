@@ -1,1 +1,448 @@
-//! The engine role machine.
+//! The engine role machine: the broker that workers and channel ends connect to.
+//!
+//! One [`Engine`] owns every connection. The adapter asks it to [`Engine::accept`] each
+//! upgrade request (the answer decides the HTTP status before the upgrade), then feeds
+//! it messages, send completions, closes and timeouts, and executes the
+//! [`EngineOutput`]s it drains from [`Engine::poll_output`].
+
+mod builtins;
+mod config;
+mod control;
+mod invoke;
+mod output;
+mod relay;
+mod session;
+mod triggers;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Instant;
+
+use uuid::Uuid;
+
+pub use config::{ConfigError, EngineConfig};
+pub use output::{ChannelOutcome, ChannelStats, EngineEvent, EngineOutput, Violation};
+pub use relay::ChannelInfo;
+
+use crate::channel::{ChannelRefs, Direction};
+use crate::ids::{ConnId, IdGen, Secret};
+use crate::outbox::Outbox;
+use crate::timers::TimerTable;
+use crate::upgrade::{bearer_token, parse_target, Rejection, Route};
+use crate::wire::{CloseCode, ControlMessage, Message, PeerClose};
+use invoke::Pending;
+use relay::Channel;
+use session::Session;
+use triggers::Triggers;
+
+/// What an accepted upgrade became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnKindTag {
+    /// A worker's control connection.
+    Control,
+    /// A telemetry connection: everything it sends is discarded.
+    Telemetry,
+    /// The reading end of a channel.
+    ChannelReader,
+    /// The writing end of a channel.
+    ChannelWriter,
+}
+
+/// An accepted upgrade: complete the WebSocket handshake, then drive `conn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// The new connection's handle.
+    pub conn: ConnId,
+    /// What it is.
+    pub kind: ConnKindTag,
+    /// The largest message the adapter should let the WebSocket layer accept on it.
+    pub max_message_bytes: usize,
+}
+
+/// Counts for observability and for tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EngineStats {
+    /// Open connections of every kind.
+    pub connections: usize,
+    /// Live channels.
+    pub channels: usize,
+    /// Bytes held in all channel buffers (queued plus in flight to readers).
+    pub channel_buffered_bytes: usize,
+    /// Messages held in all channel buffers.
+    pub channel_buffered_frames: usize,
+    /// Bytes of control messages waiting for send credit, over all connections.
+    pub control_queued_bytes: usize,
+    /// Invocations routed to a worker and not yet answered.
+    pub pending_invocations: usize,
+    /// Registered functions (built-ins excluded).
+    pub functions: usize,
+}
+
+/// Why `create_channel` failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CreateChannelError {
+    /// `max_channels` channels already exist.
+    #[error("channel limit of {0} reached")]
+    TooManyChannels(usize),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    ChannelExpiry(Uuid),
+    FunctionsAvailable,
+}
+
+#[derive(Debug)]
+enum ConnKind {
+    Control(Box<Session>),
+    Channel { channel: Uuid, direction: Direction },
+    Telemetry,
+}
+
+#[derive(Debug)]
+struct Conn {
+    outbox: Outbox,
+    kind: ConnKind,
+    /// The engine has closed it (or the peer has): nothing more is sent to it.
+    closing: bool,
+}
+
+/// A function key: `(namespace, function id)`.
+type FnKey = (String, String);
+
+/// The engine: pairs channels, routes invocations, serves built-in functions.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    ids: IdGen,
+    next_conn: u64,
+    conns: BTreeMap<ConnId, Conn>,
+    workers: BTreeMap<String, ConnId>,
+    functions: BTreeMap<FnKey, ConnId>,
+    function_specs: BTreeMap<FnKey, session::FunctionSpec>,
+    pending: BTreeMap<(ConnId, Uuid), Pending>,
+    calls_by_caller: BTreeMap<ConnId, BTreeSet<(ConnId, Uuid)>>,
+    triggers: Triggers,
+    channels: BTreeMap<Uuid, Channel>,
+    channel_bytes: usize,
+    channel_frames: usize,
+    timers: TimerTable<Timer>,
+    out: VecDeque<EngineOutput>,
+}
+
+impl Engine {
+    /// A new engine. `seed` feeds the CSPRNG behind every id and key.
+    pub fn new(config: EngineConfig, seed: [u8; 32], now: Instant) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let _ = now;
+        Ok(Self {
+            config,
+            ids: IdGen::new(seed),
+            next_conn: 1,
+            conns: BTreeMap::new(),
+            workers: BTreeMap::new(),
+            functions: BTreeMap::new(),
+            function_specs: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            calls_by_caller: BTreeMap::new(),
+            triggers: Triggers::with_builtin_types(),
+            channels: BTreeMap::new(),
+            channel_bytes: 0,
+            channel_frames: 0,
+            timers: TimerTable::default(),
+            out: VecDeque::new(),
+        })
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Decides an upgrade request from its target (`/path?query`) and its
+    /// `Authorization` header. On `Ok` the connection exists: complete the handshake and
+    /// drive it (messages already queued for it are part of its outputs); if the
+    /// handshake fails, report `handle_closed(.., PeerClose::Lost)`. On `Err` answer with
+    /// the rejection's status and do not upgrade.
+    ///
+    /// May queue outputs (`workerregistered` for a control connection, buffered data for a
+    /// late reader).
+    pub fn accept(
+        &mut self,
+        now: Instant,
+        target: &str,
+        authorization: Option<&str>,
+    ) -> Result<Accepted, Rejection> {
+        let route = parse_target(target)?;
+        if self.conns.len() >= self.config.max_connections {
+            return Err(Rejection::Overloaded);
+        }
+        match route {
+            Route::Control | Route::Telemetry => {
+                self.check_token(authorization)?;
+                let conn = self.alloc_conn();
+                if route == Route::Telemetry {
+                    self.insert_conn(conn, ConnKind::Telemetry);
+                    return Ok(self.accepted(conn, ConnKindTag::Telemetry));
+                }
+                self.open_control(now, conn);
+                Ok(self.accepted(conn, ConnKindTag::Control))
+            }
+            Route::Channel {
+                channel_id,
+                key,
+                direction,
+            } => {
+                let channel = self.authorize_end(&channel_id, &key, direction)?;
+                let conn = self.alloc_conn();
+                self.insert_conn(conn, ConnKind::Channel { channel, direction });
+                self.attach_end(now, channel, direction, conn);
+                let kind = match direction {
+                    Direction::Read => ConnKindTag::ChannelReader,
+                    Direction::Write => ConnKindTag::ChannelWriter,
+                };
+                Ok(self.accepted(conn, kind))
+            }
+        }
+    }
+
+    /// A whole message arrived on `conn`. May queue any output.
+    pub fn handle_message(&mut self, now: Instant, conn: ConnId, message: Message) {
+        let Some(state) = self.conns.get(&conn) else {
+            return;
+        };
+        if state.closing {
+            return;
+        }
+        match &state.kind {
+            ConnKind::Telemetry => {}
+            ConnKind::Control(_) => self.control_message(now, conn, message),
+            ConnKind::Channel { channel, direction } => {
+                let (channel, direction) = (*channel, *direction);
+                // The engine never reads from a reader; anything it sends is ignored.
+                if direction == Direction::Write {
+                    self.writer_message(now, channel, conn, message);
+                }
+            }
+        }
+    }
+
+    /// The adapter flushed `count` messages that were transmitted on `conn`.
+    /// May queue more `Transmit`s, a `ResumeRead` of a channel writer, or a `Close`.
+    pub fn handle_sent(&mut self, now: Instant, conn: ConnId, count: usize) {
+        let Some(state) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let returned = state.outbox.sent(count);
+        if state.closing || returned == 0 {
+            return;
+        }
+        if let ConnKind::Channel {
+            channel,
+            direction: Direction::Read,
+        } = state.kind
+        {
+            self.reader_flushed(now, channel, conn, returned);
+        }
+        self.flush(conn);
+    }
+
+    /// `conn` ended (the peer closed it, it was lost, or the adapter finished a close the
+    /// engine asked for). The connection handle is dead afterwards.
+    pub fn handle_closed(&mut self, now: Instant, conn: ConnId, close: PeerClose) {
+        let Some(state) = self.conns.get(&conn) else {
+            return;
+        };
+        if !state.closing {
+            self.teardown(now, conn, Some(&close));
+        }
+        self.conns.remove(&conn);
+    }
+
+    /// Time passed. Expires channels and sends due notifications.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                Timer::ChannelExpiry(channel) => self.expire_channel(now, channel),
+                Timer::FunctionsAvailable => self.notify_functions_available(now),
+            }
+        }
+    }
+
+    /// The next output to execute, in order.
+    pub fn poll_output(&mut self) -> Option<EngineOutput> {
+        self.out.pop_front()
+    }
+
+    /// When `handle_timeout` should be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Creates a channel from inside the process (the `engine::channels::create` function
+    /// does the same for workers).
+    pub fn create_channel(
+        &mut self,
+        now: Instant,
+        buffer_size: Option<u64>,
+    ) -> Result<ChannelRefs, CreateChannelError> {
+        self.new_channel(now, buffer_size, None)
+    }
+
+    /// Closes every connection (1001, going away) and removes every channel.
+    pub fn shutdown(&mut self, now: Instant) {
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.close(
+                now,
+                conn,
+                Some(CloseCode::GOING_AWAY),
+                "engine shutting down",
+            );
+        }
+        let channels: Vec<Uuid> = self.channels.keys().copied().collect();
+        for channel in channels {
+            self.remove_channel(channel, ChannelOutcome::Shutdown);
+        }
+    }
+
+    /// Current counts.
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            connections: self.conns.len(),
+            channels: self.channels.len(),
+            channel_buffered_bytes: self.channel_bytes,
+            channel_buffered_frames: self.channel_frames,
+            control_queued_bytes: self.conns.values().map(|c| c.outbox.queued_bytes()).sum(),
+            pending_invocations: self.pending.len(),
+            functions: self.functions.len(),
+        }
+    }
+
+    /// The live channels, ordered by id.
+    pub fn channels(&self) -> Vec<ChannelInfo> {
+        self.channels.values().map(Channel::info).collect()
+    }
+
+    /// True when `conn` is open and the engine has not closed it.
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| !c.closing)
+    }
+
+    fn check_token(&self, authorization: Option<&str>) -> Result<(), Rejection> {
+        let Some(expected) = &self.config.auth_token else {
+            return Ok(());
+        };
+        let presented = authorization.and_then(bearer_token).unwrap_or("");
+        use subtle::ConstantTimeEq;
+        if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+            Ok(())
+        } else {
+            Err(Rejection::Unauthorized)
+        }
+    }
+
+    fn accepted(&self, conn: ConnId, kind: ConnKindTag) -> Accepted {
+        let max_message_bytes = match kind {
+            ConnKindTag::Control | ConnKindTag::Telemetry => self.config.max_control_message_bytes,
+            ConnKindTag::ChannelReader | ConnKindTag::ChannelWriter => {
+                self.config.max_channel_message_bytes
+            }
+        };
+        Accepted {
+            conn,
+            kind,
+            max_message_bytes,
+        }
+    }
+
+    fn alloc_conn(&mut self) -> ConnId {
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        conn
+    }
+
+    fn insert_conn(&mut self, conn: ConnId, kind: ConnKind) {
+        self.conns.insert(
+            conn,
+            Conn {
+                outbox: Outbox::new(self.config.send_credit),
+                kind,
+                closing: false,
+            },
+        );
+    }
+
+    fn new_secret(&mut self) -> Secret {
+        self.ids.secret()
+    }
+
+    /// Queues a control message for `conn` and releases what credit allows. A worker
+    /// whose queue overflows is closed as a slow consumer.
+    fn send_control(&mut self, now: Instant, conn: ConnId, message: &ControlMessage) {
+        let limit = self.config.max_control_queue_bytes;
+        let Some(state) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if state.closing {
+            return;
+        }
+        let text = message.encode();
+        if state.outbox.push(Message::Text(text), limit).is_err() {
+            self.out
+                .push_back(EngineOutput::Event(EngineEvent::SlowConsumer { conn }));
+            self.close(now, conn, Some(CloseCode::POLICY), "outbound queue full");
+            return;
+        }
+        self.flush(conn);
+    }
+
+    fn flush(&mut self, conn: ConnId) {
+        let Some(state) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if state.closing {
+            return;
+        }
+        while let Some(message) = state.outbox.release() {
+            self.out.push_back(EngineOutput::Transmit { conn, message });
+        }
+    }
+
+    /// Closes `conn` from the engine's side and tears down what it held.
+    fn close(&mut self, now: Instant, conn: ConnId, code: Option<CloseCode>, reason: &'static str) {
+        let Some(state) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if state.closing {
+            return;
+        }
+        state.closing = true;
+        self.out
+            .push_back(EngineOutput::Close { conn, code, reason });
+        self.teardown(now, conn, None);
+    }
+
+    /// Releases what `conn` held. `close` is the peer's close, or `None` when the engine
+    /// closed it.
+    fn teardown(&mut self, now: Instant, conn: ConnId, close: Option<&PeerClose>) {
+        let Some(state) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        state.closing = true;
+        match &mut state.kind {
+            ConnKind::Telemetry => {}
+            ConnKind::Control(session) => {
+                let session = std::mem::take(session);
+                self.end_session(now, conn, *session);
+            }
+            ConnKind::Channel { channel, direction } => {
+                let (channel, direction) = (*channel, *direction);
+                self.end_detached(now, channel, direction, conn, close);
+            }
+        }
+    }
+
+    fn emit(&mut self, event: EngineEvent) {
+        self.out.push_back(EngineOutput::Event(event));
+    }
+}

@@ -399,9 +399,7 @@ pub fn decode(frame: &[u8], limit: usize) -> Result<Decoded, DecodeError> {
     }
     let message = match kind.as_ref() {
         "registerfunction" => ControlMessage::RegisterFunction(body(frame).map_err(malformed)?),
-        "unregisterfunction" => {
-            ControlMessage::UnregisterFunction(body(frame).map_err(malformed)?)
-        }
+        "unregisterfunction" => ControlMessage::UnregisterFunction(body(frame).map_err(malformed)?),
         "invokefunction" => ControlMessage::InvokeFunction(body(frame).map_err(malformed)?),
         "invocationresult" => ControlMessage::InvocationResult(body(frame).map_err(malformed)?),
         "registertriggertype" => {
@@ -507,7 +505,10 @@ mod tests {
         ));
         assert!(matches!(
             decode(&[b' '; 20], 10),
-            Err(DecodeError::TooLarge { size: 20, limit: 10 })
+            Err(DecodeError::TooLarge {
+                size: 20,
+                limit: 10
+            })
         ));
     }
 
@@ -542,8 +543,8 @@ mod tests {
         assert_eq!(add(r#"{ }"#), r#"{ "_caller_worker_id":"w1"}"#);
         assert_eq!(add("[1]"), "[1]");
         assert_eq!(add("null"), "null");
-        let v: serde_json::Value = serde_json::from_str(&add(r#"{"_caller_worker_id":"x"}"#))
-            .expect("still valid JSON");
+        let v: serde_json::Value =
+            serde_json::from_str(&add(r#"{"_caller_worker_id":"x"}"#)).expect("still valid JSON");
         assert_eq!(v["_caller_worker_id"], "w1");
     }
 

@@ -1,0 +1,309 @@
+//! Control connections: the session lifecycle and the dispatch of control messages.
+
+use std::time::Instant;
+
+use super::session::{sanitize, FunctionSpec, Session, WorkerMeta, DEFAULT_NAMESPACE};
+use super::{ConnKind, Engine, EngineEvent, FnKey, Violation};
+use crate::ids::{ConnId, Secret};
+use crate::wire::control::{RegisterFunction, RegistrationRejected, WorkerRegistered};
+use crate::wire::{decode, CloseCode, ControlMessage, Decoded, Message};
+
+const TELEMETRY_PREFIXES: [&[u8]; 3] = [b"OTLP", b"MTRC", b"LOGS"];
+const RESERVED_PREFIX: &str = "engine::";
+
+impl Engine {
+    /// A new control connection: register it and greet it with `workerregistered`.
+    pub(super) fn open_control(&mut self, now: Instant, conn: ConnId) {
+        let worker_id = self.ids.uuid().to_string();
+        let token = self.new_secret();
+        let greeting = ControlMessage::WorkerRegistered(WorkerRegistered {
+            worker_id: worker_id.clone(),
+            reattach_token: Some(token.to_hex()),
+        });
+        let session = Session {
+            worker_id: worker_id.clone(),
+            reattach_token: token,
+            connected_at: Some(now),
+            ..Session::default()
+        };
+        self.insert_conn(conn, ConnKind::Control(Box::new(session)));
+        self.workers.insert(worker_id.clone(), conn);
+        self.send_control(now, conn, &greeting);
+        self.emit(EngineEvent::WorkerConnected {
+            conn,
+            worker_id: worker_id.clone(),
+        });
+        self.fire_workers_available(now, "worker_connected", &worker_id);
+    }
+
+    pub(super) fn session(&self, conn: ConnId) -> Option<&Session> {
+        match &self.conns.get(&conn)?.kind {
+            ConnKind::Control(session) if !self.conns.get(&conn)?.closing => Some(session),
+            _ => None,
+        }
+    }
+
+    pub(super) fn session_mut(&mut self, conn: ConnId) -> Option<&mut Session> {
+        let state = self.conns.get_mut(&conn)?;
+        if state.closing {
+            return None;
+        }
+        match &mut state.kind {
+            ConnKind::Control(session) => Some(session),
+            _ => None,
+        }
+    }
+
+    /// One message on a control connection.
+    pub(super) fn control_message(&mut self, now: Instant, conn: ConnId, message: Message) {
+        let bytes = match &message {
+            Message::Text(text) => text.as_bytes(),
+            Message::Binary(bytes) => {
+                if TELEMETRY_PREFIXES.iter().any(|p| bytes.starts_with(p)) {
+                    return;
+                }
+                bytes
+            }
+        };
+        if bytes.len() > self.config.max_control_message_bytes {
+            self.close(
+                now,
+                conn,
+                Some(CloseCode::TOO_BIG),
+                "control message too large",
+            );
+            return;
+        }
+        let decoded = match decode(bytes, self.config.max_control_message_bytes) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                self.violation(conn, Violation::Undecodable(error));
+                return;
+            }
+        };
+        let message = match decoded {
+            Decoded::Message(message) => message,
+            Decoded::Empty => return,
+            Decoded::Unknown { kind } => {
+                self.emit(EngineEvent::MessageIgnored { conn, kind });
+                return;
+            }
+        };
+        match message {
+            ControlMessage::RegisterFunction(spec) => self.register_function(now, conn, spec),
+            ControlMessage::UnregisterFunction(msg) => self.unregister_function(conn, &msg.id),
+            ControlMessage::InvokeFunction(call) => self.invoke_from(now, conn, call),
+            ControlMessage::InvocationResult(result) => self.result_from(now, conn, result),
+            ControlMessage::RegisterTriggerType(msg) => self.register_trigger_type(now, conn, msg),
+            ControlMessage::UnregisterTriggerType(msg) => {
+                self.unregister_trigger_type(now, conn, &msg.id)
+            }
+            ControlMessage::RegisterTrigger(msg) => self.register_trigger(now, conn, msg),
+            ControlMessage::TriggerRegistrationResult(msg) => {
+                self.trigger_result_from(now, conn, msg)
+            }
+            ControlMessage::UnregisterTrigger(msg) => self.unregister_trigger(now, conn, &msg.id),
+            ControlMessage::RegisterService(_) | ControlMessage::Pong => {}
+            ControlMessage::Ping => self.send_control(now, conn, &ControlMessage::Pong),
+            ControlMessage::Reattach(msg) => self.reattach(
+                now,
+                conn,
+                &msg.previous_worker_id,
+                msg.reattach_token.as_deref(),
+            ),
+            ControlMessage::WorkerRegistered(_) => {
+                self.violation(conn, Violation::WrongDirection("workerregistered"))
+            }
+            ControlMessage::RegistrationRejected(_) => {
+                self.violation(conn, Violation::WrongDirection("registrationrejected"))
+            }
+        }
+    }
+
+    pub(super) fn violation(&mut self, conn: ConnId, violation: Violation) {
+        self.emit(EngineEvent::ProtocolViolation { conn, violation });
+    }
+
+    fn register_function(&mut self, now: Instant, conn: ConnId, spec: RegisterFunction) {
+        let Some(session) = self.session(conn) else {
+            return;
+        };
+        let namespace = session.namespace.clone();
+        let key: FnKey = (namespace.clone(), spec.id.clone());
+        if spec.id.is_empty() || spec.id.starts_with(RESERVED_PREFIX) {
+            self.reject_function(now, conn, &key, String::new());
+            return;
+        }
+        if let Some(owner) = self.functions.get(&key).copied() {
+            if owner != conn {
+                let owner_id = self
+                    .session(owner)
+                    .map(|s| s.worker_id.clone())
+                    .unwrap_or_default();
+                self.reject_function(now, conn, &key, owner_id);
+                return;
+            }
+        }
+        self.functions.insert(key.clone(), conn);
+        self.function_specs.insert(
+            key.clone(),
+            FunctionSpec {
+                description: spec.description.as_deref().map(sanitize),
+                metadata: spec.metadata,
+            },
+        );
+        if let Some(session) = self.session_mut(conn) {
+            session.functions.insert(key.clone());
+        }
+        self.emit(EngineEvent::FunctionRegistered {
+            conn,
+            function_id: key.1,
+        });
+        self.functions_changed(now);
+    }
+
+    fn reject_function(&mut self, now: Instant, conn: ConnId, key: &FnKey, owner: String) {
+        let message = ControlMessage::RegistrationRejected(RegistrationRejected {
+            code: "FUNCTION_NAMESPACE_CONFLICT".to_owned(),
+            namespace: key.0.clone(),
+            worker_name: None,
+            function_id: Some(key.1.clone()),
+            owner_worker_id: owner,
+        });
+        self.send_control(now, conn, &message);
+        self.emit(EngineEvent::RegistrationRejected {
+            conn,
+            function_id: key.1.clone(),
+        });
+    }
+
+    fn unregister_function(&mut self, conn: ConnId, id: &str) {
+        let Some(session) = self.session(conn) else {
+            return;
+        };
+        let key: FnKey = (session.namespace.clone(), id.to_owned());
+        self.release_function(conn, &key);
+    }
+
+    /// Removes `key` if `conn` still owns it.
+    fn release_function(&mut self, conn: ConnId, key: &FnKey) -> bool {
+        if self.functions.get(key) != Some(&conn) {
+            return false;
+        }
+        self.functions.remove(key);
+        self.function_specs.remove(key);
+        if let Some(session) = self.session_mut(conn) {
+            session.functions.remove(key);
+        }
+        true
+    }
+
+    /// `engine::workers::register`: record the identity and, if the worker names a
+    /// namespace, move its functions there (the reference buffers registrations until
+    /// this call; re-keying gives the same result without the wait).
+    pub(super) fn announce(&mut self, now: Instant, conn: ConnId, meta: WorkerMeta) -> bool {
+        let namespace = match meta.namespace.as_deref() {
+            None => DEFAULT_NAMESPACE.to_owned(),
+            Some(ns) if ns.trim().is_empty() => return false,
+            Some(ns) => ns.to_owned(),
+        };
+        let Some(session) = self.session_mut(conn) else {
+            return false;
+        };
+        let mut meta = meta;
+        meta.name = meta.name.as_deref().map(sanitize);
+        meta.description = meta.description.as_deref().map(sanitize);
+        let name = meta.name.clone().unwrap_or_default();
+        let runtime = meta.runtime.clone().unwrap_or_else(|| "unknown".to_owned());
+        session.meta = meta;
+        let old_namespace = std::mem::replace(&mut session.namespace, namespace.clone());
+        let worker_id = session.worker_id.clone();
+        if old_namespace != namespace {
+            let owned: Vec<FnKey> = session.functions.iter().cloned().collect();
+            for key in owned {
+                let Some(spec) = self.function_specs.remove(&key) else {
+                    continue;
+                };
+                self.functions.remove(&key);
+                let new_key = (namespace.clone(), key.1.clone());
+                if let Some(session) = self.session_mut(conn) {
+                    session.functions.remove(&key);
+                }
+                if self.functions.contains_key(&new_key) {
+                    let owner = self.functions.get(&new_key).copied();
+                    let owner_id = owner
+                        .and_then(|o| self.session(o))
+                        .map(|s| s.worker_id.clone())
+                        .unwrap_or_default();
+                    self.reject_function(now, conn, &new_key, owner_id);
+                    continue;
+                }
+                self.functions.insert(new_key.clone(), conn);
+                self.function_specs.insert(new_key.clone(), spec);
+                if let Some(session) = self.session_mut(conn) {
+                    session.functions.insert(new_key);
+                }
+            }
+            self.functions_changed(now);
+        }
+        self.emit(EngineEvent::WorkerAnnounced {
+            conn,
+            name,
+            runtime,
+        });
+        self.fire_workers_available(now, "worker_metadata_updated", &worker_id);
+        true
+    }
+
+    /// `reattach`: a reconnecting worker proves it held `previous` and the old connection
+    /// (if still open, for example half-open) is evicted so the replayed registrations
+    /// can claim their ids. Anything wrong is ignored, as the reference does.
+    fn reattach(&mut self, now: Instant, conn: ConnId, previous: &str, token: Option<&str>) {
+        let Some(old) = self.workers.get(previous).copied() else {
+            self.violation(conn, Violation::BadReattach);
+            return;
+        };
+        let presented = token.and_then(Secret::parse);
+        let valid = match (self.session(old), presented) {
+            (Some(session), Some(presented)) => {
+                old != conn && session.reattach_token.matches(&presented)
+            }
+            _ => false,
+        };
+        if !valid {
+            self.violation(conn, Violation::BadReattach);
+            return;
+        }
+        self.close(
+            now,
+            old,
+            Some(CloseCode::POLICY),
+            "worker reattached elsewhere",
+        );
+    }
+
+    /// Releases everything a control connection held (PROTOCOL.md §2.9).
+    pub(super) fn end_session(&mut self, now: Instant, conn: ConnId, session: Session) {
+        if self.workers.get(&session.worker_id) == Some(&conn) {
+            self.workers.remove(&session.worker_id);
+        }
+        let mut changed = false;
+        for key in &session.functions {
+            if self.functions.get(key) == Some(&conn) {
+                self.functions.remove(key);
+                self.function_specs.remove(key);
+                changed = true;
+            }
+        }
+        if changed {
+            self.functions_changed(now);
+        }
+        self.stop_invocations(now, conn);
+        self.drop_session_triggers(now, conn, &session);
+        self.emit(EngineEvent::WorkerDisconnected {
+            conn,
+            worker_id: session.worker_id.clone(),
+        });
+        self.fire_workers_available(now, "worker_disconnected", &session.worker_id);
+    }
+}

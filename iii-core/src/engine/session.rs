@@ -1,0 +1,93 @@
+//! What the engine knows about one worker's control connection.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::FnKey;
+use crate::ids::Secret;
+use crate::wire::Payload;
+
+/// The default namespace.
+pub(super) const DEFAULT_NAMESPACE: &str = "default";
+
+/// Identity announced by `engine::workers::register` (PROTOCOL.md §2.4). Unknown keys
+/// are ignored; every field is optional.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub(super) struct WorkerMeta {
+    #[serde(default)]
+    pub(super) name: Option<String>,
+    #[serde(default)]
+    pub(super) runtime: Option<String>,
+    #[serde(default)]
+    pub(super) version: Option<String>,
+    #[serde(default)]
+    pub(super) os: Option<String>,
+    #[serde(default)]
+    pub(super) pid: Option<u64>,
+    #[serde(default)]
+    pub(super) description: Option<String>,
+    #[serde(default)]
+    pub(super) isolation: Option<String>,
+    #[serde(default)]
+    pub(super) namespace: Option<String>,
+}
+
+/// A worker's control session.
+#[derive(Debug)]
+pub(super) struct Session {
+    pub(super) worker_id: String,
+    pub(super) reattach_token: Secret,
+    pub(super) namespace: String,
+    pub(super) meta: WorkerMeta,
+    pub(super) connected_at: Option<Instant>,
+    pub(super) functions: BTreeSet<FnKey>,
+    pub(super) trigger_types: BTreeSet<FnKey>,
+    pub(super) bindings: BTreeSet<String>,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self {
+            worker_id: String::new(),
+            reattach_token: Secret::parse(&"0".repeat(64)).unwrap_or_else(zero_secret),
+            namespace: DEFAULT_NAMESPACE.to_owned(),
+            meta: WorkerMeta::default(),
+            connected_at: None,
+            functions: BTreeSet::new(),
+            trigger_types: BTreeSet::new(),
+            bindings: BTreeSet::new(),
+        }
+    }
+}
+
+fn zero_secret() -> Secret {
+    // Only reached if the literal above stopped parsing; keeps Default total.
+    crate::ids::IdGen::new([0; 32]).secret()
+}
+
+impl Session {
+    /// The name shown in listings: the announced name, or the worker id.
+    pub(super) fn display_name(&self) -> &str {
+        self.meta.name.as_deref().unwrap_or(&self.worker_id)
+    }
+}
+
+/// A registered function's description, for listings.
+#[derive(Debug)]
+pub(super) struct FunctionSpec {
+    pub(super) description: Option<String>,
+    pub(super) metadata: Option<Payload>,
+}
+
+/// Strips control and bidirectional-override characters and caps the length, as the
+/// reference does for names and descriptions.
+pub(super) fn sanitize(text: &str) -> String {
+    text.chars()
+        .filter(|c| {
+            !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .take(280)
+        .collect()
+}

@@ -1,0 +1,375 @@
+//! Trigger types and trigger bindings (PROTOCOL.md §3.6–3.9).
+//!
+//! A trigger type is provided either by the engine itself (the two notification types)
+//! or by a worker. A binding asks a provider to fire a function; it is forwarded to a
+//! worker provider as `registertrigger`, or parked until a provider registers the type.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::session::{Session, DEFAULT_NAMESPACE};
+use super::{Engine, FnKey, Timer, Violation};
+use crate::ids::ConnId;
+use crate::wire::control::{
+    to_payload, Payload, RegisterTrigger, RegisterTriggerType, TriggerRegistrationResult,
+    UnregisterTrigger,
+};
+use crate::wire::{ControlMessage, ErrorBody};
+
+/// Fires when the set of registered functions changes.
+pub(super) const FUNCTIONS_AVAILABLE: &str = "engine::functions-available";
+/// Fires when a worker connects, announces itself or disconnects.
+pub(super) const WORKERS_AVAILABLE: &str = "engine::workers-available";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Provider {
+    Engine,
+    Worker(ConnId),
+}
+
+#[derive(Debug)]
+pub(super) struct TriggerType {
+    pub(super) provider: Provider,
+    pub(super) description: String,
+}
+
+#[derive(Debug)]
+pub(super) struct Binding {
+    pub(super) owner: ConnId,
+    pub(super) trigger_type: String,
+    /// Where the provider is looked up.
+    pub(super) trigger_namespace: String,
+    /// The target function.
+    pub(super) function: FnKey,
+    pub(super) config: Payload,
+    pub(super) metadata: Option<Payload>,
+    /// The provider currently holding the binding; `None` while parked.
+    pub(super) active: Option<Provider>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Triggers {
+    pub(super) types: BTreeMap<FnKey, TriggerType>,
+    pub(super) bindings: BTreeMap<String, Binding>,
+}
+
+impl Triggers {
+    pub(super) fn with_builtin_types() -> Self {
+        let mut triggers = Self::default();
+        for (id, description) in [
+            (
+                FUNCTIONS_AVAILABLE,
+                "Fires when the set of registered functions changes",
+            ),
+            (
+                WORKERS_AVAILABLE,
+                "Fires when a worker connects, announces or disconnects",
+            ),
+        ] {
+            triggers.types.insert(
+                (DEFAULT_NAMESPACE.to_owned(), id.to_owned()),
+                TriggerType {
+                    provider: Provider::Engine,
+                    description: description.to_owned(),
+                },
+            );
+        }
+        triggers
+    }
+
+    /// The provider key for `trigger_type` seen from `namespace`, falling back to
+    /// `default`.
+    fn lookup(&self, namespace: &str, trigger_type: &str) -> Option<FnKey> {
+        [namespace, DEFAULT_NAMESPACE]
+            .into_iter()
+            .map(|ns| (ns.to_owned(), trigger_type.to_owned()))
+            .find(|key| self.types.contains_key(key))
+    }
+}
+
+impl Engine {
+    pub(super) fn register_trigger_type(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        msg: RegisterTriggerType,
+    ) {
+        let Some(session) = self.session(conn) else {
+            return;
+        };
+        let namespace = msg.namespace.unwrap_or_else(|| session.namespace.clone());
+        let key: FnKey = (namespace, msg.id);
+        if matches!(
+            self.triggers.types.get(&key),
+            Some(TriggerType {
+                provider: Provider::Engine,
+                ..
+            })
+        ) {
+            return; // the engine's own types cannot be taken over
+        }
+        self.triggers.types.insert(
+            key.clone(),
+            TriggerType {
+                provider: Provider::Worker(conn),
+                description: msg.description,
+            },
+        );
+        if let Some(session) = self.session_mut(conn) {
+            session.trigger_types.insert(key.clone());
+        }
+        // Hand every binding of this type (parked or held by a previous provider) to it.
+        let ids: Vec<String> = self
+            .triggers
+            .bindings
+            .iter()
+            .filter(|(_, b)| b.trigger_type == key.1)
+            .filter(|(_, b)| {
+                self.triggers.lookup(&b.trigger_namespace, &b.trigger_type) == Some(key.clone())
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            self.activate(now, &id, Provider::Worker(conn));
+        }
+    }
+
+    pub(super) fn unregister_trigger_type(&mut self, now: Instant, conn: ConnId, id: &str) {
+        let Some(session) = self.session(conn) else {
+            return;
+        };
+        let key: FnKey = (session.namespace.clone(), id.to_owned());
+        let owned = matches!(
+            self.triggers.types.get(&key),
+            Some(TriggerType { provider: Provider::Worker(p), .. }) if *p == conn
+        );
+        if owned {
+            self.drop_trigger_type(now, conn, &key);
+        }
+    }
+
+    fn drop_trigger_type(&mut self, _now: Instant, conn: ConnId, key: &FnKey) {
+        self.triggers.types.remove(key);
+        if let Some(session) = self.session_mut(conn) {
+            session.trigger_types.remove(key);
+        }
+        for binding in self.triggers.bindings.values_mut() {
+            if binding.active == Some(Provider::Worker(conn)) && binding.trigger_type == key.1 {
+                binding.active = None;
+            }
+        }
+    }
+
+    pub(super) fn register_trigger(&mut self, now: Instant, conn: ConnId, msg: RegisterTrigger) {
+        let Some(session_namespace) = self.session(conn).map(|s| s.namespace.clone()) else {
+            return;
+        };
+        let blank = |ns: &Option<String>| ns.as_deref().is_some_and(|n| n.trim().is_empty());
+        if blank(&msg.namespace) || blank(&msg.trigger_namespace) {
+            let error = ErrorBody::new("INVALID_NAMESPACE", "namespace must not be blank");
+            self.trigger_error(
+                now,
+                conn,
+                &msg.id,
+                &msg.trigger_type,
+                &msg.function_id,
+                error,
+            );
+            return;
+        }
+        if let Some(existing) = self.triggers.bindings.get(&msg.id) {
+            if existing.owner != conn {
+                let error = ErrorBody::new(
+                    "trigger_registration_failed",
+                    "a trigger with this id is registered by another worker",
+                );
+                self.trigger_error(
+                    now,
+                    conn,
+                    &msg.id,
+                    &msg.trigger_type,
+                    &msg.function_id,
+                    error,
+                );
+                return;
+            }
+            self.remove_binding(now, &msg.id);
+        }
+        let trigger_namespace = msg.trigger_namespace.unwrap_or(session_namespace);
+        let function = (
+            msg.namespace
+                .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+            msg.function_id,
+        );
+        self.triggers.bindings.insert(
+            msg.id.clone(),
+            Binding {
+                owner: conn,
+                trigger_type: msg.trigger_type,
+                trigger_namespace,
+                function,
+                config: msg.config,
+                metadata: msg.metadata,
+                active: None,
+            },
+        );
+        if let Some(session) = self.session_mut(conn) {
+            session.bindings.insert(msg.id.clone());
+        }
+        let provider = self.triggers.bindings.get(&msg.id).and_then(|b| {
+            let key = self
+                .triggers
+                .lookup(&b.trigger_namespace, &b.trigger_type)?;
+            Some(self.triggers.types.get(&key)?.provider)
+        });
+        if let Some(provider) = provider {
+            self.activate(now, &msg.id, provider);
+        }
+    }
+
+    /// Gives binding `id` to `provider`, telling a worker provider with `registertrigger`.
+    fn activate(&mut self, now: Instant, id: &str, provider: Provider) {
+        let Some(binding) = self.triggers.bindings.get_mut(id) else {
+            return;
+        };
+        binding.active = Some(provider);
+        let Provider::Worker(conn) = provider else {
+            return;
+        };
+        let not_default = |ns: &str| (ns != DEFAULT_NAMESPACE).then(|| ns.to_owned());
+        let message = ControlMessage::RegisterTrigger(RegisterTrigger {
+            id: id.to_owned(),
+            trigger_type: binding.trigger_type.clone(),
+            function_id: binding.function.1.clone(),
+            config: binding.config.clone(),
+            metadata: binding.metadata.clone(),
+            namespace: not_default(&binding.function.0),
+            trigger_namespace: not_default(&binding.trigger_namespace),
+        });
+        self.send_control(now, conn, &message);
+    }
+
+    pub(super) fn unregister_trigger(&mut self, now: Instant, conn: ConnId, id: &str) {
+        if self.triggers.bindings.get(id).map(|b| b.owner) != Some(conn) {
+            return;
+        }
+        self.remove_binding(now, id);
+        if let Some(session) = self.session_mut(conn) {
+            session.bindings.remove(id);
+        }
+    }
+
+    /// Removes binding `id`, telling its worker provider (always with `trigger_type`,
+    /// which Rust ≤0.23 providers require).
+    fn remove_binding(&mut self, now: Instant, id: &str) {
+        let Some(binding) = self.triggers.bindings.remove(id) else {
+            return;
+        };
+        if let Some(Provider::Worker(provider)) = binding.active {
+            let message = ControlMessage::UnregisterTrigger(UnregisterTrigger {
+                id: id.to_owned(),
+                trigger_type: Some(binding.trigger_type),
+            });
+            self.send_control(now, provider, &message);
+        }
+    }
+
+    /// A provider's verdict on a binding: errors park the binding and go to its owner.
+    pub(super) fn trigger_result_from(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        msg: TriggerRegistrationResult,
+    ) {
+        let Some(binding) = self.triggers.bindings.get_mut(&msg.id) else {
+            return;
+        };
+        if binding.active != Some(Provider::Worker(conn)) {
+            self.violation(conn, Violation::UnexpectedTriggerResult);
+            return;
+        }
+        let Some(error) = msg.error else {
+            return;
+        };
+        binding.active = None;
+        let (owner, trigger_type, function_id) = (
+            binding.owner,
+            binding.trigger_type.clone(),
+            binding.function.1.clone(),
+        );
+        self.trigger_error(now, owner, &msg.id, &trigger_type, &function_id, error);
+    }
+
+    fn trigger_error(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        id: &str,
+        trigger_type: &str,
+        function_id: &str,
+        error: ErrorBody,
+    ) {
+        let message = ControlMessage::TriggerRegistrationResult(TriggerRegistrationResult {
+            id: id.to_owned(),
+            trigger_type: trigger_type.to_owned(),
+            function_id: function_id.to_owned(),
+            error: Some(error),
+        });
+        self.send_control(now, conn, &message);
+    }
+
+    /// A control connection ended: its bindings go (providers are told), its trigger
+    /// types go (bindings to them are parked).
+    pub(super) fn drop_session_triggers(&mut self, now: Instant, conn: ConnId, session: &Session) {
+        for id in &session.bindings {
+            if self.triggers.bindings.get(id).map(|b| b.owner) == Some(conn) {
+                self.remove_binding(now, id);
+            }
+        }
+        for key in &session.trigger_types {
+            if matches!(
+                self.triggers.types.get(key),
+                Some(TriggerType { provider: Provider::Worker(p), .. }) if *p == conn
+            ) {
+                self.drop_trigger_type(now, conn, key);
+            }
+        }
+    }
+
+    /// Fires every active binding of the engine-provided `trigger_type`.
+    fn fire_builtin(&mut self, now: Instant, trigger_type: &str, payload: &Payload) {
+        let targets: Vec<(FnKey, Option<Payload>)> = self
+            .triggers
+            .bindings
+            .values()
+            .filter(|b| b.trigger_type == trigger_type && b.active == Some(Provider::Engine))
+            .map(|b| (b.function.clone(), b.metadata.clone()))
+            .collect();
+        for (function, metadata) in targets {
+            self.invoke_internal(now, &function, payload.clone(), metadata);
+        }
+    }
+
+    pub(super) fn fire_workers_available(&mut self, now: Instant, event: &str, worker_id: &str) {
+        let payload = to_payload(&serde_json::json!({"event": event, "worker_id": worker_id}));
+        self.fire_builtin(now, WORKERS_AVAILABLE, &payload);
+    }
+
+    /// The function set changed: notify after the configured delay (one notification
+    /// per burst).
+    pub(super) fn functions_changed(&mut self, now: Instant) {
+        if !self.timers.contains(&Timer::FunctionsAvailable) {
+            let due = now + self.config.functions_available_delay;
+            self.timers.set(Timer::FunctionsAvailable, due);
+        }
+    }
+
+    pub(super) fn notify_functions_available(&mut self, now: Instant) {
+        let functions = self.function_summaries(None, true);
+        let payload = to_payload(&serde_json::json!({
+            "event": "functions_changed",
+            "functions": functions,
+        }));
+        self.fire_builtin(now, FUNCTIONS_AVAILABLE, &payload);
+    }
+}
