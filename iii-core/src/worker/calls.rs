@@ -1,0 +1,335 @@
+//! Calls: outgoing invocations with deadlines, incoming invocations of local functions,
+//! trigger requests, and the dispatch of every control message from the engine.
+
+use std::time::{Duration, Instant};
+
+use super::session::Control;
+use super::{CallOutcome, CompleteError, InvokeError, TimerKey, Worker, WorkerEvent};
+use crate::ids::InvocationId;
+use crate::wire::control::to_payload;
+use crate::wire::control::{
+    is_no_result, Action, InvocationResult, InvokeFunction, RegistrationRejected,
+    TriggerRegistrationResult,
+};
+use crate::wire::{decode, CloseCode, ControlMessage, Decoded, ErrorBody, Payload};
+
+/// The engine's built-in that mints a channel.
+const CREATE_CHANNEL: &str = "engine::channels::create";
+/// The only non-fatal rejection code.
+const FUNCTION_CONFLICT: &str = "FUNCTION_NAMESPACE_CONFLICT";
+
+/// A call made by this worker that has not finished.
+#[derive(Debug)]
+pub(super) struct PendingCall {
+    /// True once handed to an open control connection (the engine knows it).
+    pub(super) sent: bool,
+}
+
+/// An invocation of a local function waiting for `complete`.
+#[derive(Debug)]
+pub(super) struct Incoming {
+    function_id: String,
+    /// False for a call that arrived without an id: its completion is discarded.
+    reply: bool,
+}
+
+/// A trigger request (as a provider) waiting for `trigger_registration_result`.
+#[derive(Debug)]
+pub(super) struct TriggerRequest {
+    trigger_type: String,
+    function_id: String,
+}
+
+impl Worker {
+    /// Calls `function_id` with `data`; the result arrives as
+    /// [`WorkerEvent::CallCompleted`] (after `timeout`, or the configured default, it
+    /// is [`CallOutcome::TimedOut`]). Queued while disconnected.
+    pub fn invoke(
+        &mut self,
+        now: Instant,
+        function_id: &str,
+        data: Payload,
+        timeout: Option<Duration>,
+    ) -> Result<InvocationId, InvokeError> {
+        if function_id.is_empty() {
+            return Err(InvokeError::EmptyFunctionId);
+        }
+        if matches!(self.control, Control::Stopped) {
+            return Err(InvokeError::Stopped);
+        }
+        let id = self.ids.uuid();
+        let message = ControlMessage::InvokeFunction(InvokeFunction {
+            invocation_id: Some(id),
+            function_id: function_id.to_owned(),
+            data,
+            traceparent: None,
+            baggage: None,
+            action: None,
+            metadata: None,
+            namespace: None,
+        });
+        let sent = self.send_call(Some(id), message.encode())?;
+        self.calls.insert(id, PendingCall { sent });
+        let timeout = timeout.unwrap_or(self.config.invocation_timeout);
+        if let Some(at) = now.checked_add(timeout) {
+            self.timers.set(TimerKey::Call(id), at);
+        }
+        Ok(id)
+    }
+
+    /// Calls `function_id` fire-and-forget (`action: void`, no result).
+    pub fn invoke_void(
+        &mut self,
+        now: Instant,
+        function_id: &str,
+        data: Payload,
+    ) -> Result<(), InvokeError> {
+        let _ = now;
+        if function_id.is_empty() {
+            return Err(InvokeError::EmptyFunctionId);
+        }
+        let message = ControlMessage::InvokeFunction(InvokeFunction {
+            invocation_id: None,
+            function_id: function_id.to_owned(),
+            data,
+            traceparent: None,
+            baggage: None,
+            action: Some(Action::Void),
+            metadata: None,
+            namespace: None,
+        });
+        self.send_call(None, message.encode()).map(|_| ())
+    }
+
+    /// Asks the engine for a new channel (`engine::channels::create`); the result,
+    /// delivered as a call result, holds the writer and reader refs.
+    pub fn create_channel(
+        &mut self,
+        now: Instant,
+        buffer_size: Option<usize>,
+    ) -> Result<InvocationId, InvokeError> {
+        #[derive(serde::Serialize)]
+        struct Create {
+            buffer_size: Option<usize>,
+        }
+        self.invoke(
+            now,
+            CREATE_CHANNEL,
+            to_payload(&Create { buffer_size }),
+            None,
+        )
+    }
+
+    /// Answers an [`WorkerEvent::Invoked`]: `Ok(None)` sends no `result`.
+    pub fn complete(
+        &mut self,
+        now: Instant,
+        invocation_id: InvocationId,
+        result: Result<Option<Payload>, ErrorBody>,
+    ) -> Result<(), CompleteError> {
+        let _ = now;
+        let Some(incoming) = self.incoming.remove(&invocation_id) else {
+            return Err(CompleteError::UnknownInvocation(invocation_id));
+        };
+        if incoming.reply {
+            let (result, error) = match result {
+                Ok(result) => (result, None),
+                Err(error) => (None, Some(error)),
+            };
+            self.send_result(invocation_id, incoming.function_id, result, error);
+        }
+        Ok(())
+    }
+
+    /// Answers a [`WorkerEvent::TriggerRequested`]: `Ok(())` reports success.
+    pub fn trigger_registration_result(
+        &mut self,
+        now: Instant,
+        id: &str,
+        result: Result<(), ErrorBody>,
+    ) -> Result<(), CompleteError> {
+        let _ = now;
+        let Some(request) = self.trigger_requests.remove(id) else {
+            return Err(CompleteError::UnknownTrigger(id.to_owned()));
+        };
+        let message = ControlMessage::TriggerRegistrationResult(TriggerRegistrationResult {
+            id: id.to_owned(),
+            trigger_type: request.trigger_type,
+            function_id: request.function_id,
+            error: result.err(),
+        });
+        self.push_control(message.encode());
+        self.pump_control();
+        Ok(())
+    }
+
+    fn send_result(
+        &mut self,
+        invocation_id: InvocationId,
+        function_id: String,
+        result: Option<Payload>,
+        error: Option<ErrorBody>,
+    ) {
+        let message = ControlMessage::InvocationResult(InvocationResult {
+            invocation_id,
+            function_id,
+            result,
+            error,
+            traceparent: None,
+            baggage: None,
+        });
+        self.push_control(message.encode());
+        self.pump_control();
+    }
+
+    /// Finishes a pending call once: cancels its deadline and emits `CallCompleted`.
+    pub(super) fn finish_call(&mut self, id: InvocationId, outcome: CallOutcome) {
+        if self.calls.remove(&id).is_none() {
+            return;
+        }
+        self.timers.cancel(&TimerKey::Call(id));
+        self.unqueue_call(id);
+        self.event(WorkerEvent::CallCompleted {
+            invocation_id: id,
+            outcome,
+        });
+    }
+
+    /// A call's deadline passed.
+    pub(super) fn call_timed_out(&mut self, id: InvocationId) {
+        self.finish_call(id, CallOutcome::TimedOut);
+    }
+
+    /// One frame from the engine on the open control connection.
+    pub(super) fn control_message(&mut self, now: Instant, frame: &[u8]) {
+        let message = match decode(frame, self.config.max_control_message_bytes) {
+            Ok(Decoded::Message(message)) => message,
+            Ok(Decoded::Unknown { .. } | Decoded::Empty) => return,
+            Err(error) => {
+                self.event(WorkerEvent::ProtocolViolation {
+                    detail: error.to_string(),
+                });
+                return;
+            }
+        };
+        match message {
+            ControlMessage::WorkerRegistered(registered) => {
+                self.worker_id = Some(registered.worker_id.clone());
+                self.previous = Some((registered.worker_id.clone(), registered.reattach_token));
+                self.event(WorkerEvent::Registered {
+                    worker_id: registered.worker_id,
+                });
+            }
+            ControlMessage::RegistrationRejected(rejected) => self.rejected(now, rejected),
+            ControlMessage::InvocationResult(result) => {
+                let outcome = match result.error {
+                    Some(error) => CallOutcome::Error(error),
+                    None if is_no_result(&result.result) => CallOutcome::Ok(None),
+                    None => CallOutcome::Ok(result.result),
+                };
+                self.finish_call(result.invocation_id, outcome);
+            }
+            ControlMessage::InvokeFunction(call) => self.invoked(call),
+            ControlMessage::RegisterTrigger(request) => {
+                if self.registry.has_trigger_type(&request.trigger_type) {
+                    self.trigger_requests.insert(
+                        request.id.clone(),
+                        TriggerRequest {
+                            trigger_type: request.trigger_type.clone(),
+                            function_id: request.function_id.clone(),
+                        },
+                    );
+                    self.event(WorkerEvent::TriggerRequested {
+                        id: request.id,
+                        trigger_type: request.trigger_type,
+                        function_id: request.function_id,
+                        config: request.config,
+                        metadata: request.metadata,
+                    });
+                } else {
+                    let reply =
+                        ControlMessage::TriggerRegistrationResult(TriggerRegistrationResult {
+                            id: request.id,
+                            trigger_type: request.trigger_type,
+                            function_id: request.function_id,
+                            error: Some(ErrorBody::new(
+                                "trigger_type_not_found",
+                                "Trigger type not found",
+                            )),
+                        });
+                    self.push_control(reply.encode());
+                    self.pump_control();
+                }
+            }
+            ControlMessage::UnregisterTrigger(removed) => {
+                self.trigger_requests.remove(&removed.id);
+                self.event(WorkerEvent::TriggerRemoved {
+                    id: removed.id,
+                    trigger_type: removed.trigger_type,
+                });
+            }
+            ControlMessage::TriggerRegistrationResult(result) => {
+                if let Some(error) = result.error {
+                    self.event(WorkerEvent::TriggerFailed {
+                        id: result.id,
+                        trigger_type: result.trigger_type,
+                        function_id: result.function_id,
+                        error,
+                    });
+                }
+            }
+            ControlMessage::Ping => {
+                self.push_control(ControlMessage::Pong.encode());
+                self.pump_control();
+            }
+            // Worker-to-engine messages and pongs mean nothing here.
+            _ => {}
+        }
+    }
+
+    fn invoked(&mut self, call: InvokeFunction) {
+        if !self.registry.has_function(&call.function_id) {
+            if let Some(invocation_id) = call.invocation_id {
+                let error = ErrorBody::new("function_not_found", "Function not found");
+                self.send_result(invocation_id, call.function_id, None, Some(error));
+            }
+            return;
+        }
+        let (invocation_id, reply) = match call.invocation_id {
+            Some(id) => (id, true),
+            None => (self.ids.uuid(), false),
+        };
+        self.incoming.insert(
+            invocation_id,
+            Incoming {
+                function_id: call.function_id.clone(),
+                reply,
+            },
+        );
+        self.event(WorkerEvent::Invoked {
+            invocation_id,
+            function_id: call.function_id,
+            data: call.data,
+            metadata: call.metadata,
+            traceparent: call.traceparent,
+            baggage: call.baggage,
+        });
+    }
+
+    fn rejected(&mut self, now: Instant, rejected: RegistrationRejected) {
+        let _ = now;
+        let fatal = rejected.code != FUNCTION_CONFLICT;
+        self.event(WorkerEvent::Rejected {
+            code: rejected.code,
+            function_id: rejected.function_id,
+            fatal,
+        });
+        if fatal {
+            self.stop_control(
+                Some(CloseCode::NORMAL),
+                "registration rejected",
+                CallOutcome::Rejected,
+            );
+        }
+    }
+}
