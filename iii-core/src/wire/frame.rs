@@ -90,7 +90,7 @@ impl Message {
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Message::Text(text) if text.len() <= 200 => write!(f, "Text({text:?})"),
+            Message::Text(text) if text.len() <= 600 => write!(f, "Text({text:?})"),
             Message::Text(text) => write!(f, "Text(<{} bytes>)", text.len()),
             Message::Binary(bytes) => write!(f, "Binary(<{} bytes>)", bytes.len()),
         }
