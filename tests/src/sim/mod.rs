@@ -316,6 +316,72 @@ impl Sim {
         end
     }
 
+    /// Opens an end on worker `w` that the script drives itself with `write_all`,
+    /// `send_text` and `close_end` (a reader end also gets a keeping sink).
+    pub fn open_end(&mut self, w: usize, channel_ref: ChannelRef) -> EndId {
+        let now = self.now;
+        let reading = channel_ref.direction == iii_core::channel::Direction::Read;
+        let end = self.workers[w].core.open_channel(now, channel_ref);
+        if reading {
+            let mut sink = Sink::new(0);
+            sink.keep = true;
+            self.workers[w].sinks.insert(end, sink);
+            self.workers[w]
+                .core
+                .channel_start_reading(now, end)
+                .unwrap_or_else(|e| panic!("start reading: {e}"));
+        }
+        self.settle();
+        end
+    }
+
+    /// Writes all of `data` to writer `end` of worker `w`, running the simulation while
+    /// the send window is full.
+    pub fn write_all(&mut self, w: usize, end: EndId, data: &[u8]) {
+        let mut rest = Bytes::copy_from_slice(data);
+        while !rest.is_empty() {
+            let now = self.now;
+            match self.workers[w].core.channel_write(now, end, rest.clone()) {
+                Ok(accepted) => {
+                    let _ = rest.split_to(accepted);
+                    self.settle();
+                }
+                Err(iii_core::worker::WriteError::Blocked(_)) => {
+                    assert!(self.step(), "blocked writer with nothing pending");
+                }
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+    }
+
+    /// Sends a text message on writer `end` of worker `w`.
+    pub fn send_text(&mut self, w: usize, end: EndId, text: &str) {
+        loop {
+            let now = self.now;
+            match self.workers[w]
+                .core
+                .channel_send_text(now, end, text.to_owned().into())
+            {
+                Ok(()) => break,
+                Err(iii_core::worker::WriteError::Blocked(_)) => {
+                    assert!(self.step(), "blocked writer with nothing pending");
+                }
+                Err(e) => panic!("send_text: {e}"),
+            }
+        }
+        self.settle();
+    }
+
+    /// Closes writer `end` of worker `w` cleanly.
+    pub fn close_end(&mut self, w: usize, end: EndId) {
+        let now = self.now;
+        self.workers[w]
+            .core
+            .channel_close(now, end)
+            .unwrap_or_else(|e| panic!("close: {e}"));
+        self.settle();
+    }
+
     /// The sink of reader `end` on worker `w`.
     pub fn sink(&self, w: usize, end: EndId) -> &Sink {
         &self.workers[w].sinks[&end]
