@@ -92,6 +92,8 @@ pub struct Sink {
     pub mismatch: Option<u64>,
     /// How the end ended, once it did.
     pub ended: Option<EndOutcome>,
+    /// The first text whose claimed offset (`t@N`) disagreed: `(claimed, actual)`.
+    pub order_violation: Option<(u64, u64)>,
 }
 
 impl Sink {
@@ -107,6 +109,7 @@ impl Sink {
             bytes: Vec::new(),
             mismatch: None,
             ended: None,
+            order_violation: None,
         }
     }
 
@@ -129,8 +132,14 @@ impl Sink {
         }
     }
 
-    /// Records a text message.
+    /// Records a text message. A text of the form `t@N` claims it was sent after `N`
+    /// stream bytes; a claim that disagrees with what arrived is an order violation.
     pub fn on_text(&mut self, text: &str) {
+        if let Some(offset) = text.strip_prefix("t@").and_then(|n| n.parse::<u64>().ok()) {
+            if offset != self.received && self.order_violation.is_none() {
+                self.order_violation = Some((offset, self.received));
+            }
+        }
         self.unconsumed += text.len() as u64;
         self.pieces.push(Piece::Text(text.to_owned()));
     }

@@ -1,0 +1,313 @@
+//! Arbitrary operation sequences over a simulated engine and three workers, with the
+//! invariants checked after every operation. Used by the proptest suite and by the
+//! `sim_ops` fuzz target.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use iii_core::channel::{ChannelRef, ChannelRefs};
+use iii_core::wire::control::to_payload;
+use iii_core::worker::{CallOutcome, EndId, EndOutcome};
+use iii_core::{CloseCode, InvocationId};
+
+use crate::sim::apps::{pattern, Sink};
+use crate::sim::{Sim, SimConfig};
+
+/// Number of simulated workers.
+pub const WORKERS: usize = 3;
+
+/// Which key an attach presents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyChoice {
+    /// The ref's own key (a second use of it is a reuse).
+    Right,
+    /// A random key.
+    Wrong,
+    /// The other direction's key.
+    OtherDirection,
+}
+
+/// One operation. Indexes are taken modulo what exists, so every value is valid.
+#[derive(Debug, Clone)]
+#[allow(missing_docs)] // the fields are the operation's arguments, named plainly
+pub enum Op {
+    /// Worker `from` calls function `f{target}` (served by worker `target`).
+    Invoke { from: u8, target: u8, timeout_ms: u16 },
+    /// Worker `worker` answers its `index`-th waiting invocation.
+    Complete { worker: u8, index: u8, ok: bool },
+    /// Worker `by` creates a channel.
+    CreateChannel { by: u8, buffer: Option<u8> },
+    /// Worker `worker` opens an end of channel `channel`.
+    Attach { worker: u8, channel: u8, read: bool, key: KeyChoice },
+    /// An open writer writes `len` bytes.
+    Write { end: u8, len: u16 },
+    /// An open writer sends a text message.
+    SendText { end: u8 },
+    /// An open reader starts consuming slowly.
+    ReadSlowly { end: u8 },
+    /// An open writer closes cleanly.
+    Close { end: u8 },
+    /// An open writer aborts.
+    Abort { end: u8 },
+    /// One of a worker's connections drops.
+    Disconnect { worker: u8, which: u8 },
+    /// Virtual time passes.
+    Advance { ms: u16 },
+    /// The simulation takes `n` steps.
+    Steps { n: u8 },
+}
+
+struct Channel {
+    refs: ChannelRefs,
+    key: u64,
+    writer_used: bool,
+    reader_used: bool,
+}
+
+struct End {
+    worker: usize,
+    id: EndId,
+    writer: bool,
+    /// Opened with a key that must never pair.
+    bad: bool,
+    key: u64,
+    written: u64,
+    closed: bool,
+}
+
+/// The system under test plus what the operations did.
+pub struct Harness {
+    /// The simulation.
+    pub sim: Sim,
+    channels: Vec<Channel>,
+    ends: Vec<End>,
+    calls: Vec<(usize, InvocationId)>,
+}
+
+impl Harness {
+    /// Three connected workers, each serving `f{i}` by hand.
+    pub fn new(seed: u64) -> Self {
+        let mut config = SimConfig {
+            seed,
+            ..SimConfig::default()
+        };
+        config.engine.channel_attach_timeout = Duration::from_secs(5);
+        config.engine.channel_buffer_bytes = 256 * 1024;
+        config.engine.max_channel_message_bytes = 64 * 1024;
+        config.worker.writer_window_bytes = 128 * 1024;
+        config.worker.reader_window_bytes = 128 * 1024;
+        let mut sim = Sim::new(config);
+        let workers = sim.connected_workers(WORKERS);
+        for w in workers {
+            sim.register(w, &format!("f{w}"));
+        }
+        Self {
+            sim,
+            channels: Vec::new(),
+            ends: Vec::new(),
+            calls: Vec::new(),
+        }
+    }
+
+    /// Applies one operation, then checks the invariants.
+    pub fn apply(&mut self, op: &Op) {
+        let now = self.sim.now;
+        match *op {
+            Op::Invoke { from, target, timeout_ms } => {
+                let from = usize::from(from) % WORKERS;
+                let target = usize::from(target) % WORKERS;
+                if self.sim.workers[from].dead {
+                    return;
+                }
+                let timeout = Duration::from_millis(u64::from(timeout_ms % 3000) + 1);
+                let data = to_payload(&serde_json::json!({"from": from}));
+                if let Ok(id) = self.sim.workers[from].core.invoke(now, &format!("f{target}"), data, Some(timeout)) {
+                    self.calls.push((from, id));
+                }
+            }
+            Op::Complete { worker, index, ok } => {
+                let w = usize::from(worker) % WORKERS;
+                let invoked = &mut self.sim.workers[w].invoked;
+                if invoked.is_empty() {
+                    return;
+                }
+                let call = invoked.remove(usize::from(index) % invoked.len());
+                let result = if ok {
+                    Ok(Some(to_payload(&call.data)))
+                } else {
+                    Err(iii_core::wire::ErrorBody::new("invocation_failed", "op"))
+                };
+                // The call may be gone (the connection dropped): that is an error, not a panic.
+                let _ = self.sim.workers[w].core.complete(now, call.id, result);
+            }
+            Op::CreateChannel { by, buffer } => {
+                let w = usize::from(by) % WORKERS;
+                if self.sim.workers[w].dead || !self.sim.workers[w].core.is_connected() {
+                    return;
+                }
+                let Ok(id) = self.sim.workers[w].core.create_channel(now, buffer.map(usize::from)) else {
+                    return;
+                };
+                self.sim.settle();
+                if let CallOutcome::Ok(Some(payload)) = self.sim.outcome(w, id) {
+                    if let Ok(refs) = serde_json::from_str::<ChannelRefs>(payload.get()) {
+                        let key = 1000 + self.channels.len() as u64;
+                        self.channels.push(Channel { refs, key, writer_used: false, reader_used: false });
+                    }
+                }
+            }
+            Op::Attach { worker, channel, read, key } => self.attach(worker, channel, read, key),
+            Op::Write { end, len } => {
+                let Some(index) = self.open_writer(end) else { return };
+                let e = &self.ends[index];
+                let data: Bytes = pattern(e.key, e.written, usize::from(len) * 4);
+                let accepted = self.sim.workers[e.worker].core.channel_write(now, e.id, data);
+                if let Ok(n) = accepted {
+                    self.ends[index].written += n as u64;
+                }
+            }
+            Op::SendText { end } => {
+                let Some(index) = self.open_writer(end) else { return };
+                let e = &self.ends[index];
+                let text = format!("t@{}", e.written);
+                let _ = self.sim.workers[e.worker].core.channel_send_text(now, e.id, text.into());
+            }
+            Op::ReadSlowly { end } => {
+                if self.ends.is_empty() {
+                    return;
+                }
+                let e = &self.ends[usize::from(end) % self.ends.len()];
+                if let Some(sink) = self.sim.workers[e.worker].sinks.get_mut(&e.id) {
+                    sink.rate = Some(16 * 1024);
+                }
+            }
+            Op::Close { end } => {
+                let Some(index) = self.open_writer(end) else { return };
+                let e = &mut self.ends[index];
+                e.closed = true;
+                let _ = self.sim.workers[e.worker].core.channel_close(now, e.id);
+            }
+            Op::Abort { end } => {
+                let Some(index) = self.open_writer(end) else { return };
+                let e = &mut self.ends[index];
+                e.closed = true;
+                let _ = self.sim.workers[e.worker].core.channel_abort(now, e.id, CloseCode::INTERNAL);
+            }
+            Op::Disconnect { worker, which } => {
+                let w = usize::from(worker) % WORKERS;
+                let conns = self.sim.worker_conns(w);
+                if !conns.is_empty() {
+                    self.sim.cut(w, conns[usize::from(which) % conns.len()]);
+                }
+            }
+            Op::Advance { ms } => self.sim.advance(Duration::from_millis(u64::from(ms))),
+            Op::Steps { n } => {
+                for _ in 0..n {
+                    if !self.sim.step() {
+                        break;
+                    }
+                }
+            }
+        }
+        self.sim.settle();
+        self.check();
+    }
+
+    fn open_writer(&self, end: u8) -> Option<usize> {
+        let writers: Vec<usize> = (0..self.ends.len())
+            .filter(|i| self.ends[*i].writer && !self.ends[*i].closed)
+            .collect();
+        if writers.is_empty() {
+            return None;
+        }
+        Some(writers[usize::from(end) % writers.len()])
+    }
+
+    fn attach(&mut self, worker: u8, channel: u8, read: bool, choice: KeyChoice) {
+        if self.channels.is_empty() {
+            return;
+        }
+        let w = usize::from(worker) % WORKERS;
+        if self.sim.workers[w].dead {
+            return;
+        }
+        let index = usize::from(channel) % self.channels.len();
+        let c = &mut self.channels[index];
+        let (own, other) = if read {
+            (&c.refs.reader, &c.refs.writer)
+        } else {
+            (&c.refs.writer, &c.refs.reader)
+        };
+        let mut channel_ref: ChannelRef = own.clone();
+        let used = if read { &mut c.reader_used } else { &mut c.writer_used };
+        let bad = match choice {
+            KeyChoice::Right => std::mem::replace(used, true),
+            KeyChoice::Wrong => {
+                channel_ref.access_key = format!("{:064x}", c.key * 7919);
+                true
+            }
+            KeyChoice::OtherDirection => {
+                channel_ref.access_key = other.access_key.clone();
+                true
+            }
+        };
+        let key = if bad { c.key + 1_000_000 } else { c.key };
+        let now = self.sim.now;
+        let id = self.sim.workers[w].core.open_channel(now, channel_ref);
+        if read {
+            self.sim.workers[w].sinks.insert(id, Sink::new(c.key));
+            let _ = self.sim.workers[w].core.channel_start_reading(now, id);
+        }
+        self.ends.push(End { worker: w, id, writer: !read, bad, key, written: 0, closed: false });
+    }
+
+    /// The invariants that hold after every operation.
+    pub fn check(&self) {
+        for end in &self.ends {
+            let worker = &self.sim.workers[end.worker];
+            let Some(sink) = worker.sinks.get(&end.id) else { continue };
+            assert_eq!(sink.mismatch, None, "reader bytes are not a prefix of the writer's");
+            assert_eq!(sink.order_violation, None, "text and binary out of order");
+            if end.bad {
+                assert!(sink.pieces.is_empty(), "a bad key paired and received data");
+                if let Some(outcome) = &sink.ended {
+                    assert!(matches!(outcome, EndOutcome::Refused { .. }), "bad key ended {outcome:?}");
+                }
+            }
+        }
+    }
+
+    /// Lets everything finish, then checks the end-state invariants: every call ended
+    /// exactly once, and every reader whose writer closed cleanly got all of it.
+    pub fn finish(&mut self) {
+        self.sim.run_until_idle(2_000_000);
+        self.check();
+        for (w, id) in &self.calls {
+            if !self.sim.workers[*w].dead {
+                assert!(self.sim.workers[*w].outcomes.contains_key(id), "call {id} never ended");
+            }
+        }
+        for reader in self.ends.iter().filter(|e| !e.writer && !e.bad) {
+            let Some(sink) = self.sim.workers[reader.worker].sinks.get(&reader.id) else { continue };
+            if sink.ended == Some(EndOutcome::Clean) {
+                let written: u64 = self
+                    .ends
+                    .iter()
+                    .filter(|e| e.writer && !e.bad && e.key == reader.key)
+                    .map(|e| e.written)
+                    .sum();
+                assert_eq!(sink.received, written, "a clean end delivered everything");
+            }
+        }
+        let stats = self.sim.engine.stats();
+        assert_eq!(stats.channel_buffered_bytes, 0, "{stats:?}");
+        if std::env::var_os("III_OPS_STATS").is_some() {
+            let received: u64 = self.sim.workers.iter().flat_map(|w| w.sinks.values()).map(|s| s.received).sum();
+            let clean = self.sim.workers.iter().flat_map(|w| w.sinks.values()).filter(|s| s.ended == Some(EndOutcome::Clean)).count();
+            let refused = self.sim.workers.iter().flat_map(|w| w.sinks.values()).filter(|s| matches!(s.ended, Some(EndOutcome::Refused{..}))).count();
+            let outcomes: usize = self.sim.workers.iter().map(|w| w.outcomes.len()).sum();
+            eprintln!("channels={} ends={} received={received} clean={clean} refused={refused} calls={} outcomes={outcomes} steps={}",
+                self.channels.len(), self.ends.len(), self.calls.len(), self.sim.steps);
+        }
+    }
+}
