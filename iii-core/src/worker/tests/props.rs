@@ -47,7 +47,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u64..40_000).prop_map(Op::Timeout),
         2 => (0u64..40_000).prop_map(Op::Invoke),
         1 => any::<u8>().prop_map(Op::Complete),
-        1 => any::<bool>().prop_map(Op::OpenChannel),
+        2 => any::<bool>().prop_map(Op::OpenChannel),
         2 => (any::<usize>(), 0usize..200_000).prop_map(|(e, n)| Op::Write(e, n)),
         1 => (any::<usize>(), 0usize..100).prop_map(|(e, n)| Op::Text(e, n)),
         1 => any::<usize>().prop_map(Op::Close),
@@ -107,7 +107,7 @@ impl Model {
                 WorkerOutput::Transmit { conn, message } => {
                     prop_assert!(!self.dead.contains(&conn), "transmit on dead {conn}");
                     if let Message::Binary(bytes) = &message {
-                        prop_assert!(bytes.len() <= crate::chunk::MAX_CHUNK);
+                        prop_assert!(bytes.len() <= 16 * 1024, "oversized frame");
                     }
                     let n = self.in_flight.entry(conn).or_default();
                     *n += 1;
@@ -141,6 +141,7 @@ proptest! {
         let credit = 4;
         let config = WorkerConfig {
             send_credit: credit,
+            chunk_size: 16 * 1024,
             writer_window_bytes: 150_000,
             reader_window_bytes: 1_000,
             max_offline_queue_bytes: 4_096,
