@@ -321,3 +321,17 @@ fn unknown_and_released_ends_are_errors() {
         Err(ReadError::UnknownEnd(end))
     );
 }
+
+#[test]
+fn reader_data_before_connected_report_is_delivered() {
+    let (mut worker, t0, _) = connected(WorkerConfig::default());
+    let end = worker.open_channel(t0, channel_ref(Direction::Read));
+    worker.channel_start_reading(t0, end).expect("starts");
+    let conn = connect_conn(&drain(&mut worker));
+    worker.handle_message(t0, conn, Message::Binary(Bytes::from_static(b"early")));
+    worker.handle_connected(t0, conn);
+    assert!(matches!(
+        events(drain(&mut worker)).as_slice(),
+        [WorkerEvent::ChannelData { data, .. }] if data.as_ref() == b"early"
+    ));
+}

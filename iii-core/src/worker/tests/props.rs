@@ -184,6 +184,7 @@ proptest! {
                 }
                 Op::ConnectFailed(c, status) => {
                     if let Some(conn) = pick(&model.conns, c) {
+                        model.dead.insert(conn);
                         worker.handle_connect_failed(now, conn, status);
                     }
                 }
@@ -269,6 +270,9 @@ proptest! {
                 Op::Shutdown => worker.shutdown(now),
             }
             model.absorb(&mut worker, credit)?;
+            if let Some(next) = worker.poll_timeout() {
+                prop_assert!(next >= now, "deadline {next:?} before {now:?}");
+            }
         }
     }
 }

@@ -361,3 +361,67 @@ fn shutdown_closes_everything_without_reconnect() {
     assert!(drain(&mut worker).is_empty());
     assert_eq!(worker.poll_timeout(), None);
 }
+
+#[test]
+fn same_seed_same_inputs_same_outputs() {
+    let run = || {
+        let t0 = base();
+        let mut worker = Worker::new(WorkerConfig::default(), SEED, t0).expect("valid");
+        let mut log = Vec::new();
+        let mut conn = connect_conn(&drain(&mut worker));
+        for step in 0..4u64 {
+            worker.handle_connect_failed(t0, conn, None);
+            let trigger = TriggerSpec {
+                trigger_type: "cron".into(),
+                function_id: "f".into(),
+                config: null_payload(),
+                metadata: None,
+            };
+            log.push(worker.register_trigger(t0, trigger).expect("ok"));
+            let id = worker
+                .invoke(t0, "f", null_payload(), None)
+                .expect("queued");
+            log.push(id.to_string());
+            let out = drain(&mut worker);
+            log.push(format!("{:?}", worker.poll_timeout().map(|at| at - t0)));
+            log.push(format!("{step}: {}", out.len()));
+            worker.handle_timeout(t0 + secs(100));
+            conn = connect_conn(&drain(&mut worker));
+        }
+        log
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn offline_changes_are_replayed_not_sent() {
+    let t0 = base();
+    let mut worker = Worker::new(WorkerConfig::default(), SEED, t0).expect("valid");
+    let conn = connect_conn(&drain(&mut worker));
+    worker.register_function(t0, function("a")).expect("ok");
+    worker.register_function(t0, function("b")).expect("ok");
+    worker.unregister_function(t0, "a").expect("ok");
+    worker
+        .invoke_void(t0, "log", null_payload())
+        .expect("queued");
+    assert!(drain(&mut worker).is_empty());
+    worker.handle_connected(t0, conn);
+    assert!(worker.is_connected());
+    let sent = sent_json(&drain(&mut worker), conn);
+    let summary: Vec<(&str, &str)> = sent
+        .iter()
+        .map(|m| {
+            let kind = m["type"].as_str().unwrap_or("");
+            let id = m["id"].as_str().or(m["function_id"].as_str()).unwrap_or("");
+            (kind, id)
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("invokefunction", "engine::workers::register"),
+            ("registerfunction", "b"),
+            ("invokefunction", "log"),
+        ]
+    );
+}
