@@ -321,9 +321,15 @@ impl Worker {
         let Some(state) = self.ends.get_mut(&end) else {
             return;
         };
-        if state.is_writer() || state.state != EndState::Open(conn) {
+        if state.is_writer() {
             // The engine never sends on a writer's connection; ignore it.
             return;
+        }
+        match state.state {
+            EndState::Open(open) if open == conn => {}
+            // A message before `handle_connected` proves the connection is open.
+            EndState::Connecting(pending) if pending == conn => state.state = EndState::Open(conn),
+            _ => return,
         }
         state.used = state.used.saturating_add(message.len());
         let pause = !state.paused && state.used >= window;
