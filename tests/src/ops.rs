@@ -32,13 +32,24 @@ pub enum KeyChoice {
 #[allow(missing_docs)] // the fields are the operation's arguments, named plainly
 pub enum Op {
     /// Worker `from` calls function `f{target}` (served by worker `target`).
-    Invoke { from: u8, target: u8, timeout_ms: u16 },
+    Invoke {
+        from: u8,
+        target: u8,
+        timeout_ms: u16,
+    },
     /// Worker `worker` answers its `index`-th waiting invocation.
     Complete { worker: u8, index: u8, ok: bool },
     /// Worker `by` creates a channel.
     CreateChannel { by: u8, buffer: Option<u8> },
+    /// Worker `by` creates a channel; `writer` and `reader` open its two ends.
+    OpenPair { by: u8, writer: u8, reader: u8 },
     /// Worker `worker` opens an end of channel `channel`.
-    Attach { worker: u8, channel: u8, read: bool, key: KeyChoice },
+    Attach {
+        worker: u8,
+        channel: u8,
+        read: bool,
+        key: KeyChoice,
+    },
     /// An open writer writes `len` bytes.
     Write { end: u8, len: u16 },
     /// An open writer sends a text message.
@@ -67,12 +78,15 @@ struct Channel {
 struct End {
     worker: usize,
     id: EndId,
+    channel: usize,
     writer: bool,
-    /// Opened with a key that must never pair.
+    /// Opened with a key that must never pair (wrong, or the other direction's).
     bad: bool,
     key: u64,
     written: u64,
     closed: bool,
+    /// The end tried to connect (writers connect on first use, readers at once).
+    touched: bool,
 }
 
 /// The system under test plus what the operations did.
@@ -91,9 +105,15 @@ impl Harness {
             seed,
             ..SimConfig::default()
         };
-        config.engine.channel_attach_timeout = Duration::from_secs(5);
+        config.engine.channel_attach_timeout = Duration::from_secs(20);
         config.engine.channel_buffer_bytes = 256 * 1024;
         config.engine.max_channel_message_bytes = 64 * 1024;
+        // Little credit, so the relay really queues and its ordering is exercised.
+        config.engine.send_credit = 2;
+        config.worker.send_credit = 2;
+        // Small, finite socket buffers: backlogs form and backpressure propagates.
+        config.shape.window = 16 * 1024;
+        config.shape.rate = Some(32 << 20);
         config.worker.writer_window_bytes = 128 * 1024;
         config.worker.reader_window_bytes = 128 * 1024;
         let mut sim = Sim::new(config);
@@ -113,7 +133,11 @@ impl Harness {
     pub fn apply(&mut self, op: &Op) {
         let now = self.sim.now;
         match *op {
-            Op::Invoke { from, target, timeout_ms } => {
+            Op::Invoke {
+                from,
+                target,
+                timeout_ms,
+            } => {
                 let from = usize::from(from) % WORKERS;
                 let target = usize::from(target) % WORKERS;
                 if self.sim.workers[from].dead {
@@ -121,7 +145,12 @@ impl Harness {
                 }
                 let timeout = Duration::from_millis(u64::from(timeout_ms % 3000) + 1);
                 let data = to_payload(&serde_json::json!({"from": from}));
-                if let Ok(id) = self.sim.workers[from].core.invoke(now, &format!("f{target}"), data, Some(timeout)) {
+                if let Ok(id) = self.sim.workers[from].core.invoke(
+                    now,
+                    &format!("f{target}"),
+                    data,
+                    Some(timeout),
+                ) {
                     self.calls.push((from, id));
                 }
             }
@@ -145,32 +174,63 @@ impl Harness {
                 if self.sim.workers[w].dead || !self.sim.workers[w].core.is_connected() {
                     return;
                 }
-                let Ok(id) = self.sim.workers[w].core.create_channel(now, buffer.map(usize::from)) else {
+                let Ok(id) = self.sim.workers[w]
+                    .core
+                    .create_channel(now, buffer.map(usize::from))
+                else {
                     return;
                 };
                 self.sim.settle();
                 if let CallOutcome::Ok(Some(payload)) = self.sim.outcome(w, id) {
                     if let Ok(refs) = serde_json::from_str::<ChannelRefs>(payload.get()) {
                         let key = 1000 + self.channels.len() as u64;
-                        self.channels.push(Channel { refs, key, writer_used: false, reader_used: false });
+                        self.channels.push(Channel {
+                            refs,
+                            key,
+                            writer_used: false,
+                            reader_used: false,
+                        });
                     }
                 }
             }
-            Op::Attach { worker, channel, read, key } => self.attach(worker, channel, read, key),
+            Op::OpenPair { by, writer, reader } => {
+                let before = self.channels.len();
+                self.apply(&Op::CreateChannel { by, buffer: None });
+                if self.channels.len() > before {
+                    self.attach(writer, 0, false, KeyChoice::Right);
+                    self.attach(reader, 0, true, KeyChoice::Right);
+                }
+            }
+            Op::Attach {
+                worker,
+                channel,
+                read,
+                key,
+            } => self.attach(worker, channel, read, key),
             Op::Write { end, len } => {
-                let Some(index) = self.open_writer(end) else { return };
+                let Some(index) = self.open_writer(end) else {
+                    return;
+                };
+                self.ends[index].touched = true;
                 let e = &self.ends[index];
                 let data: Bytes = pattern(e.key, e.written, usize::from(len) * 4);
-                let accepted = self.sim.workers[e.worker].core.channel_write(now, e.id, data);
+                let accepted = self.sim.workers[e.worker]
+                    .core
+                    .channel_write(now, e.id, data);
                 if let Ok(n) = accepted {
                     self.ends[index].written += n as u64;
                 }
             }
             Op::SendText { end } => {
-                let Some(index) = self.open_writer(end) else { return };
+                let Some(index) = self.open_writer(end) else {
+                    return;
+                };
+                self.ends[index].touched = true;
                 let e = &self.ends[index];
                 let text = format!("t@{}", e.written);
-                let _ = self.sim.workers[e.worker].core.channel_send_text(now, e.id, text.into());
+                let _ = self.sim.workers[e.worker]
+                    .core
+                    .channel_send_text(now, e.id, text.into());
             }
             Op::ReadSlowly { end } => {
                 if self.ends.is_empty() {
@@ -182,16 +242,25 @@ impl Harness {
                 }
             }
             Op::Close { end } => {
-                let Some(index) = self.open_writer(end) else { return };
+                let Some(index) = self.open_writer(end) else {
+                    return;
+                };
                 let e = &mut self.ends[index];
                 e.closed = true;
+                e.touched = true;
                 let _ = self.sim.workers[e.worker].core.channel_close(now, e.id);
             }
             Op::Abort { end } => {
-                let Some(index) = self.open_writer(end) else { return };
+                let Some(index) = self.open_writer(end) else {
+                    return;
+                };
                 let e = &mut self.ends[index];
                 e.closed = true;
-                let _ = self.sim.workers[e.worker].core.channel_abort(now, e.id, CloseCode::INTERNAL);
+                e.touched = true;
+                let _ =
+                    self.sim.workers[e.worker]
+                        .core
+                        .channel_abort(now, e.id, CloseCode::INTERNAL);
             }
             Op::Disconnect { worker, which } => {
                 let w = usize::from(worker) % WORKERS;
@@ -231,7 +300,8 @@ impl Harness {
         if self.sim.workers[w].dead {
             return;
         }
-        let index = usize::from(channel) % self.channels.len();
+        // One of the two newest channels, so that ends meet often enough to move data.
+        let index = self.channels.len() - 1 - usize::from(channel) % self.channels.len().min(2);
         let c = &mut self.channels[index];
         let (own, other) = if read {
             (&c.refs.reader, &c.refs.writer)
@@ -239,9 +309,18 @@ impl Harness {
             (&c.refs.writer, &c.refs.reader)
         };
         let mut channel_ref: ChannelRef = own.clone();
-        let used = if read { &mut c.reader_used } else { &mut c.writer_used };
+        let used = if read {
+            &mut c.reader_used
+        } else {
+            &mut c.writer_used
+        };
         let bad = match choice {
-            KeyChoice::Right => std::mem::replace(used, true),
+            // A ref used twice is fine to present: whichever connects first wins the end,
+            // and the other is refused (checked in `finish`).
+            KeyChoice::Right => {
+                *used = true;
+                false
+            }
             KeyChoice::Wrong => {
                 channel_ref.access_key = format!("{:064x}", c.key * 7919);
                 true
@@ -258,23 +337,56 @@ impl Harness {
             self.sim.workers[w].sinks.insert(id, Sink::new(c.key));
             let _ = self.sim.workers[w].core.channel_start_reading(now, id);
         }
-        self.ends.push(End { worker: w, id, writer: !read, bad, key, written: 0, closed: false });
+        self.ends.push(End {
+            worker: w,
+            id,
+            channel: index,
+            writer: !read,
+            bad,
+            key,
+            written: 0,
+            closed: false,
+            touched: read,
+        });
     }
 
     /// The invariants that hold after every operation.
     pub fn check(&self) {
         for end in &self.ends {
             let worker = &self.sim.workers[end.worker];
-            let Some(sink) = worker.sinks.get(&end.id) else { continue };
-            assert_eq!(sink.mismatch, None, "reader bytes are not a prefix of the writer's");
+            let Some(sink) = worker.sinks.get(&end.id) else {
+                continue;
+            };
+            assert_eq!(
+                sink.mismatch, None,
+                "reader bytes are not a prefix of the writer's"
+            );
             assert_eq!(sink.order_violation, None, "text and binary out of order");
             if end.bad {
                 assert!(sink.pieces.is_empty(), "a bad key paired and received data");
                 if let Some(outcome) = &sink.ended {
-                    assert!(matches!(outcome, EndOutcome::Refused { .. }), "bad key ended {outcome:?}");
+                    assert!(
+                        matches!(outcome, EndOutcome::Refused { .. }),
+                        "bad key ended {outcome:?}"
+                    );
                 }
             }
         }
+    }
+
+    fn outcome(&self, end: &End) -> Option<EndOutcome> {
+        let worker = &self.sim.workers[end.worker];
+        let sink = worker.sinks.get(&end.id).and_then(|s| s.ended.clone());
+        sink.or_else(|| {
+            worker.events.iter().rev().find_map(|event| match event {
+                iii_core::worker::WorkerEvent::ChannelEnded { end: id, outcome }
+                    if *id == end.id =>
+                {
+                    Some(outcome.clone())
+                }
+                _ => None,
+            })
+        })
     }
 
     /// Lets everything finish, then checks the end-state invariants: every call ended
@@ -284,27 +396,68 @@ impl Harness {
         self.check();
         for (w, id) in &self.calls {
             if !self.sim.workers[*w].dead {
-                assert!(self.sim.workers[*w].outcomes.contains_key(id), "call {id} never ended");
+                assert!(
+                    self.sim.workers[*w].outcomes.contains_key(id),
+                    "call {id} never ended"
+                );
             }
         }
-        for reader in self.ends.iter().filter(|e| !e.writer && !e.bad) {
-            let Some(sink) = self.sim.workers[reader.worker].sinks.get(&reader.id) else { continue };
-            if sink.ended == Some(EndOutcome::Clean) {
-                let written: u64 = self
+        // Per channel and direction, at most one end ever pairs.
+        for channel in 0..self.channels.len() {
+            for writer in [false, true] {
+                let paired: Vec<&End> = self
                     .ends
                     .iter()
-                    .filter(|e| e.writer && !e.bad && e.key == reader.key)
-                    .map(|e| e.written)
-                    .sum();
-                assert_eq!(sink.received, written, "a clean end delivered everything");
+                    .filter(|e| e.channel == channel && e.writer == writer && !e.bad && e.touched)
+                    .filter(|e| !matches!(self.outcome(e), Some(EndOutcome::Refused { .. })))
+                    .collect();
+                assert!(
+                    paired.len() <= 1,
+                    "{} ends paired on one side of a channel",
+                    paired.len()
+                );
             }
+        }
+        // A reader that ended cleanly received exactly what its writer wrote.
+        for reader in self.ends.iter().filter(|e| !e.writer && !e.bad) {
+            if self.outcome(reader) != Some(EndOutcome::Clean) {
+                continue;
+            }
+            let received = self.sim.workers[reader.worker].sinks[&reader.id].received;
+            let writer = self.ends.iter().find(|e| {
+                e.writer
+                    && !e.bad
+                    && e.touched
+                    && e.channel == reader.channel
+                    && !matches!(self.outcome(e), Some(EndOutcome::Refused { .. }))
+            });
+            let written = writer.map_or(0, |w| w.written);
+            assert_eq!(received, written, "a clean end delivered everything");
         }
         let stats = self.sim.engine.stats();
         assert_eq!(stats.channel_buffered_bytes, 0, "{stats:?}");
         if std::env::var_os("III_OPS_STATS").is_some() {
-            let received: u64 = self.sim.workers.iter().flat_map(|w| w.sinks.values()).map(|s| s.received).sum();
-            let clean = self.sim.workers.iter().flat_map(|w| w.sinks.values()).filter(|s| s.ended == Some(EndOutcome::Clean)).count();
-            let refused = self.sim.workers.iter().flat_map(|w| w.sinks.values()).filter(|s| matches!(s.ended, Some(EndOutcome::Refused{..}))).count();
+            let received: u64 = self
+                .sim
+                .workers
+                .iter()
+                .flat_map(|w| w.sinks.values())
+                .map(|s| s.received)
+                .sum();
+            let clean = self
+                .sim
+                .workers
+                .iter()
+                .flat_map(|w| w.sinks.values())
+                .filter(|s| s.ended == Some(EndOutcome::Clean))
+                .count();
+            let refused = self
+                .sim
+                .workers
+                .iter()
+                .flat_map(|w| w.sinks.values())
+                .filter(|s| matches!(s.ended, Some(EndOutcome::Refused { .. })))
+                .count();
             let outcomes: usize = self.sim.workers.iter().map(|w| w.outcomes.len()).sum();
             eprintln!("channels={} ends={} received={received} clean={clean} refused={refused} calls={} outcomes={outcomes} steps={}",
                 self.channels.len(), self.ends.len(), self.calls.len(), self.sim.steps);

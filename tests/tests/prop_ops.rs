@@ -17,7 +17,9 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(worker, index, ok)| Op::Complete { worker, index, ok }),
         2 => (any::<u8>(), proptest::option::of(0u8..8))
             .prop_map(|(by, buffer)| Op::CreateChannel { by, buffer }),
-        4 => (any::<u8>(), any::<u8>(), any::<bool>(), key)
+        3 => (any::<u8>(), any::<u8>(), any::<u8>())
+            .prop_map(|(by, writer, reader)| Op::OpenPair { by, writer, reader }),
+        3 => (any::<u8>(), any::<u8>(), any::<bool>(), key)
             .prop_map(|(worker, channel, read, key)| Op::Attach { worker, channel, read, key }),
         6 => (any::<u8>(), 1u16..20_000).prop_map(|(end, len)| Op::Write { end, len }),
         2 => any::<u8>().prop_map(|end| Op::SendText { end }),
@@ -36,7 +38,7 @@ proptest! {
     #[test]
     fn invariants_hold_under_arbitrary_interleavings(
         seed in any::<u64>(),
-        ops in proptest::collection::vec(op(), 1..80),
+        ops in proptest::collection::vec(op(), 10..120),
     ) {
         let mut harness = Harness::new(seed);
         for op in &ops {

@@ -9,7 +9,9 @@ use iii_tests::Sim;
 fn a_256_mib_transfer_to_a_slow_reader_stays_within_the_buffer_limit() {
     const TOTAL: u64 = 256 << 20;
     let mut sim = Sim::with_seed(256);
-    let [writer_w, reader_w] = sim.connected_workers(2)[..] else { unreachable!() };
+    let [writer_w, reader_w] = sim.connected_workers(2)[..] else {
+        unreachable!()
+    };
     // Writer's link: 1 GiB/s. Reader's link: 100× slower.
     sim.workers[writer_w].shape.0.rate = Some(1 << 30);
     sim.workers[reader_w].shape.1.rate = Some((1 << 30) / 100);
@@ -24,13 +26,19 @@ fn a_256_mib_transfer_to_a_slow_reader_stays_within_the_buffer_limit() {
         assert!(sim.step(), "stalled");
         let buffered = sim.engine.stats().channel_buffered_bytes;
         peak_total = peak_total.max(buffered);
-        assert!(buffered <= limit, "engine buffers {buffered} bytes, over {limit}");
+        assert!(
+            buffered <= limit,
+            "engine buffers {buffered} bytes, over {limit}"
+        );
     }
     let sink = sim.sink(reader_w, reader);
     assert_eq!(sink.ended, Some(EndOutcome::Clean));
     assert_eq!(sink.received, TOTAL);
     assert_eq!(sink.mismatch, None);
-    assert!(peak_total > limit / 2, "the buffer was actually used ({peak_total} bytes)");
+    assert!(
+        peak_total > limit / 2,
+        "the buffer was actually used ({peak_total} bytes)"
+    );
     let secs = sim.elapsed().as_secs_f64();
     // The reader's link carries ~10.7 MB/s: the transfer takes it ~25 virtual seconds.
     assert!((24.0..30.0).contains(&secs), "{secs} virtual seconds");

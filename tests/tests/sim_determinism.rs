@@ -6,9 +6,13 @@ use serde_json::json;
 
 fn scenario(seed: u64) -> (String, u64, u64) {
     let mut sim = Sim::with_seed(seed);
-    let [a, b, c] = sim.connected_workers(3)[..] else { unreachable!() };
+    let [a, b, c] = sim.connected_workers(3)[..] else {
+        unreachable!()
+    };
     sim.serve(b, "echo", Ok);
-    let calls: Vec<_> = (0..20).map(|i| sim.invoke(a, "echo", json!({"i": i}))).collect();
+    let calls: Vec<_> = (0..20)
+        .map(|i| sim.invoke(a, "echo", json!({"i": i})))
+        .collect();
     let refs = sim.create_channel(a, Some(4));
     let mut source = Source::new(seed, 3_000_000, 40_000);
     source.texts = vec![(1_000_000, "mid".into())];
