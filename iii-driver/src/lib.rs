@@ -1,0 +1,20 @@
+//! The runtime-agnostic half of the iii adapters.
+//!
+//! [`iii_core`] decides everything; this crate moves WebSocket messages between sockets
+//! and a core machine that one task owns, for both roles:
+//!
+//! * [`engine`]: accepts TCP connections, answers the HTTP upgrade (refusing bad channel
+//!   URLs with 400/404 and missing tokens with 401 **before** upgrading), and runs the
+//!   engine task that feeds the core and executes its outputs.
+//! * [`worker`]: the worker SDK: connect, reconnect, functions as async closures,
+//!   `trigger`, and channel readers/writers with flow control.
+//!
+//! The runtime adapters (`iii-tokio`, `iii-smol`) implement [`Runtime`] (spawn, timer,
+//! TCP) and re-export this API with the runtime's own I/O traits.
+
+#![forbid(unsafe_code)]
+
+mod conn;
+pub mod runtime;
+
+pub use runtime::{BoxFuture, Runtime};

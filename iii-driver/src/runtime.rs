@@ -1,0 +1,52 @@
+//! What the driver needs from an async runtime: spawning, a timer and TCP.
+//!
+//! `iii-tokio` and `iii-smol` each implement [`Runtime`] in a few lines; everything
+//! else (the engine server, the worker SDK, the connection pump) is written once here.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::time::Instant;
+
+use futures_io::{AsyncRead, AsyncWrite};
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The runtime services the driver uses.
+pub trait Runtime: Clone + Send + Sync + 'static {
+    /// A connected TCP stream, speaking the `futures-io` traits.
+    type Tcp: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// Runs `future` to completion in the background.
+    fn spawn(&self, future: BoxFuture<'static, ()>);
+
+    /// Completes at `deadline`.
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()>;
+
+    /// Opens a TCP connection to `host:port` with `TCP_NODELAY` set.
+    fn connect(&self, host: String, port: u16) -> BoxFuture<'static, io::Result<Self::Tcp>>;
+}
+
+/// Reads the clock. The one place the driver takes the time: the core never does.
+pub fn now() -> Instant {
+    Instant::now()
+}
+
+/// A 32-byte seed from the operating system for a core machine's CSPRNG.
+pub fn os_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    if getrandom::fill(&mut seed).is_err() {
+        // No OS randomness at all: fall back to time-derived bits rather than fail.
+        // Keys minted from this are weaker; the failure is logged.
+        tracing::error!("OS randomness unavailable; seeding from the clock");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        for (i, byte) in seed.iter_mut().enumerate() {
+            *byte = (nanos >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(151);
+        }
+    }
+    seed
+}
