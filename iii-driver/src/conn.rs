@@ -28,10 +28,10 @@ use crate::runtime::Runtime;
 
 /// Messages a connection may read ahead of the core: the most the adapter holds for a
 /// paused connection.
-pub const READ_AHEAD: usize = 4;
+pub(crate) const READ_AHEAD: usize = 4;
 
 /// How long a connection waits for the peer's reply to our Close before dropping it.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// What the machine's task sends to a connection.
 #[derive(Debug)]
@@ -183,13 +183,6 @@ impl Conns {
         })
     }
 
-    /// True while `conn` has held messages or is paused.
-    pub(crate) fn is_blocked(&self, conn: ConnId) -> bool {
-        self.slots
-            .get(&conn)
-            .is_some_and(|s| s.paused || !s.held.is_empty())
-    }
-
     /// Forgets `conn`.
     pub(crate) fn remove(&mut self, conn: ConnId) {
         self.slots.remove(&conn);
@@ -309,27 +302,29 @@ pub(crate) async fn pump<R, S, In>(
         }
     };
 
-    let close = {
+    {
         let reader = std::pin::pin!(reader);
         let writer = std::pin::pin!(writer);
         match future::select(reader, writer).await {
             Either::Left((close, writer)) => {
-                // The peer closed or vanished; the writer may still be mid-flush: give it a
-                // short grace, then drop the socket.
+                // The peer closed or vanished: tell the core now. It drops this
+                // connection's queue, which lets the writer finish what was queued before
+                // (tungstenite also answers the peer's Close there); bounded by a grace.
+                report(ConnEvent::Closed(conn, close));
                 let grace = rt.sleep_until(crate::runtime::now() + CLOSE_GRACE);
                 let _ = future::select(writer, grace).await;
-                close
             }
             Either::Right(((), reader)) => {
-                // We closed (or the core dropped us): wait for the peer's Close reply, briefly.
+                // We closed (or the core dropped us): wait for the peer's Close reply,
+                // briefly, then report.
                 let grace = rt.sleep_until(crate::runtime::now() + CLOSE_GRACE);
-                match future::select(reader, grace).await {
+                let close = match future::select(reader, grace).await {
                     Either::Left((close, _)) => close,
                     Either::Right(_) => PeerClose::Lost,
-                }
+                };
+                report(ConnEvent::Closed(conn, close));
             }
         }
-    };
+    }
     let _ = SinkExt::close(&mut sink).await;
-    report(ConnEvent::Closed(conn, close));
 }

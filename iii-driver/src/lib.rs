@@ -15,6 +15,8 @@
 #![forbid(unsafe_code)]
 
 mod conn;
+pub mod engine;
+mod handshake;
 pub mod runtime;
 
 pub use runtime::{BoxFuture, Runtime};

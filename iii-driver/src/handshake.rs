@@ -1,0 +1,168 @@
+//! The server side of the WebSocket upgrade, by hand, so that the engine can refuse a
+//! request with the right HTTP status *before* upgrading it.
+
+use async_tungstenite::tungstenite::handshake::derive_accept_key;
+use futures_io::{AsyncRead, AsyncWrite};
+use futures_util::{AsyncReadExt, AsyncWriteExt};
+
+/// What the engine needs from an upgrade request.
+#[derive(Debug)]
+pub(crate) struct UpgradeRequest {
+    /// Path and query.
+    pub(crate) target: String,
+    /// The `Authorization` header, if any.
+    pub(crate) authorization: Option<String>,
+    /// `Sec-WebSocket-Key`.
+    key: String,
+    /// Bytes read past the request head (a client that did not wait for the 101).
+    pub(crate) leftover: Vec<u8>,
+}
+
+/// A request that cannot be upgraded, with the status to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) status: u16,
+    pub(crate) reason: &'static str,
+    pub(crate) body: &'static str,
+}
+
+impl Refusal {
+    const fn new(status: u16, reason: &'static str, body: &'static str) -> Self {
+        Self {
+            status,
+            reason,
+            body,
+        }
+    }
+}
+
+const HEAD_TOO_LARGE: Refusal = Refusal::new(
+    431,
+    "Request Header Fields Too Large",
+    "request head too large",
+);
+const MALFORMED: Refusal = Refusal::new(400, "Bad Request", "malformed HTTP request");
+const NOT_GET: Refusal = Refusal::new(405, "Method Not Allowed", "WebSocket upgrades use GET");
+const NOT_UPGRADE: Refusal = Refusal::new(426, "Upgrade Required", "WebSocket upgrade required");
+const BAD_VERSION: Refusal = Refusal::new(426, "Upgrade Required", "WebSocket version 13 required");
+
+/// Why reading a request head ended without a request.
+#[derive(Debug)]
+pub(crate) enum HeadError {
+    /// The peer went away or the socket failed: answer nothing.
+    Io,
+    /// Answer with this refusal.
+    Refuse(Refusal),
+}
+
+fn header_has_token(value: &[u8], token: &str) -> bool {
+    std::str::from_utf8(value).is_ok_and(|v| {
+        v.split(',')
+            .any(|part| part.trim().eq_ignore_ascii_case(token))
+    })
+}
+
+/// Reads and validates an upgrade request head of at most `max_head` bytes.
+pub(crate) async fn read_request<S>(
+    stream: &mut S,
+    max_head: usize,
+) -> Result<UpgradeRequest, HeadError>
+where
+    S: AsyncRead + Unpin,
+{
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = stream.read(&mut chunk).await.map_err(|_| HeadError::Io)?;
+        if n == 0 {
+            return Err(HeadError::Io);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) => return validate(&request, buf[len..].to_vec()),
+            Ok(httparse::Status::Partial) if buf.len() < max_head => continue,
+            Ok(httparse::Status::Partial) => return Err(HeadError::Refuse(HEAD_TOO_LARGE)),
+            Err(httparse::Error::TooManyHeaders) => return Err(HeadError::Refuse(HEAD_TOO_LARGE)),
+            Err(_) => return Err(HeadError::Refuse(MALFORMED)),
+        }
+    }
+}
+
+fn validate(
+    request: &httparse::Request<'_, '_>,
+    leftover: Vec<u8>,
+) -> Result<UpgradeRequest, HeadError> {
+    let refuse = |r| Err(HeadError::Refuse(r));
+    if request.method != Some("GET") {
+        return refuse(NOT_GET);
+    }
+    let target = request.path.unwrap_or("/").to_owned();
+    let header = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
+    let upgrade = header("upgrade").is_some_and(|v| header_has_token(v, "websocket"));
+    let connection = header("connection").is_some_and(|v| header_has_token(v, "upgrade"));
+    if !upgrade || !connection {
+        return refuse(NOT_UPGRADE);
+    }
+    if header("sec-websocket-version") != Some(b"13".as_slice()) {
+        return refuse(BAD_VERSION);
+    }
+    let Some(key) = header("sec-websocket-key").and_then(|v| std::str::from_utf8(v).ok()) else {
+        return refuse(MALFORMED);
+    };
+    let authorization = header("authorization")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_owned);
+    Ok(UpgradeRequest {
+        target,
+        authorization,
+        key: key.trim().to_owned(),
+        leftover,
+    })
+}
+
+/// Answers with `refusal` (plain text) and ends the exchange.
+pub(crate) async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, refusal: Refusal) {
+    let response = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n{}",
+        refusal.status,
+        refusal.reason,
+        refusal.body.len(),
+        if refusal.status == 426 { "Sec-WebSocket-Version: 13\r\n" } else { "" },
+        refusal.body
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.flush().await;
+    let _ = stream.close().await;
+}
+
+/// Answers `101 Switching Protocols` for `request`.
+pub(crate) async fn switch<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    request: &UpgradeRequest,
+) -> std::io::Result<()> {
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\nx-iii-capabilities: tcp-nodelay\r\n\r\n",
+        derive_accept_key(request.key.as_bytes())
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.flush().await
+}
+
+/// The refusal for a core routing decision.
+pub(crate) fn refusal_for(rejection: iii_core::upgrade::Rejection) -> Refusal {
+    use iii_core::upgrade::Rejection;
+    match rejection {
+        Rejection::BadRequest => Refusal::new(400, "Bad Request", "Bad Request"),
+        Rejection::Unauthorized => Refusal::new(401, "Unauthorized", "Unauthorized"),
+        Rejection::NotFound => Refusal::new(404, "Not Found", "Channel not found"),
+        Rejection::Overloaded => Refusal::new(503, "Service Unavailable", "Service Unavailable"),
+    }
+}

@@ -1,0 +1,102 @@
+//! `iii-engine`: an iii engine on one port. Starts with no configuration on
+//! 127.0.0.1:49134; every limit is a flag (see `--help`).
+
+use std::time::Duration;
+
+use clap::Parser;
+use iii_tokio::engine::{EngineServer, EngineSettings, DEFAULT_ADDR};
+use tracing_subscriber::EnvFilter;
+
+/// An iii engine: workers connect at ws://ADDR/, channel ends at ws://ADDR/ws/channels/….
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "III_ENGINE_ADDR", default_value = DEFAULT_ADDR)]
+    addr: String,
+    /// Require `Authorization: Bearer <TOKEN>` on worker control connections (401 otherwise).
+    #[arg(long, env = "III_ENGINE_TOKEN")]
+    token: Option<String>,
+    /// Largest control message from a worker, in bytes (1009 beyond).
+    #[arg(long, default_value_t = 64 << 20)]
+    max_control_message_bytes: usize,
+    /// Control messages queued for one slow worker, in bytes, before it is closed (1008).
+    #[arg(long, default_value_t = 64 << 20)]
+    max_control_queue_bytes: usize,
+    /// Messages in flight per connection before the engine waits for the socket.
+    #[arg(long, default_value_t = 32)]
+    send_credit: usize,
+    /// Channel buffer in messages when a channel is created without `buffer_size`.
+    #[arg(long, default_value_t = 64)]
+    default_channel_buffer: usize,
+    /// Largest channel `buffer_size` (larger requests are clamped).
+    #[arg(long, default_value_t = 1024)]
+    max_channel_buffer: usize,
+    /// Bytes one channel may hold; its writer is paused before exceeding it.
+    #[arg(long, default_value_t = 4 << 20)]
+    channel_buffer_bytes: usize,
+    /// Largest single channel message, in bytes (writer 1009, reader 1011 beyond).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_channel_message_bytes: usize,
+    /// Seconds a channel waits for an end that never attaches before it expires.
+    #[arg(long, default_value_t = 300)]
+    channel_attach_timeout_secs: u64,
+    /// Channels that may exist at once.
+    #[arg(long, default_value_t = 100_000)]
+    max_channels: usize,
+    /// Connections that may exist at once (503 beyond).
+    #[arg(long, default_value_t = 100_000)]
+    max_connections: usize,
+    /// Milliseconds a new TCP connection has to send its upgrade request.
+    #[arg(long, default_value_t = 10_000)]
+    handshake_timeout_ms: u64,
+}
+
+impl Args {
+    fn settings(&self) -> EngineSettings {
+        let mut settings = EngineSettings::default();
+        let core = &mut settings.core;
+        core.max_control_message_bytes = self.max_control_message_bytes;
+        core.max_control_queue_bytes = self.max_control_queue_bytes;
+        core.send_credit = self.send_credit;
+        core.default_channel_buffer = self.default_channel_buffer;
+        core.max_channel_buffer = self.max_channel_buffer;
+        core.channel_buffer_bytes = self.channel_buffer_bytes;
+        core.max_channel_message_bytes = self.max_channel_message_bytes;
+        core.channel_attach_timeout = Duration::from_secs(self.channel_attach_timeout_secs);
+        core.max_channels = self.max_channels;
+        core.max_connections = self.max_connections;
+        core.auth_token = self.token.clone().filter(|t| !t.trim().is_empty());
+        settings.handshake_timeout = Duration::from_millis(self.handshake_timeout_ms);
+        settings
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let settings = args.settings();
+    if let Err(error) = settings.core.validate() {
+        tracing::error!(%error, "invalid settings");
+        return std::process::ExitCode::from(2);
+    }
+    let server = match EngineServer::bind(&args.addr, settings).await {
+        Ok(server) => server,
+        Err(error) => {
+            tracing::error!(addr = %args.addr, %error, "cannot listen");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(url = %server.url(), "iii engine ready; Ctrl-C to stop");
+    if let Err(error) = tokio::signal::ctrl_c().await {
+        tracing::error!(%error, "cannot wait for Ctrl-C");
+    }
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    std::process::ExitCode::SUCCESS
+}

@@ -1,0 +1,191 @@
+//! The engine server over real loopback sockets, driven by raw WebSocket clients.
+
+use std::time::Duration;
+
+use async_tungstenite::tokio::connect_async;
+use async_tungstenite::tungstenite::client::IntoClientRequest;
+use async_tungstenite::tungstenite::{Error as WsError, Message};
+use futures_util::{SinkExt, StreamExt};
+use iii_tokio::engine::{EngineServer, EngineSettings};
+use serde_json::{json, Value};
+
+async fn engine(settings: EngineSettings) -> EngineServer {
+    EngineServer::bind("127.0.0.1:0", settings)
+        .await
+        .expect("bind")
+}
+
+async fn next_json<S>(ws: &mut S) -> Value
+where
+    S: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("timely")
+        {
+            Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).expect("json"),
+            Some(Ok(_)) => continue,
+            other => panic!("connection ended: {other:?}"),
+        }
+    }
+}
+
+fn status_of(result: Result<impl std::fmt::Debug, WsError>) -> u16 {
+    match result {
+        Err(WsError::Http(response)) => response.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {other:?}"),
+    }
+}
+
+fn end_url(server: &EngineServer, r: &Value) -> String {
+    format!(
+        "{}/ws/channels/{}?key={}&dir={}",
+        server.url(),
+        r["channel_id"].as_str().unwrap_or(""),
+        r["access_key"].as_str().unwrap_or(""),
+        r["direction"].as_str().unwrap_or("")
+    )
+}
+
+async fn create_channel<S>(control: &mut S) -> Value
+where
+    S: futures_util::Stream<Item = Result<Message, WsError>>
+        + futures_util::Sink<Message, Error = WsError>
+        + Unpin,
+{
+    let call = json!({"type": "invokefunction", "invocation_id": "6f1c2a3e-6c9d-4f7a-9b1e-0d2c3b4a5f60",
+        "function_id": "engine::channels::create", "data": {}});
+    control
+        .send(Message::text(call.to_string()))
+        .await
+        .expect("send");
+    next_json(control).await["result"].clone()
+}
+
+#[tokio::test]
+async fn control_connection_is_greeted_and_answers_ping() {
+    let server = engine(EngineSettings::default()).await;
+    let (mut ws, response) = connect_async(server.url()).await.expect("connect");
+    assert_eq!(response.status().as_u16(), 101);
+    let hello = next_json(&mut ws).await;
+    assert_eq!(hello["type"], "workerregistered");
+    ws.send(Message::text(r#"{"type":"ping"}"#))
+        .await
+        .expect("send");
+    assert_eq!(next_json(&mut ws).await, json!({"type": "pong"}));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_urls_are_refused_before_the_upgrade() {
+    let server = engine(EngineSettings::default()).await;
+    let base = server.url();
+    assert_eq!(status_of(connect_async(format!("{base}/nope")).await), 404);
+    assert_eq!(
+        status_of(connect_async(format!("{base}/ws/channels/x?key=k")).await),
+        400
+    );
+    assert_eq!(
+        status_of(connect_async(format!("{base}/ws/channels/x?key=k&dir=sideways")).await),
+        400
+    );
+    assert_eq!(
+        status_of(connect_async(format!("{base}/ws/channels/x?key=k&dir=read")).await),
+        404
+    );
+    assert!(connect_async(format!("{base}/otel")).await.is_ok());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_token_is_required_when_configured() {
+    let mut settings = EngineSettings::default();
+    settings.core.auth_token = Some("s3cret".into());
+    let server = engine(settings).await;
+    assert_eq!(status_of(connect_async(server.url()).await), 401);
+    let mut request = server.url().into_client_request().expect("request");
+    request
+        .headers_mut()
+        .insert("Authorization", "Bearer s3cret".parse().expect("header"));
+    assert!(connect_async(request).await.is_ok());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_channel_relays_in_order_and_ends_cleanly() {
+    let server = engine(EngineSettings::default()).await;
+    let (mut control, _) = connect_async(server.url()).await.expect("connect");
+    next_json(&mut control).await;
+    let refs = create_channel(&mut control).await;
+    let (mut writer, _) = connect_async(end_url(&server, &refs["writer"]))
+        .await
+        .expect("writer");
+    let payload: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    for chunk in payload.chunks(64 * 1024) {
+        writer
+            .send(Message::binary(chunk.to_vec()))
+            .await
+            .expect("write");
+    }
+    writer.send(Message::text("done")).await.expect("text");
+    // The writer closes before the reader even exists: data and end are kept.
+    writer.close(None).await.expect("close");
+    let (mut reader, _) = connect_async(end_url(&server, &refs["reader"]))
+        .await
+        .expect("reader");
+    let mut received = Vec::new();
+    let mut texts = Vec::new();
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), reader.next())
+            .await
+            .expect("timely")
+        {
+            Some(Ok(Message::Binary(bytes))) => received.extend_from_slice(&bytes),
+            Some(Ok(Message::Text(text))) => texts.push((received.len(), text.to_string())),
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(received, payload);
+    assert_eq!(texts, vec![(payload.len(), "done".to_owned())]);
+    assert!(close.is_none(), "clean end: a Close without a code");
+    // The spent ref is refused.
+    assert_eq!(
+        status_of(connect_async(end_url(&server, &refs["reader"])).await),
+        404
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_writer_that_vanishes_fails_the_reader_with_1011() {
+    let server = engine(EngineSettings::default()).await;
+    let (mut control, _) = connect_async(server.url()).await.expect("connect");
+    next_json(&mut control).await;
+    let refs = create_channel(&mut control).await;
+    let (mut reader, _) = connect_async(end_url(&server, &refs["reader"]))
+        .await
+        .expect("reader");
+    let (mut writer, _) = connect_async(end_url(&server, &refs["writer"]))
+        .await
+        .expect("writer");
+    writer
+        .send(Message::binary(vec![1u8; 1000]))
+        .await
+        .expect("write");
+    drop(writer); // no Close frame
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), reader.next())
+            .await
+            .expect("timely")
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(1011));
+    server.shutdown().await;
+}
