@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 /// An iii engine: workers connect at ws://ADDR/, channel ends at ws://ADDR/ws/channels/….
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Address to listen on.
     #[arg(long, env = "III_ENGINE_ADDR", default_value = DEFAULT_ADDR)]
