@@ -18,5 +18,6 @@ mod conn;
 pub mod engine;
 mod handshake;
 pub mod runtime;
+pub mod server;
 
 pub use runtime::{BoxFuture, Runtime};

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Instant;
 
@@ -24,8 +25,23 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// Completes at `deadline`.
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()>;
 
+    /// A bound TCP listener.
+    type Listener: Send + Sync + 'static;
+
     /// Opens a TCP connection to `host:port` with `TCP_NODELAY` set.
     fn connect(&self, host: String, port: u16) -> BoxFuture<'static, io::Result<Self::Tcp>>;
+
+    /// Binds a listener on `addr` (`host:port`; port 0 picks a free port).
+    fn bind(&self, addr: String) -> BoxFuture<'static, io::Result<Self::Listener>>;
+
+    /// The address `listener` is bound to.
+    fn local_addr(&self, listener: &Self::Listener) -> io::Result<SocketAddr>;
+
+    /// Accepts the next connection on `listener`, with `TCP_NODELAY` set.
+    fn accept<'a>(
+        &self,
+        listener: &'a Self::Listener,
+    ) -> BoxFuture<'a, io::Result<(Self::Tcp, SocketAddr)>>;
 }
 
 /// Reads the clock. The one place the driver takes the time: the core never does.

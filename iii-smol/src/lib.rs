@@ -1,1 +1,12 @@
-//! Placeholder: the smol adapter is built in its own issue.
+//! The iii engine and worker on smol.
+//!
+//! The same API as `iii-tokio`, over smol's sockets, timers and executor. Everything that
+//! decides anything lives in `iii-core`; the loops that drive it live in `iii-driver`.
+
+#![forbid(unsafe_code)]
+
+pub mod engine;
+pub mod runtime;
+
+pub use engine::{bind, EngineServer, EngineSettings};
+pub use runtime::Smol;

@@ -13,5 +13,5 @@
 pub mod engine;
 pub mod runtime;
 
-pub use engine::{EngineServer, EngineSettings};
+pub use engine::{bind, EngineServer, EngineSettings};
 pub use runtime::Tokio;

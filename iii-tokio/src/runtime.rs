@@ -1,11 +1,12 @@
 //! [`Runtime`] for tokio.
 
 use std::io;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use async_tungstenite::tokio::TokioAdapter;
 use iii_driver::{BoxFuture, Runtime};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
 /// The tokio runtime, as the driver sees it. Must be used from inside a tokio runtime.
 #[derive(Debug, Clone, Copy, Default)]
@@ -13,6 +14,7 @@ pub struct Tokio;
 
 impl Runtime for Tokio {
     type Tcp = TokioAdapter<TcpStream>;
+    type Listener = TcpListener;
 
     fn spawn(&self, future: BoxFuture<'static, ()>) {
         tokio::spawn(future);
@@ -27,6 +29,25 @@ impl Runtime for Tokio {
             let stream = TcpStream::connect((host.as_str(), port)).await?;
             stream.set_nodelay(true)?;
             Ok(TokioAdapter::new(stream))
+        })
+    }
+
+    fn bind(&self, addr: String) -> BoxFuture<'static, io::Result<TcpListener>> {
+        Box::pin(async move { TcpListener::bind(addr).await })
+    }
+
+    fn local_addr(&self, listener: &TcpListener) -> io::Result<SocketAddr> {
+        listener.local_addr()
+    }
+
+    fn accept<'a>(
+        &self,
+        listener: &'a TcpListener,
+    ) -> BoxFuture<'a, io::Result<(Self::Tcp, SocketAddr)>> {
+        Box::pin(async move {
+            let (stream, peer) = listener.accept().await?;
+            stream.set_nodelay(true)?;
+            Ok((TokioAdapter::new(stream), peer))
         })
     }
 }

@@ -6,13 +6,11 @@ use async_tungstenite::tokio::connect_async;
 use async_tungstenite::tungstenite::client::IntoClientRequest;
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use futures_util::{SinkExt, StreamExt};
-use iii_tokio::engine::{EngineServer, EngineSettings};
+use iii_tokio::engine::{bind, EngineServer, EngineSettings};
 use serde_json::{json, Value};
 
 async fn engine(settings: EngineSettings) -> EngineServer {
-    EngineServer::bind("127.0.0.1:0", settings)
-        .await
-        .expect("bind")
+    bind("127.0.0.1:0", settings).await.expect("bind")
 }
 
 async fn next_json<S>(ws: &mut S) -> Value

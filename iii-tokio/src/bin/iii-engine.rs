@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use iii_tokio::engine::{EngineServer, EngineSettings, DEFAULT_ADDR};
+use iii_tokio::engine::{bind, EngineSettings, DEFAULT_ADDR};
 use tracing_subscriber::EnvFilter;
 
 /// An iii engine: workers connect at ws://ADDR/, channel ends at ws://ADDR/ws/channels/….
@@ -85,7 +85,7 @@ async fn main() -> std::process::ExitCode {
         tracing::error!(%error, "invalid settings");
         return std::process::ExitCode::from(2);
     }
-    let server = match EngineServer::bind(&args.addr, settings).await {
+    let server = match bind(&args.addr, settings).await {
         Ok(server) => server,
         Err(error) => {
             tracing::error!(addr = %args.addr, %error, "cannot listen");

@@ -1,0 +1,15 @@
+//! Running an engine on smol.
+
+use std::io;
+
+pub use iii_core::engine::{EngineConfig, EngineStats};
+pub use iii_driver::engine::{EngineHandle, EngineSettings, EngineStopped};
+pub use iii_driver::server::{EngineServer, DEFAULT_ADDR};
+
+use crate::runtime::Smol;
+
+/// Binds `addr` (`host:port`; port 0 picks a free port) and starts an engine on smol's
+/// global executor.
+pub async fn bind(addr: &str, settings: EngineSettings) -> io::Result<EngineServer> {
+    EngineServer::bind(Smol, addr, settings).await
+}
