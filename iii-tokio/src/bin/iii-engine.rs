@@ -1,5 +1,7 @@
 //! `iii-engine`: an iii engine on one port. Starts with no configuration on
-//! 127.0.0.1:49134; every limit is a flag (see `--help`).
+//! 127.0.0.1:49134; every limit is a flag (see `--help`). Once listening it prints its
+//! URL (`ws://ip:port`) as one line on standard output; logs go to standard error
+//! (`RUST_LOG` sets the level, default `info`).
 
 use std::time::Duration;
 
@@ -75,6 +77,7 @@ impl Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
@@ -92,11 +95,31 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    println!("{}", server.url());
     tracing::info!(url = %server.url(), "iii engine ready; Ctrl-C to stop");
-    if let Err(error) = tokio::signal::ctrl_c().await {
-        tracing::error!(%error, "cannot wait for Ctrl-C");
-    }
+    wait_for_stop_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await;
     std::process::ExitCode::SUCCESS
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+            Err(error) => tracing::warn!(%error, "cannot watch SIGTERM"),
+        }
+    }
+    if let Err(error) = tokio::signal::ctrl_c().await {
+        tracing::error!(%error, "cannot wait for Ctrl-C");
+    }
 }
