@@ -165,34 +165,26 @@ impl Engine {
             return;
         };
         let blank = |ns: &Option<String>| ns.as_deref().is_some_and(|n| n.trim().is_empty());
-        if blank(&msg.namespace) || blank(&msg.trigger_namespace) {
-            let error = ErrorBody::new("INVALID_NAMESPACE", "namespace must not be blank");
-            self.trigger_error(
-                now,
-                conn,
-                &msg.id,
-                &msg.trigger_type,
-                &msg.function_id,
-                error,
-            );
+        let existing_owner = self.triggers.bindings.get(&msg.id).map(|b| b.owner);
+        let refusal = if blank(&msg.namespace) || blank(&msg.trigger_namespace) {
+            Some(ErrorBody::new(
+                "INVALID_NAMESPACE",
+                "namespace must not be blank",
+            ))
+        } else if existing_owner.is_some_and(|owner| owner != conn) {
+            Some(ErrorBody::new(
+                "trigger_registration_failed",
+                "a trigger with this id is registered by another worker",
+            ))
+        } else {
+            None
+        };
+        if let Some(error) = refusal {
+            let (id, trigger_type, function_id) = (&msg.id, &msg.trigger_type, &msg.function_id);
+            self.trigger_error(now, conn, id, trigger_type, function_id, error);
             return;
         }
-        if let Some(existing) = self.triggers.bindings.get(&msg.id) {
-            if existing.owner != conn {
-                let error = ErrorBody::new(
-                    "trigger_registration_failed",
-                    "a trigger with this id is registered by another worker",
-                );
-                self.trigger_error(
-                    now,
-                    conn,
-                    &msg.id,
-                    &msg.trigger_type,
-                    &msg.function_id,
-                    error,
-                );
-                return;
-            }
+        if existing_owner.is_some() {
             self.remove_binding(now, &msg.id);
         }
         let trigger_namespace = msg.trigger_namespace.unwrap_or(session_namespace);
