@@ -96,6 +96,17 @@ struct Slot {
     credit: Arc<ReadCredit>,
     paused: bool,
     held: VecDeque<Message>,
+    /// The peer's close, waiting behind held messages.
+    closed: Option<PeerClose>,
+}
+
+/// Something the core may be fed now, in the order the connection produced it.
+#[derive(Debug)]
+pub(crate) enum Ready {
+    /// A message that was held while its connection was paused.
+    Message(ConnId, Message),
+    /// The connection's end, after all its held messages.
+    Closed(ConnId, PeerClose),
 }
 
 /// The machine task's view of its connections.
@@ -122,6 +133,7 @@ impl Conns {
                 credit: credit.clone(),
                 paused: false,
                 held: VecDeque::new(),
+                closed: None,
             },
         );
         ConnEnds { outbound, credit }
@@ -134,11 +146,34 @@ impl Conns {
         }
     }
 
-    /// Asks `conn` to close with `code` after what is queued.
-    pub(crate) fn close(&mut self, conn: ConnId, code: Option<CloseCode>, reason: &'static str) {
-        if let Some(slot) = self.slots.get(&conn) {
-            let _ = slot.out.unbounded_send(Outbound::Close(code, reason));
+    /// Asks `conn` to close with `code` after what is queued. If the peer already ended
+    /// the connection (its end waiting behind held messages), those messages are moot:
+    /// the end is returned for the core at once.
+    pub(crate) fn close(
+        &mut self,
+        conn: ConnId,
+        code: Option<CloseCode>,
+        reason: &'static str,
+    ) -> Option<PeerClose> {
+        let slot = self.slots.get_mut(&conn)?;
+        if let Some(close) = slot.closed.take() {
+            self.slots.remove(&conn);
+            return Some(close);
         }
+        let _ = slot.out.unbounded_send(Outbound::Close(code, reason));
+        None
+    }
+
+    /// The peer ended `conn`: returns the end if the core may have it now, or keeps it
+    /// behind the connection's held messages (see [`Conns::next_ready`]).
+    pub(crate) fn peer_closed(&mut self, conn: ConnId, close: PeerClose) -> Option<PeerClose> {
+        let slot = self.slots.get_mut(&conn)?;
+        if slot.paused || !slot.held.is_empty() {
+            slot.closed = Some(close);
+            return None;
+        }
+        self.slots.remove(&conn);
+        Some(close)
     }
 
     /// The core paused reading `conn`.
@@ -173,14 +208,19 @@ impl Conns {
         }
     }
 
-    /// A held message of a connection that is no longer paused, if any.
-    pub(crate) fn next_unheld(&mut self) -> Option<(ConnId, Message)> {
-        self.slots.iter_mut().find_map(|(conn, slot)| {
-            if slot.paused {
-                return None;
-            }
-            slot.held.pop_front().map(|message| (*conn, message))
-        })
+    /// The next held message, or held end, of a connection that is no longer paused.
+    pub(crate) fn next_ready(&mut self) -> Option<Ready> {
+        let (conn, slot) = self
+            .slots
+            .iter_mut()
+            .find(|(_, slot)| !slot.paused && (!slot.held.is_empty() || slot.closed.is_some()))?;
+        let conn = *conn;
+        if let Some(message) = slot.held.pop_front() {
+            return Some(Ready::Message(conn, message));
+        }
+        let close = slot.closed.take()?;
+        self.slots.remove(&conn);
+        Some(Ready::Closed(conn, close))
     }
 
     /// Forgets `conn`.

@@ -16,7 +16,7 @@ use iii_core::engine::{
 use iii_core::upgrade::{parse_target, Rejection};
 use iii_core::PeerClose;
 
-use crate::conn::{pump, ConnEnds, ConnEvent, Conns};
+use crate::conn::{pump, ConnEnds, ConnEvent, Conns, Ready};
 use crate::handshake::{read_request, refusal_for, refuse, switch, HeadError};
 use crate::runtime::{now, os_seed, BoxFuture, Runtime};
 
@@ -235,8 +235,9 @@ async fn run<R: Runtime>(rt: R, mut engine: Engine, mut inputs: UnboundedReceive
                 }
                 Input::Conn(ConnEvent::Sent(conn, count)) => engine.handle_sent(now, conn, count),
                 Input::Conn(ConnEvent::Closed(conn, close)) => {
-                    engine.handle_closed(now, conn, close);
-                    conns.remove(conn);
+                    if let Some(close) = conns.peer_closed(conn, close) {
+                        engine.handle_closed(now, conn, close);
+                    }
                 }
                 Input::Stats(reply) => {
                     let _ = reply.send(engine.stats());
@@ -260,24 +261,29 @@ async fn run<R: Runtime>(rt: R, mut engine: Engine, mut inputs: UnboundedReceive
     tracing::debug!(connections = conns.len(), "engine task stopped");
 }
 
-/// Drains the core's outputs into the connections, feeding held messages of resumed
-/// connections as they become admissible.
+/// Drains the core's outputs into the connections, feeding held messages (and then the
+/// held end) of resumed connections as they become admissible.
 fn execute(engine: &mut Engine, conns: &mut Conns, now: Instant) {
     loop {
         while let Some(output) = engine.poll_output() {
             match output {
                 EngineOutput::Transmit { conn, message } => conns.transmit(conn, message),
-                EngineOutput::Close { conn, code, reason } => conns.close(conn, code, reason),
+                EngineOutput::Close { conn, code, reason } => {
+                    if let Some(close) = conns.close(conn, code, reason) {
+                        engine.handle_closed(now, conn, close);
+                    }
+                }
                 EngineOutput::PauseRead { conn } => conns.pause(conn),
                 EngineOutput::ResumeRead { conn } => conns.resume(conn),
                 EngineOutput::Event(event) => log_event(&event),
             }
         }
-        match conns.next_unheld() {
-            Some((conn, message)) => {
+        match conns.next_ready() {
+            Some(Ready::Message(conn, message)) => {
                 engine.handle_message(now, conn, message);
                 conns.consumed(conn);
             }
+            Some(Ready::Closed(conn, close)) => engine.handle_closed(now, conn, close),
             None => return,
         }
     }

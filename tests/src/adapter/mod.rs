@@ -1,0 +1,80 @@
+//! One adapter test suite for every runtime: each scenario is an async function generic
+//! over the worker's [`Runtime`], run against an engine URL. `tests/tests/adapter_*.rs`
+//! run the suite on tokio, on smol, and in mixed pairs.
+
+mod scenarios;
+
+use std::future::Future;
+use std::time::Duration;
+
+use iii_driver::server::EngineServer;
+use iii_driver::worker::{Iii, WorkerOptions};
+use iii_driver::Runtime;
+
+pub use scenarios::*;
+
+/// How long any single wait in the suite may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A runtime the suite can run on.
+pub trait Flavor {
+    /// The runtime workers and engines use.
+    type Rt: Runtime;
+    /// A handle to it.
+    fn rt() -> Self::Rt;
+    /// Runs `future` to completion on this runtime.
+    fn block_on<F: Future>(future: F) -> F::Output;
+}
+
+/// tokio (a 2-thread runtime per test).
+pub struct TokioFlavor;
+
+impl Flavor for TokioFlavor {
+    type Rt = iii_tokio::Tokio;
+    fn rt() -> Self::Rt {
+        iii_tokio::Tokio
+    }
+    fn block_on<F: Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+            .block_on(future)
+    }
+}
+
+/// smol (its global executor).
+pub struct SmolFlavor;
+
+impl Flavor for SmolFlavor {
+    type Rt = iii_smol::Smol;
+    fn rt() -> Self::Rt {
+        iii_smol::Smol
+    }
+    fn block_on<F: Future>(future: F) -> F::Output {
+        smol::block_on(future)
+    }
+}
+
+/// An engine on `rt`, on an ephemeral loopback port.
+pub async fn engine<R: Runtime>(rt: R) -> EngineServer {
+    EngineServer::bind(rt, "127.0.0.1:0", Default::default())
+        .await
+        .expect("bind an engine")
+}
+
+/// A worker on `rt` named `name`, connected to `url`.
+pub async fn worker<R: Runtime>(rt: R, url: &str, name: &str) -> Iii<R> {
+    let iii = Iii::connect(
+        rt,
+        WorkerOptions {
+            url: Some(url.to_owned()),
+            name: Some(name.to_owned()),
+            ..WorkerOptions::default()
+        },
+    )
+    .expect("valid worker options");
+    iii.wait_connected(WAIT).await.expect("worker connected");
+    iii
+}
