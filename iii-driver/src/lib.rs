@@ -16,5 +16,6 @@
 
 mod conn;
 pub mod runtime;
+pub mod worker;
 
 pub use runtime::{BoxFuture, Runtime};
