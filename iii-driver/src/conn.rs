@@ -230,7 +230,8 @@ fn to_ws(message: Message) -> WsMessage {
     }
 }
 
-/// Runs one connection until both directions are done, then reports `Closed` exactly once.
+/// Runs one connection until both directions are done, reporting `Closed` exactly once (as
+/// soon as the peer's side ends, or after our own Close and the peer's reply).
 pub(crate) async fn pump<R, S, In>(
     rt: R,
     ws: WebSocketStream<S>,
@@ -309,27 +310,33 @@ pub(crate) async fn pump<R, S, In>(
         }
     };
 
+    // `Some` when `Closed` is still to be reported.
     let close = {
         let reader = std::pin::pin!(reader);
         let writer = std::pin::pin!(writer);
         match future::select(reader, writer).await {
             Either::Left((close, writer)) => {
-                // The peer closed or vanished; the writer may still be mid-flush: give it a
-                // short grace, then drop the socket.
+                // The peer closed or vanished. Report it now: an idle writer waits for its
+                // outbound queue, which ends only when the machine's task forgets the
+                // connection on `Closed`. A writer still mid-flush gets a short grace, then
+                // the socket is dropped.
+                report(ConnEvent::Closed(conn, close));
                 let grace = rt.sleep_until(crate::runtime::now() + CLOSE_GRACE);
                 let _ = future::select(writer, grace).await;
-                close
+                None
             }
             Either::Right(((), reader)) => {
                 // We closed (or the core dropped us): wait for the peer's Close reply, briefly.
                 let grace = rt.sleep_until(crate::runtime::now() + CLOSE_GRACE);
                 match future::select(reader, grace).await {
-                    Either::Left((close, _)) => close,
-                    Either::Right(_) => PeerClose::Lost,
+                    Either::Left((close, _)) => Some(close),
+                    Either::Right(_) => Some(PeerClose::Lost),
                 }
             }
         }
     };
     let _ = SinkExt::close(&mut sink).await;
-    report(ConnEvent::Closed(conn, close));
+    if let Some(close) = close {
+        report(ConnEvent::Closed(conn, close));
+    }
 }

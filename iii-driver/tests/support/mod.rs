@@ -228,6 +228,8 @@ async fn serve(state: Arc<Mutex<State>>, stream: smol::net::TcpStream) {
                 state.lock().unwrap().incoming(conn, Message::Text(text));
             }
             Some(Ok(WsMessage::Close(frame))) => {
+                // Reading on flushes the Close reply that tungstenite queued.
+                let _ = source.next().await;
                 break PeerClose::Frame {
                     code: frame.as_ref().map(|f| CloseCode(u16::from(f.code))),
                     reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),

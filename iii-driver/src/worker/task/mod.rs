@@ -24,7 +24,7 @@ use iii_core::worker::{
     ConnectTarget, EndId, EndOutcome, FunctionSpec, TriggerSpec, TriggerTypeSpec, Worker,
     WorkerOutput,
 };
-use iii_core::{ConnId, InvocationId, Text};
+use iii_core::{ConnId, InvocationId, PeerClose, Text};
 use serde_json::Value;
 
 mod commands;
@@ -174,6 +174,9 @@ pub(crate) struct Task<R: Runtime> {
     core: Worker,
     conns: Conns,
     dialing: BTreeSet<ConnId>,
+    /// Connections that ended while messages were held for them: their end is reported
+    /// to the core after the held messages.
+    closed_later: BTreeMap<ConnId, PeerClose>,
     dial: DialConfig,
     net_tx: UnboundedSender<Net<R>>,
     shared: Arc<Shared>,
@@ -203,6 +206,7 @@ impl<R: Runtime> Task<R> {
             core,
             conns: Conns::default(),
             dialing: BTreeSet::new(),
+            closed_later: BTreeMap::new(),
             dial,
             net_tx,
             shared,
@@ -328,12 +332,24 @@ impl<R: Runtime> Task<R> {
             while let Some(output) = self.core.poll_output() {
                 self.execute(now, output);
             }
-            match self.conns.next_unheld() {
-                Some((conn, message)) => {
-                    self.core.handle_message(now, conn, message);
-                    self.conns.consumed(conn);
+            if let Some((conn, message)) = self.conns.next_unheld() {
+                self.core.handle_message(now, conn, message);
+                self.conns.consumed(conn);
+                continue;
+            }
+            let unblocked: Vec<ConnId> = self
+                .closed_later
+                .keys()
+                .copied()
+                .filter(|conn| !self.conns.is_blocked(*conn))
+                .collect();
+            if unblocked.is_empty() {
+                return;
+            }
+            for conn in unblocked {
+                if let Some(close) = self.closed_later.remove(&conn) {
+                    self.closed(now, conn, close);
                 }
-                None => return,
             }
         }
     }
@@ -359,7 +375,10 @@ impl<R: Runtime> Task<R> {
             }
             WorkerOutput::Transmit { conn, message } => self.conns.transmit(conn, message),
             WorkerOutput::Close { conn, code, reason } => {
-                if !self.dialing.remove(&conn) {
+                if let Some(close) = self.closed_later.remove(&conn) {
+                    // Already gone; its held messages are moot now.
+                    self.closed(now, conn, close);
+                } else if !self.dialing.remove(&conn) {
                     self.conns.close(conn, code, reason);
                 }
             }
@@ -367,6 +386,11 @@ impl<R: Runtime> Task<R> {
             WorkerOutput::ResumeRead { conn } => self.conns.resume(conn),
             WorkerOutput::Event(event) => self.event(now, event),
         }
+    }
+
+    fn closed(&mut self, now: Instant, conn: ConnId, close: PeerClose) {
+        self.conns.remove(conn);
+        self.core.handle_closed(now, conn, close);
     }
 
     fn net(&mut self, now: Instant, event: Net<R>) {
@@ -379,8 +403,11 @@ impl<R: Runtime> Task<R> {
             }
             Net::Conn(ConnEvent::Sent(conn, count)) => self.core.handle_sent(now, conn, count),
             Net::Conn(ConnEvent::Closed(conn, close)) => {
-                self.conns.remove(conn);
-                self.core.handle_closed(now, conn, close);
+                if self.conns.is_blocked(conn) {
+                    self.closed_later.insert(conn, close);
+                } else {
+                    self.closed(now, conn, close);
+                }
             }
             Net::Dialed(conn, result) => {
                 if !self.dialing.remove(&conn) {
