@@ -28,10 +28,10 @@ use crate::runtime::Runtime;
 
 /// Messages a connection may read ahead of the core: the most the adapter holds for a
 /// paused connection.
-pub const READ_AHEAD: usize = 4;
+pub(crate) const READ_AHEAD: usize = 4;
 
 /// How long a connection waits for the peer's reply to our Close before dropping it.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// What the machine's task sends to a connection.
 #[derive(Debug)]

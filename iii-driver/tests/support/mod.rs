@@ -2,7 +2,12 @@
 //! `iii_core::engine::Engine` behind a mutex (good enough for tests; the real engine
 //! server lives in `iii_driver::engine`).
 
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::result_large_err
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
