@@ -19,5 +19,6 @@ pub mod engine;
 mod handshake;
 pub mod runtime;
 pub mod server;
+pub mod worker;
 
 pub use runtime::{BoxFuture, Runtime};

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args().nth(1);
     let engine = common::engine().await;
     let receiver = common::worker(&engine, "example-file-receiver").await;
@@ -78,9 +78,7 @@ async fn main() -> Result<(), Error> {
         channel.writer.write(&buf[..n]).await?;
     }
     channel.writer.close().await?;
-    let result = receiving
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+    let result = receiving.await??;
     let secs = start.elapsed().as_secs_f64();
     let expected = hex(&hasher.finalize());
     println!(

@@ -5,7 +5,7 @@
 
 mod common;
 
-use iii_tokio::worker::{extract_channel_refs, ChannelReader, Direction, Error};
+use iii_tokio::worker::{extract_channel_refs, ChannelReader, Direction, Error, ErrorBody};
 use serde_json::{json, Value};
 
 #[tokio::main]
@@ -21,7 +21,7 @@ async fn main() -> Result<(), Error> {
             let (_, reader_ref) = extract_channel_refs(&input)
                 .into_iter()
                 .find(|(path, r)| path == "reader" && r.direction == Direction::Read)
-                .ok_or("missing reader channel ref")?;
+                .ok_or_else(|| Error::Remote(ErrorBody::new("invalid_input", "missing reader channel ref")))?;
             let mut reader = ChannelReader::new(&iii, &reader_ref);
             let raw = reader.read_all().await?;
             let records: Vec<Value> = serde_json::from_slice(&raw)?;

@@ -2,7 +2,7 @@
 //!
 //! * [`engine::EngineServer`] serves the iii protocol on a TCP listener; the `iii-engine`
 //!   binary wraps it with a command line.
-//! * The worker SDK (connect, functions, `trigger`, channels) is being added.
+//! * [`worker`]: the worker SDK (connect, functions, `trigger`, channels).
 //!
 //! Everything that decides anything lives in `iii-core`; the loops that drive it live in
 //! `iii-driver` and are shared with `iii-smol`. This crate only supplies tokio's sockets,
@@ -12,6 +12,7 @@
 
 pub mod engine;
 pub mod runtime;
+pub mod worker;
 
 pub use engine::{bind, EngineServer, EngineSettings};
 pub use runtime::Tokio;

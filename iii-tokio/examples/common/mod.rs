@@ -5,12 +5,12 @@ use std::time::Duration;
 use iii_tokio::worker::{connect, Iii, WorkerOptions};
 
 /// The engine the examples use: `III_URL` if set, otherwise one started in-process.
-pub struct Engine {
-    pub url: String,
+pub(crate) struct Engine {
+    pub(crate) url: String,
     _server: Option<iii_tokio::EngineServer>,
 }
 
-pub async fn engine() -> Engine {
+pub(crate) async fn engine() -> Engine {
     match std::env::var("III_URL") {
         Ok(url) if !url.trim().is_empty() => {
             println!("using the engine at {url}");
@@ -30,7 +30,7 @@ pub async fn engine() -> Engine {
 }
 
 /// A worker named `name`, connected to `engine`.
-pub async fn worker(engine: &Engine, name: &str) -> Iii {
+pub(crate) async fn worker(engine: &Engine, name: &str) -> Iii {
     let iii = connect(WorkerOptions {
         url: Some(engine.url.clone()),
         name: Some(name.to_owned()),

@@ -30,22 +30,37 @@ pub async fn invoke_round_trip<R: Runtime>(rt: R, url: &str) {
         })
         .expect("register");
     owner
-        .register_function("math.fail", |_: Value| async move { Err::<Value, _>("boom") })
+        .register_function(
+            "math.fail",
+            |_: Value| async move { Err::<Value, _>("boom") },
+        )
         .expect("register");
     let result = retry_until_registered(&caller, "math.add", json!({"a": 2, "b": 40})).await;
     assert_eq!(result, json!({"sum": 42}));
-    assert_eq!(remote_code(caller.trigger("math.fail", json!({})).await), "invocation_failed");
-    assert_eq!(remote_code(caller.trigger("no.such.function", json!({})).await), "function_not_found");
+    assert_eq!(
+        remote_code(caller.trigger("math.fail", json!({})).await),
+        "invocation_failed"
+    );
+    assert_eq!(
+        remote_code(caller.trigger("no.such.function", json!({})).await),
+        "function_not_found"
+    );
     caller.shutdown().await;
     owner.shutdown().await;
 }
 
 /// Calls `function_id` until the registration has reached the engine.
-async fn retry_until_registered<R: Runtime>(caller: &Iii<R>, function_id: &str, payload: Value) -> Value {
+async fn retry_until_registered<R: Runtime>(
+    caller: &Iii<R>,
+    function_id: &str,
+    payload: Value,
+) -> Value {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         match caller.trigger(function_id, payload.clone()).await {
-            Err(Error::Remote(body)) if body.code == "function_not_found" && std::time::Instant::now() < deadline => {
+            Err(Error::Remote(body))
+                if body.code == "function_not_found" && std::time::Instant::now() < deadline =>
+            {
                 pause(Duration::from_millis(10)).await;
             }
             other => return other.expect("call"),
@@ -71,7 +86,9 @@ pub async fn void_call<R: Runtime>(rt: R, url: &str) {
         })
         .expect("register");
     retry_until_registered(&caller, "log.line", json!({"warmup": true})).await;
-    caller.trigger_void("log.line", json!({"line": "hello"})).expect("void call");
+    caller
+        .trigger_void("log.line", json!({"line": "hello"}))
+        .expect("void call");
     let input = with_timeout(seen).await.expect("handler ran");
     assert!(input["warmup"] == true || input["line"] == "hello");
     caller.shutdown().await;
@@ -117,7 +134,10 @@ async fn retry_until_registered_probe<R: Runtime>(caller: &Iii<R>, function_id: 
         if found {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "{function_id} never registered");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{function_id} never registered"
+        );
         pause(Duration::from_millis(10)).await;
     }
 }
@@ -139,14 +159,22 @@ pub async fn trigger_timeout<R: Runtime>(rt: R, url: &str) {
         .await;
     assert!(matches!(result, Err(Error::Timeout)), "{result:?}");
     let waited = start.elapsed();
-    assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(5), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
     caller.shutdown().await;
     owner.shutdown().await;
 }
 
 /// `size` bytes from a writer on `writer_rt` to a reader on `reader_rt`, in uneven writes
 /// with text messages between them; the reader checks the SHA-256 and the message order.
-pub async fn transfer<RW: Runtime, RR: Runtime>(writer_rt: RW, reader_rt: RR, url: &str, size: usize) {
+pub async fn transfer<RW: Runtime, RR: Runtime>(
+    writer_rt: RW,
+    reader_rt: RR,
+    url: &str,
+    size: usize,
+) {
     let sender = worker(writer_rt, url, "suite-sender").await;
     let receiver = worker(reader_rt, url, "suite-receiver").await;
     let channel = sender.create_channel(None).await.expect("create channel");
@@ -180,7 +208,9 @@ pub async fn transfer<RW: Runtime, RR: Runtime>(writer_rt: RW, reader_rt: RR, ur
         let mut marks = Vec::new();
         while offset < size {
             let len = (*sizes.next().unwrap_or(&1)).min(size - offset);
-            let chunk: Vec<u8> = (offset..offset + len).map(|i| (i * 31 % 251) as u8).collect();
+            let chunk: Vec<u8> = (offset..offset + len)
+                .map(|i| (i * 31 % 251) as u8)
+                .collect();
             hasher.update(&chunk);
             channel.writer.write(&chunk).await.expect("write");
             offset += len;
@@ -217,7 +247,10 @@ pub async fn dropped_writer_fails_the_reader<R: Runtime>(rt: R, url: &str) {
             Err(error) => break Err(error),
         }
     };
-    assert!(outcome.is_err(), "a vanished writer must not look like a clean end ({outcome:?})");
+    assert!(
+        outcome.is_err(),
+        "a vanished writer must not look like a clean end ({outcome:?})"
+    );
     sender.shutdown().await;
     receiver.shutdown().await;
 }
@@ -229,14 +262,23 @@ pub async fn wrong_key_and_reused_ref_are_refused<R: Runtime>(rt: R, url: &str) 
     let mut wrong: ChannelRef = channel.reader_ref.clone();
     wrong.access_key = channel.writer_ref.access_key.clone();
     let mut refused = ChannelReader::new(&iii, &wrong);
-    assert!(with_timeout(refused.next_binary()).await.is_err(), "wrong key refused");
+    assert!(
+        with_timeout(refused.next_binary()).await.is_err(),
+        "wrong key refused"
+    );
     let mut first = ChannelReader::new(&iii, &channel.reader_ref);
     let mut second = ChannelReader::new(&iii, &channel.reader_ref);
     let writer = ChannelWriter::new(&iii, &channel.writer_ref);
     writer.write(b"hello").await.expect("write");
     writer.close().await.expect("close");
-    assert_eq!(with_timeout(first.read_all()).await.expect("first reader"), b"hello");
-    assert!(with_timeout(second.read_all()).await.is_err(), "reused ref refused");
+    assert_eq!(
+        with_timeout(first.read_all()).await.expect("first reader"),
+        b"hello"
+    );
+    assert!(
+        with_timeout(second.read_all()).await.is_err(),
+        "reused ref refused"
+    );
     iii.shutdown().await;
 }
 
@@ -294,15 +336,26 @@ pub async fn sender_to_processor<R: Runtime>(rt: R, url: &str) {
         .expect("register");
     retry_until_registered_probe(&sender, "data.processor").await;
     let channel = sender.create_channel(None).await.expect("create");
-    let records = json!([{"value": 12}, {"value": 100}, {"value": 250}, {"value": 157}, {"value": 2048}]);
-    channel.writer.write(&serde_json::to_vec(&records).expect("json")).await.expect("write");
+    let records =
+        json!([{"value": 12}, {"value": 100}, {"value": 250}, {"value": 157}, {"value": 2048}]);
+    channel
+        .writer
+        .write(&serde_json::to_vec(&records).expect("json"))
+        .await
+        .expect("write");
     channel.writer.close().await.expect("close");
     let stats = sender
-        .trigger("data.processor", json!({"label": "metrics-batch", "reader": channel.reader_ref}))
+        .trigger(
+            "data.processor",
+            json!({"label": "metrics-batch", "reader": channel.reader_ref}),
+        )
         .await
         .expect("processor");
-    assert_eq!(stats, json!({"label": "metrics-batch", "count": 5, "sum": 2567.0,
-        "average": 513.4, "min": 12.0, "max": 2048.0}));
+    assert_eq!(
+        stats,
+        json!({"label": "metrics-batch", "count": 5, "sum": 2567.0,
+        "average": 513.4, "min": 12.0, "max": 2048.0})
+    );
     sender.shutdown().await;
     processor.shutdown().await;
 }
@@ -341,8 +394,14 @@ pub async fn coordinator_and_worker<R: Runtime>(rt: R, url: &str) {
         })
         .expect("register");
     retry_until_registered_probe(&coordinator, "stream.worker").await;
-    let input = coordinator.create_channel(None).await.expect("input channel");
-    let output = coordinator.create_channel(None).await.expect("output channel");
+    let input = coordinator
+        .create_channel(None)
+        .await
+        .expect("input channel");
+    let output = coordinator
+        .create_channel(None)
+        .await
+        .expect("output channel");
     let mut out_reader = output.reader;
     let messages = Arc::new(Mutex::new(Vec::<Value>::new()));
     let sink = messages.clone();
@@ -355,15 +414,24 @@ pub async fn coordinator_and_worker<R: Runtime>(rt: R, url: &str) {
         input.writer.write(chunk).await.expect("write");
     }
     input.writer.close().await.expect("close");
-    let call = coordinator.trigger("stream.worker", json!({"reader": input.reader_ref, "writer": output.writer_ref}));
+    let call = coordinator.trigger(
+        "stream.worker",
+        json!({"reader": input.reader_ref, "writer": output.writer_ref}),
+    );
     let (status, binary) = futures_util::join!(call, out_reader.read_all());
     assert_eq!(status.expect("worker")["status"], "done");
     let result: Value = serde_json::from_slice(&binary.expect("read output")).expect("binary json");
     assert_eq!(result["total"], 15);
-    assert_eq!(result["words"], json!(["The", "quick", "brown", "fox", "jumps"]));
+    assert_eq!(
+        result["words"],
+        json!(["The", "quick", "brown", "fox", "jumps"])
+    );
     let messages = messages.lock().expect("lock").clone();
     assert!(messages.iter().any(|m| m["type"] == "progress"));
-    let complete = messages.iter().find(|m| m["type"] == "complete").expect("complete message");
+    let complete = messages
+        .iter()
+        .find(|m| m["type"] == "complete")
+        .expect("complete message");
     assert_eq!(complete["word_count"], 15);
     coordinator.shutdown().await;
     stream_worker.shutdown().await;

@@ -1,0 +1,170 @@
+//! Dialing: the engine URL and token from options or the environment, the upgrade
+//! request, and the connect-plus-handshake of one WebSocket.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_tungstenite::tungstenite::client::IntoClientRequest;
+use async_tungstenite::tungstenite::handshake::client::Request;
+use async_tungstenite::tungstenite::http::{header, HeaderValue, Uri};
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+use async_tungstenite::tungstenite::Error as WsError;
+use async_tungstenite::WebSocketStream;
+use futures_util::future::{self, Either};
+
+use super::Error;
+use crate::runtime::{self, Runtime};
+
+/// The engine URL when neither the options nor `III_URL` give one.
+pub const DEFAULT_URL: &str = "ws://127.0.0.1:49134";
+
+/// How long a connect plus WebSocket handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The engine URL: the option, else a non-blank `III_URL`, else [`DEFAULT_URL`].
+pub(crate) fn resolve_url(option: Option<&str>, env: Option<&str>) -> String {
+    option
+        .or(env.filter(|url| !url.trim().is_empty()))
+        .unwrap_or(DEFAULT_URL)
+        .trim()
+        .to_owned()
+}
+
+/// The bearer token: the option, else a non-blank `III_TOKEN`. A blank token is none.
+pub(crate) fn resolve_token(option: Option<&str>, env: Option<&str>) -> Option<String> {
+    option
+        .or(env)
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .map(str::to_owned)
+}
+
+/// The worker name: the option, else a non-blank `III_WORKER_NAME`, else `iii-rs:<pid>`
+/// (with `:<n>` appended for the second and later worker of this process, so two
+/// workers of one process do not conflict at the engine).
+pub(crate) fn resolve_name(option: Option<&str>, env: Option<&str>) -> String {
+    static WORKERS: AtomicU64 = AtomicU64::new(0);
+    if let Some(name) = option.or(env).filter(|name| !name.trim().is_empty()) {
+        return name.to_owned();
+    }
+    let pid = std::process::id();
+    match WORKERS.fetch_add(1, Ordering::Relaxed) {
+        0 => format!("iii-rs:{pid}"),
+        n => format!("iii-rs:{pid}:{}", n + 1),
+    }
+}
+
+/// Where one WebSocket goes and how to ask for it.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    /// The host to connect to (IPv6 without brackets).
+    pub(crate) host: String,
+    /// The TCP port.
+    pub(crate) port: u16,
+    /// The upgrade request, with `Authorization` when there is a token.
+    pub(crate) request: Request,
+}
+
+/// Parses a `ws://` URL and builds its upgrade request. `wss://` is refused: this SDK
+/// speaks plain WebSockets only.
+pub(crate) fn endpoint(url: &str, token: Option<&str>) -> Result<Endpoint, Error> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| Error::InvalidOption(format!("bad engine URL {url:?}: {e}")))?;
+    match uri.scheme_str() {
+        Some("ws") => {}
+        Some("wss") => {
+            return Err(Error::InvalidOption(format!(
+                "{url:?}: wss:// is not supported (no TLS); use ws://"
+            )))
+        }
+        _ => {
+            return Err(Error::InvalidOption(format!(
+                "{url:?}: the engine URL must start with ws://"
+            )))
+        }
+    }
+    let host = uri
+        .host()
+        .filter(|host| !host.is_empty())
+        .ok_or_else(|| Error::InvalidOption(format!("{url:?} has no host")))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(80);
+    let mut request = uri
+        .into_client_request()
+        .map_err(|e| Error::InvalidOption(format!("bad engine URL {url:?}: {e}")))?;
+    if let Some(token) = token {
+        let value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| Error::InvalidOption("the token is not a valid header value".into()))?;
+        request.headers_mut().insert(header::AUTHORIZATION, value);
+    }
+    Ok(Endpoint {
+        host,
+        port,
+        request,
+    })
+}
+
+/// The HTTP status of a refused upgrade, if the error is one.
+pub(crate) fn refused_status(error: &WsError) -> Option<u16> {
+    match error {
+        WsError::Http(response) => Some(response.status().as_u16()),
+        _ => None,
+    }
+}
+
+/// The WebSocket settings of every connection of a worker.
+pub(crate) fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(max_message_bytes))
+        .max_frame_size(Some(max_message_bytes))
+}
+
+/// Connects and upgrades, within [`HANDSHAKE_TIMEOUT`]. `Err(status)` carries the HTTP
+/// status of a refused upgrade.
+pub(crate) async fn dial<R: Runtime>(
+    rt: R,
+    url: String,
+    token: Option<String>,
+    config: WebSocketConfig,
+) -> Result<WebSocketStream<R::Tcp>, Option<u16>> {
+    let endpoint = match endpoint(&url, token.as_deref()) {
+        Ok(endpoint) => endpoint,
+        Err(error) => {
+            tracing::warn!(%url, %error, "cannot dial");
+            return Err(None);
+        }
+    };
+    let Endpoint {
+        host,
+        port,
+        request,
+    } = endpoint;
+    let connecting = rt.connect(host, port);
+    let url_for_log = url.clone();
+    let attempt = async move {
+        let url = url_for_log;
+        let tcp = connecting.await.map_err(|error| {
+            tracing::debug!(%url, %error, "TCP connect failed");
+            None
+        })?;
+        async_tungstenite::client_async_with_config(request, tcp, Some(config))
+            .await
+            .map(|(ws, _response)| ws)
+            .map_err(|error| {
+                tracing::debug!(%url, %error, "WebSocket handshake failed");
+                refused_status(&error)
+            })
+    };
+    let deadline = rt.sleep_until(runtime::now() + HANDSHAKE_TIMEOUT);
+    match future::select(std::pin::pin!(attempt), deadline).await {
+        Either::Left((result, _)) => result,
+        Either::Right(((), _)) => {
+            tracing::debug!(%url, "connect timed out");
+            Err(None)
+        }
+    }
+}

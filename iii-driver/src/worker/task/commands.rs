@@ -1,0 +1,152 @@
+//! Commands from the handles.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use iii_core::worker::ReadError;
+use iii_core::CloseCode;
+
+use super::{Command, ReaderItem, Task, Waiter};
+use crate::runtime::Runtime;
+use crate::worker::Error;
+
+impl<R: Runtime> Task<R> {
+    pub(super) fn command(&mut self, now: Instant, command: Command) {
+        match command {
+            Command::WaitConnected(reply) => {
+                if self.stopping.is_some() || self.shared.stopped.load(Ordering::Acquire) {
+                    let _ = reply.send(Err(self.stop_error()));
+                } else if self.registered {
+                    let _ = reply.send(Ok(()));
+                } else {
+                    self.connect_waiters.push(reply);
+                }
+            }
+            Command::RegisterFunction(spec, handler) => {
+                let id = spec.id.clone();
+                match self.core.register_function(now, spec) {
+                    Ok(()) => {
+                        self.handlers.insert(id, handler);
+                    }
+                    Err(error) => tracing::warn!(%error, "register_function refused"),
+                }
+            }
+            Command::UnregisterFunction(id) => {
+                self.handlers.remove(&id);
+                if let Err(error) = self.core.unregister_function(now, &id) {
+                    tracing::warn!(%error, "unregister_function refused");
+                }
+            }
+            Command::RegisterTriggerType(spec, handler) => {
+                let id = spec.id.clone();
+                match self.core.register_trigger_type(now, spec) {
+                    Ok(()) => {
+                        self.trigger_types.insert(id, handler);
+                    }
+                    Err(error) => tracing::warn!(%error, "register_trigger_type refused"),
+                }
+            }
+            Command::UnregisterTriggerType(id) => {
+                self.trigger_types.remove(&id);
+                if let Err(error) = self.core.unregister_trigger_type(now, &id) {
+                    tracing::warn!(%error, "unregister_trigger_type refused");
+                }
+            }
+            Command::RegisterTrigger(spec, reply) => {
+                let result = self.core.register_trigger(now, spec).map_err(Error::from);
+                if let Ok(id) = &result {
+                    self.shared.mirror().triggers.insert(id.clone());
+                }
+                let _ = reply.send(result);
+            }
+            Command::UnregisterTrigger(id) => {
+                if let Err(error) = self.core.unregister_trigger(now, &id) {
+                    tracing::warn!(%error, "unregister_trigger refused");
+                }
+            }
+            Command::Invoke {
+                function_id,
+                data,
+                timeout,
+                reply,
+            } => match self.core.invoke(now, &function_id, data, timeout) {
+                Ok(id) => {
+                    self.calls.insert(id, Waiter::Call(reply));
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(error.into()));
+                }
+            },
+            Command::InvokeVoid { function_id, data } => {
+                if let Err(error) = self.core.invoke_void(now, &function_id, data) {
+                    tracing::warn!(%error, %function_id, "trigger_void refused");
+                }
+            }
+            Command::CreateChannel {
+                buffer_size,
+                writer,
+                reader,
+                items,
+                reply,
+            } => match self.core.create_channel(now, buffer_size) {
+                Ok(id) => {
+                    let waiter = Waiter::Channel {
+                        writer,
+                        reader,
+                        items,
+                        reply,
+                    };
+                    self.calls.insert(id, waiter);
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(error.into()));
+                }
+            },
+            Command::OpenEnd {
+                key,
+                channel_ref,
+                items,
+            } => self.open_end(now, key, channel_ref, items),
+            Command::Writer { key, op } => match self.slots.get_mut(&key) {
+                Some(slot) => {
+                    slot.ops.push_back(op);
+                    self.pump_writer(now, key);
+                }
+                None => op.fail(Error::Closed),
+            },
+            Command::Abort(key) => {
+                if let Some(slot) = self.slots.get(&key) {
+                    let _ = self.core.channel_abort(now, slot.end, CloseCode::INTERNAL);
+                }
+            }
+            Command::StartReading(key) => {
+                let Some(slot) = self.slots.get(&key) else {
+                    return;
+                };
+                match self.core.channel_start_reading(now, slot.end) {
+                    Ok(()) | Err(ReadError::Ended(_)) => {}
+                    Err(error) => {
+                        if let Some(items) = &slot.items {
+                            let _ = items.unbounded_send(ReaderItem::End(Err(error.into())));
+                        }
+                    }
+                }
+            }
+            Command::Consumed { key, bytes } => {
+                if let Some(slot) = self.slots.get(&key) {
+                    let _ = self.core.channel_consumed(now, slot.end, bytes);
+                }
+            }
+            Command::DropEnd(key) => self.drop_end(now, key),
+            Command::Shutdown(reply) => self.begin_stop(now, Some(reply)),
+        }
+    }
+
+    pub(super) fn stop_error(&self) -> Error {
+        if self.rejected {
+            Error::Rejected
+        } else {
+            Error::Closed
+        }
+    }
+}

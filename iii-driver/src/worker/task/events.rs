@@ -1,0 +1,189 @@
+//! Events from the core: registration state, invocations, call results, triggers and
+//! channel data.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use iii_core::channel::ChannelRefs;
+use iii_core::wire::{ErrorBody, Payload};
+use iii_core::worker::WorkerEvent;
+use iii_core::InvocationId;
+use serde_json::Value;
+
+use super::{Net, ReaderItem, Task, Waiter};
+use crate::runtime::Runtime;
+use crate::worker::error::call_result;
+use crate::worker::handlers::{run_handler, TriggerRequest, DESERIALIZATION_ERROR};
+use crate::worker::Error;
+
+impl<R: Runtime> Task<R> {
+    pub(super) fn event(&mut self, now: Instant, event: WorkerEvent) {
+        match event {
+            WorkerEvent::Registered { worker_id } => {
+                tracing::debug!(%worker_id, "registered with the engine");
+                self.registered = true;
+                for waiter in self.connect_waiters.drain(..) {
+                    let _ = waiter.send(Ok(()));
+                }
+            }
+            WorkerEvent::Disconnected { reconnect_at } => {
+                self.registered = false;
+                if reconnect_at.is_none() {
+                    self.shared.stopped.store(true, Ordering::Release);
+                    let error = self.stop_error();
+                    for waiter in self.connect_waiters.drain(..) {
+                        let _ = waiter.send(Err(error.clone()));
+                    }
+                }
+            }
+            WorkerEvent::Rejected {
+                code,
+                function_id,
+                fatal,
+            } => {
+                tracing::warn!(%code, ?function_id, fatal, "registration rejected");
+                self.rejected |= fatal;
+            }
+            WorkerEvent::Invoked {
+                invocation_id,
+                function_id,
+                data,
+                ..
+            } => self.invoked(now, invocation_id, &function_id, data),
+            WorkerEvent::CallCompleted {
+                invocation_id,
+                outcome,
+            } => self.call_completed(now, invocation_id, call_result(outcome)),
+            WorkerEvent::TriggerRequested {
+                id,
+                trigger_type,
+                function_id,
+                config,
+                metadata,
+            } => {
+                let request = TriggerRequest {
+                    id: id.clone(),
+                    trigger_type,
+                    function_id,
+                    config: serde_json::from_str(config.get()).unwrap_or(Value::Null),
+                    metadata: metadata.and_then(|m| serde_json::from_str(m.get()).ok()),
+                };
+                let Some(handler) = self.trigger_types.get(&request.trigger_type).cloned() else {
+                    let error = ErrorBody::new("trigger_type_not_found", "Trigger type not found");
+                    let _ = self.core.trigger_registration_result(now, &id, Err(error));
+                    return;
+                };
+                self.bindings.insert(id.clone(), request.clone());
+                let tx = self.net_tx.clone();
+                self.rt.spawn(Box::pin(async move {
+                    let result = handler.register(request).await;
+                    let _ = tx.unbounded_send(Net::TriggerResult(id, result));
+                }));
+            }
+            WorkerEvent::TriggerRemoved { id, trigger_type } => {
+                let request = self.bindings.remove(&id).unwrap_or(TriggerRequest {
+                    id,
+                    trigger_type: trigger_type.unwrap_or_default(),
+                    function_id: String::new(),
+                    config: Value::Null,
+                    metadata: None,
+                });
+                if let Some(handler) = self.trigger_types.get(&request.trigger_type).cloned() {
+                    self.rt.spawn(Box::pin(async move {
+                        if let Err(error) = handler.unregister(request).await {
+                            tracing::warn!(code = %error.code, message = %error.message,
+                                "trigger unregister failed");
+                        }
+                    }));
+                }
+            }
+            WorkerEvent::TriggerFailed {
+                id,
+                trigger_type,
+                function_id,
+                error,
+            } => {
+                tracing::warn!(%id, %trigger_type, %function_id, code = %error.code,
+                    message = %error.message, "trigger refused");
+                self.shared.mirror().triggers.remove(&id);
+            }
+            WorkerEvent::ChannelData { end, data } => {
+                self.deliver(end, ReaderItem::Binary(data));
+            }
+            WorkerEvent::ChannelText { end, text } => {
+                self.deliver(end, ReaderItem::Text(text.as_str().to_owned()));
+            }
+            WorkerEvent::ChannelWritable { end } => {
+                if let Some(key) = self.keys.get(&end).copied() {
+                    self.pump_writer(now, key);
+                }
+            }
+            WorkerEvent::ChannelEnded { end, outcome } => self.ended(now, end, outcome),
+            WorkerEvent::ProtocolViolation { detail } => {
+                tracing::warn!(%detail, "undecodable message from the engine");
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn invoked(
+        &mut self,
+        now: Instant,
+        id: InvocationId,
+        function_id: &str,
+        data: Payload,
+    ) {
+        let Some(handler) = self.handlers.get(function_id).cloned() else {
+            let error = ErrorBody::new("function_not_found", "Function not found");
+            let _ = self.core.complete(now, id, Err(error));
+            return;
+        };
+        let tx = self.net_tx.clone();
+        self.rt.spawn(Box::pin(async move {
+            let result = match serde_json::from_str::<Value>(data.get()) {
+                Ok(input) => run_handler(handler, input).await,
+                Err(error) => Err(ErrorBody::new(DESERIALIZATION_ERROR, error.to_string())),
+            };
+            let _ = tx.unbounded_send(Net::Complete(id, result));
+        }));
+    }
+
+    pub(super) fn call_completed(
+        &mut self,
+        now: Instant,
+        id: InvocationId,
+        result: Result<Option<Payload>, Error>,
+    ) {
+        match self.calls.remove(&id) {
+            None => {}
+            Some(Waiter::Call(reply)) => {
+                let _ = reply.send(result);
+            }
+            Some(Waiter::Channel {
+                writer,
+                reader,
+                items,
+                reply,
+            }) => {
+                let refs = result.and_then(|payload| {
+                    let text = payload.as_ref().map_or("null", |p| p.get());
+                    serde_json::from_str::<ChannelRefs>(text).map_err(Error::from)
+                });
+                match refs {
+                    Ok(refs) => {
+                        self.open_end(now, writer, refs.writer.clone(), None);
+                        self.open_end(now, reader, refs.reader.clone(), Some(items));
+                        if reply.send(Ok(refs)).is_err() {
+                            // The caller gave up: nobody will ever use these ends.
+                            self.release(now, writer);
+                            self.release(now, reader);
+                        }
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(error));
+                    }
+                }
+            }
+        }
+    }
+}

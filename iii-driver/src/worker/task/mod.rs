@@ -1,0 +1,425 @@
+//! The worker task: it owns the core [`Worker`], the connections and every waiting
+//! caller, and is the only place the core is touched.
+//!
+//! Each loop iteration waits for one input (a command from a handle, a network report,
+//! or the deadline), reads the clock once, feeds the input, feeds messages held for
+//! resumed connections, and executes every output the core produced.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+use async_tungstenite::WebSocketStream;
+use bytes::Bytes;
+use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
+use futures_channel::oneshot;
+use futures_util::{FutureExt, StreamExt};
+use iii_core::channel::{channel_url, ChannelRef, ChannelRefs};
+use iii_core::wire::control::to_payload;
+use iii_core::wire::{ErrorBody, Payload};
+use iii_core::worker::{
+    ConnectTarget, EndId, EndOutcome, FunctionSpec, TriggerSpec, TriggerTypeSpec, Worker,
+    WorkerOutput,
+};
+use iii_core::{ConnId, InvocationId, Text};
+use serde_json::Value;
+
+mod commands;
+mod ends;
+mod events;
+
+use super::dial::dial;
+use super::handlers::{Handler, TriggerHandler, TriggerRequest};
+use super::{Error, Shared};
+use crate::conn::{pump, ConnEvent, Conns, Ready, CLOSE_GRACE};
+use crate::runtime::{self, BoxFuture, Runtime};
+
+/// What a reader handle receives, in arrival order.
+#[derive(Debug)]
+pub(crate) enum ReaderItem {
+    Binary(Bytes),
+    Text(String),
+    /// The end is over: `Ok` for a clean end of stream.
+    End(Result<(), Error>),
+}
+
+/// One operation of a writer handle, executed in order.
+pub(crate) enum WriterOp {
+    /// Write `data` (all of it, or as much as fits once something fits).
+    Write {
+        data: Bytes,
+        all: bool,
+        accepted: usize,
+        reply: oneshot::Sender<Result<usize, Error>>,
+    },
+    /// Send one text message.
+    Text {
+        text: Text,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    /// Close cleanly; answered once the end is over.
+    Close {
+        requested: bool,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+}
+
+impl WriterOp {
+    fn fail(self, error: Error) {
+        match self {
+            WriterOp::Write { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            WriterOp::Text { reply, .. } | WriterOp::Close { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+}
+
+/// A request from a handle to the task.
+pub(crate) enum Command {
+    WaitConnected(oneshot::Sender<Result<(), Error>>),
+    RegisterFunction(FunctionSpec, Handler),
+    UnregisterFunction(String),
+    RegisterTriggerType(TriggerTypeSpec, Arc<dyn TriggerHandler>),
+    UnregisterTriggerType(String),
+    RegisterTrigger(TriggerSpec, oneshot::Sender<Result<String, Error>>),
+    UnregisterTrigger(String),
+    Invoke {
+        function_id: String,
+        data: Payload,
+        timeout: Option<Duration>,
+        reply: oneshot::Sender<Result<Option<Payload>, Error>>,
+    },
+    InvokeVoid {
+        function_id: String,
+        data: Payload,
+    },
+    CreateChannel {
+        buffer_size: Option<usize>,
+        writer: u64,
+        reader: u64,
+        items: UnboundedSender<ReaderItem>,
+        reply: oneshot::Sender<Result<ChannelRefs, Error>>,
+    },
+    OpenEnd {
+        key: u64,
+        channel_ref: ChannelRef,
+        items: Option<UnboundedSender<ReaderItem>>,
+    },
+    Writer {
+        key: u64,
+        op: WriterOp,
+    },
+    Abort(u64),
+    StartReading(u64),
+    Consumed {
+        key: u64,
+        bytes: usize,
+    },
+    DropEnd(u64),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// What the network side (and spawned handlers) report to the task.
+pub(crate) enum Net<R: Runtime> {
+    Conn(ConnEvent),
+    Dialed(ConnId, Result<WebSocketStream<R::Tcp>, Option<u16>>),
+    Complete(InvocationId, Result<Value, ErrorBody>),
+    TriggerResult(String, Result<(), ErrorBody>),
+}
+
+enum Waiter {
+    Call(oneshot::Sender<Result<Option<Payload>, Error>>),
+    Channel {
+        writer: u64,
+        reader: u64,
+        items: UnboundedSender<ReaderItem>,
+        reply: oneshot::Sender<Result<ChannelRefs, Error>>,
+    },
+}
+
+/// The task's record of one channel end handle.
+struct Slot {
+    end: EndId,
+    /// Readers: where items go.
+    items: Option<UnboundedSender<ReaderItem>>,
+    /// Writers: operations in order.
+    ops: VecDeque<WriterOp>,
+    ended: Option<EndOutcome>,
+    /// The handle was dropped: release the end once it is over.
+    dropped: bool,
+}
+
+enum Input<R: Runtime> {
+    Command(Option<Command>),
+    Net(Net<R>),
+    Deadline,
+}
+
+/// How the task dials.
+pub(crate) struct DialConfig {
+    pub(crate) address: String,
+    pub(crate) token: Option<String>,
+    pub(crate) ws: WebSocketConfig,
+}
+
+/// The task's state. See the [module docs](self).
+pub(crate) struct Task<R: Runtime> {
+    rt: R,
+    core: Worker,
+    conns: Conns,
+    dialing: BTreeSet<ConnId>,
+    dial: DialConfig,
+    net_tx: UnboundedSender<Net<R>>,
+    shared: Arc<Shared>,
+    handlers: BTreeMap<String, Handler>,
+    trigger_types: BTreeMap<String, Arc<dyn TriggerHandler>>,
+    bindings: BTreeMap<String, TriggerRequest>,
+    calls: BTreeMap<InvocationId, Waiter>,
+    connect_waiters: Vec<oneshot::Sender<Result<(), Error>>>,
+    registered: bool,
+    rejected: bool,
+    slots: BTreeMap<u64, Slot>,
+    keys: BTreeMap<EndId, u64>,
+    stopping: Option<(Instant, Vec<oneshot::Sender<()>>)>,
+}
+
+impl<R: Runtime> Task<R> {
+    /// A task around `core`; run it with [`Task::run`].
+    pub(crate) fn new(
+        rt: R,
+        core: Worker,
+        dial: DialConfig,
+        shared: Arc<Shared>,
+        net_tx: UnboundedSender<Net<R>>,
+    ) -> Self {
+        Self {
+            rt,
+            core,
+            conns: Conns::default(),
+            dialing: BTreeSet::new(),
+            dial,
+            net_tx,
+            shared,
+            handlers: BTreeMap::new(),
+            trigger_types: BTreeMap::new(),
+            bindings: BTreeMap::new(),
+            calls: BTreeMap::new(),
+            connect_waiters: Vec::new(),
+            registered: false,
+            rejected: false,
+            slots: BTreeMap::new(),
+            keys: BTreeMap::new(),
+            stopping: None,
+        }
+    }
+
+    /// Drives the worker until it is shut down (or every handle is dropped) and its
+    /// connections are closed.
+    pub(crate) async fn run(
+        mut self,
+        mut commands: UnboundedReceiver<Command>,
+        mut net: UnboundedReceiver<Net<R>>,
+    ) {
+        let mut sleep: Option<(Instant, BoxFuture<'static, ()>)> = None;
+        let mut commands_open = true;
+        let mut net_first = false;
+        // The core's first output (the control connect) is already queued.
+        self.drain(runtime::now());
+        loop {
+            let deadline = self.deadline();
+            if sleep.as_ref().map(|(at, _)| *at) != deadline {
+                sleep = deadline.map(|at| (at, self.rt.sleep_until(at)));
+            }
+            net_first = !net_first;
+            let input = futures_util::future::poll_fn(|cx| {
+                let mut command = |cx: &mut std::task::Context<'_>| {
+                    if commands_open {
+                        if let Poll::Ready(command) = commands.poll_next_unpin(cx) {
+                            return Some(Input::Command(command));
+                        }
+                    }
+                    None
+                };
+                let mut network = |cx: &mut std::task::Context<'_>| match net.poll_next_unpin(cx) {
+                    Poll::Ready(Some(event)) => Some(Input::Net(event)),
+                    _ => None,
+                };
+                let first = if net_first { network(cx) } else { command(cx) };
+                if let Some(input) = first {
+                    return Poll::Ready(input);
+                }
+                let second = if net_first { command(cx) } else { network(cx) };
+                if let Some(input) = second {
+                    return Poll::Ready(input);
+                }
+                if let Some((_, timer)) = sleep.as_mut() {
+                    if timer.poll_unpin(cx).is_ready() {
+                        return Poll::Ready(Input::Deadline);
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            let now = runtime::now();
+            match input {
+                Input::Command(Some(command)) => self.command(now, command),
+                Input::Command(None) => {
+                    commands_open = false;
+                    self.begin_stop(now, None);
+                }
+                Input::Net(event) => self.net(now, event),
+                Input::Deadline => {
+                    sleep = None;
+                    self.core.handle_timeout(now);
+                }
+            }
+            self.drain(now);
+            if self.stop_done(now) {
+                return;
+            }
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let stop = self.stopping.as_ref().map(|(at, _)| *at);
+        match (self.core.poll_timeout(), stop) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn begin_stop(&mut self, now: Instant, reply: Option<oneshot::Sender<()>>) {
+        self.shared.stopped.store(true, Ordering::Release);
+        match &mut self.stopping {
+            Some((_, replies)) => replies.extend(reply),
+            None => {
+                self.core.shutdown(now);
+                let grace = CLOSE_GRACE + Duration::from_millis(500);
+                self.stopping = Some((now + grace, reply.into_iter().collect()));
+            }
+        }
+    }
+
+    fn stop_done(&mut self, now: Instant) -> bool {
+        let Some((deadline, _)) = &self.stopping else {
+            return false;
+        };
+        if self.conns.len() > 0 && now < *deadline {
+            return false;
+        }
+        if let Some((_, replies)) = self.stopping.take() {
+            for reply in replies {
+                let _ = reply.send(());
+            }
+        }
+        true
+    }
+
+    /// Executes outputs until there are none, feeding held messages of resumed
+    /// connections in between.
+    fn drain(&mut self, now: Instant) {
+        loop {
+            while let Some(output) = self.core.poll_output() {
+                self.execute(now, output);
+            }
+            match self.conns.next_ready() {
+                Some(Ready::Message(conn, message)) => {
+                    self.core.handle_message(now, conn, message);
+                    self.conns.consumed(conn);
+                }
+                Some(Ready::Closed(conn, close)) => self.core.handle_closed(now, conn, close),
+                None => return,
+            }
+        }
+    }
+
+    fn execute(&mut self, now: Instant, output: WorkerOutput) {
+        match output {
+            WorkerOutput::Connect { conn, target } => {
+                let url = match target {
+                    ConnectTarget::Control => self.dial.address.clone(),
+                    ConnectTarget::Channel(channel_ref) => {
+                        channel_url(&self.dial.address, &channel_ref)
+                    }
+                };
+                self.dialing.insert(conn);
+                let rt = self.rt.clone();
+                let tx = self.net_tx.clone();
+                let token = self.dial.token.clone();
+                let config = self.dial.ws;
+                self.rt.spawn(Box::pin(async move {
+                    let result = dial(rt, url, token, config).await;
+                    let _ = tx.unbounded_send(Net::Dialed(conn, result));
+                }));
+            }
+            WorkerOutput::Transmit { conn, message } => self.conns.transmit(conn, message),
+            WorkerOutput::Close { conn, code, reason } => {
+                if self.dialing.remove(&conn) {
+                    // Still dialing: dropping the dial's result closes it.
+                } else if let Some(close) = self.conns.close(conn, code, reason) {
+                    // The peer had already ended it; its held messages are moot now.
+                    self.core.handle_closed(now, conn, close);
+                }
+            }
+            WorkerOutput::PauseRead { conn } => self.conns.pause(conn),
+            WorkerOutput::ResumeRead { conn } => self.conns.resume(conn),
+            WorkerOutput::Event(event) => self.event(now, event),
+        }
+    }
+
+    fn net(&mut self, now: Instant, event: Net<R>) {
+        match event {
+            Net::Conn(ConnEvent::Message(conn, message)) => {
+                if let Some(message) = self.conns.incoming(conn, message) {
+                    self.core.handle_message(now, conn, message);
+                    self.conns.consumed(conn);
+                }
+            }
+            Net::Conn(ConnEvent::Sent(conn, count)) => self.core.handle_sent(now, conn, count),
+            Net::Conn(ConnEvent::Closed(conn, close)) => {
+                if let Some(close) = self.conns.peer_closed(conn, close) {
+                    self.core.handle_closed(now, conn, close);
+                }
+            }
+            Net::Dialed(conn, result) => {
+                if !self.dialing.remove(&conn) {
+                    // Abandoned while connecting: dropping the socket closes it.
+                    return;
+                }
+                match result {
+                    Ok(ws) => {
+                        let ends = self.conns.open(conn);
+                        let pumped = pump(
+                            self.rt.clone(),
+                            ws,
+                            conn,
+                            ends,
+                            self.net_tx.clone(),
+                            Net::Conn,
+                        );
+                        self.rt.spawn(Box::pin(pumped));
+                        self.core.handle_connected(now, conn);
+                    }
+                    Err(status) => self.core.handle_connect_failed(now, conn, status),
+                }
+            }
+            Net::Complete(id, result) => {
+                let result = result.map(|value| Some(to_payload(&value)));
+                if let Err(error) = self.core.complete(now, id, result) {
+                    tracing::debug!(%error, "result dropped");
+                }
+            }
+            Net::TriggerResult(id, result) => {
+                if let Err(error) = self.core.trigger_registration_result(now, &id, result) {
+                    tracing::debug!(%error, "trigger result dropped");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! The worker SDK on tokio: connect to an engine, register functions, call functions,
+//! and stream through channels.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), iii_tokio::worker::Error> {
+//! use iii_tokio::worker::{connect, WorkerOptions};
+//! use serde_json::{json, Value};
+//!
+//! let iii = connect(WorkerOptions::default())?; // III_URL or ws://127.0.0.1:49134
+//! iii.register_function("math.add", |input: Value| async move {
+//!     Ok::<_, iii_tokio::worker::Error>(json!(input["a"].as_i64().unwrap_or(0) + input["b"].as_i64().unwrap_or(0)))
+//! })?;
+//! let sum = iii.trigger("math.add", json!({"a": 1, "b": 2})).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Channel ends implement tokio's `AsyncRead`/`AsyncWrite` and `futures::Stream`, with
+//! the same flow control as their async methods.
+
+pub use iii_driver::worker::{
+    extract_channel_refs, ChannelItem, ChannelRef, Direction, Error, ErrorBody, IntoErrorBody,
+    TriggerHandler, TriggerRequest, WorkerOptions, DEFAULT_URL,
+};
+
+use crate::runtime::Tokio;
+
+/// A connected worker (cheap to clone).
+pub type Iii = iii_driver::worker::Iii<Tokio>;
+/// A channel: both ends and both refs.
+pub type Channel = iii_driver::worker::Channel<Tokio>;
+/// The writing end of a channel.
+pub type ChannelWriter = iii_driver::worker::ChannelWriter<Tokio>;
+/// The reading end of a channel.
+pub type ChannelReader = iii_driver::worker::ChannelReader<Tokio>;
+
+/// Connects a worker on the current tokio runtime; it reconnects by itself.
+pub fn connect(options: WorkerOptions) -> Result<Iii, Error> {
+    Iii::connect(Tokio, options)
+}
+
+/// Connects a worker to `url` with default options, like the published SDKs'
+/// `register_worker`.
+pub fn register_worker(url: &str) -> Result<Iii, Error> {
+    connect(WorkerOptions {
+        url: Some(url.to_owned()),
+        ..WorkerOptions::default()
+    })
+}
