@@ -8,11 +8,16 @@ use serde_json::{json, Value};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     // III_URL, or ws://127.0.0.1:49134; reconnects by itself.
-    let iii = connect(WorkerOptions { name: Some("quickstart".into()), ..Default::default() })?;
+    let iii = connect(WorkerOptions {
+        name: Some("quickstart".into()),
+        ..Default::default()
+    })?;
 
     // A function other workers (Node, Python, Rust) can call.
     iii.register_function("math.add", |input: Value| async move {
-        Ok::<_, Error>(json!(input["a"].as_i64().unwrap_or(0) + input["b"].as_i64().unwrap_or(0)))
+        Ok::<_, Error>(json!(
+            input["a"].as_i64().unwrap_or(0) + input["b"].as_i64().unwrap_or(0)
+        ))
     })?;
 
     // A function that reads a channel whose reader ref arrives in its input.
@@ -30,8 +35,10 @@ async fn main() -> Result<(), Error> {
     let sum = iii.trigger("math.add", json!({"a": 2, "b": 40})).await?;
     let channel = iii.create_channel(None).await?;
     channel.writer.write(b"hello, channel").await?; // waits while the reader is slow
-    channel.writer.close().await?;                  // the reader sees a clean end
-    let count = iii.trigger("files.count", json!({ "reader": channel.reader_ref })).await?;
+    channel.writer.close().await?; // the reader sees a clean end
+    let count = iii
+        .trigger("files.count", json!({ "reader": channel.reader_ref }))
+        .await?;
     println!("{sum} {count}");
     iii.shutdown().await;
     Ok(())

@@ -11,5 +11,8 @@ fn readme_quick_start_matches_the_quickstart_example() {
         + "```rust\n".len();
     let end = start + readme[start..].find("```").expect("end of the block");
     let block = &readme[start..end];
-    assert!(example.ends_with(block), "README quick start and examples/quickstart.rs differ");
+    assert!(
+        example.ends_with(block),
+        "README quick start and examples/quickstart.rs differ"
+    );
 }
