@@ -285,16 +285,18 @@ pub(crate) async fn pump<R, S, In>(
         let _ = events.unbounded_send(wrap(event));
     };
 
+    let too_big = std::sync::atomic::AtomicBool::new(false);
     let reader = async {
         loop {
             credit.take().await;
             let message = match stream.next().await {
                 Some(Ok(message)) => message,
                 Some(Err(WsError::Capacity(_))) => {
+                    too_big.store(true, Ordering::Relaxed);
                     return PeerClose::Frame {
                         code: Some(CloseCode::TOO_BIG),
                         reason: "message too large".to_owned(),
-                    }
+                    };
                 }
                 Some(Err(_)) | None => return PeerClose::Lost,
             };
@@ -365,6 +367,15 @@ pub(crate) async fn pump<R, S, In>(
                 report(ConnEvent::Closed(conn, close));
             }
         }
+    }
+    if too_big.load(Ordering::Relaxed) {
+        // The WebSocket layer refused an oversized message before the core saw it: tell
+        // the peer why, with the code the core uses for that (1009).
+        let frame = CloseFrame {
+            code: WsCloseCode::from(CloseCode::TOO_BIG.0),
+            reason: "message too large".into(),
+        };
+        let _ = sink.send(WsMessage::Close(Some(frame))).await;
     }
     let _ = SinkExt::close(&mut sink).await;
 }

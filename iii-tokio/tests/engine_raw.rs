@@ -187,3 +187,71 @@ async fn a_writer_that_vanishes_fails_the_reader_with_1011() {
     assert_eq!(close.map(|f| u16::from(f.code)), Some(1011));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_oversized_channel_message_closes_the_writer_1009_and_the_reader_1011() {
+    let mut settings = EngineSettings::default();
+    settings.core.max_channel_message_bytes = 64 * 1024;
+    let server = engine(settings).await;
+    let (mut control, _) = connect_async(server.url()).await.expect("connect");
+    next_json(&mut control).await;
+    let refs = create_channel(&mut control).await;
+    let (mut reader, _) = connect_async(end_url(&server, &refs["reader"]))
+        .await
+        .expect("reader");
+    for size in [64 * 1024 + 1, 1 << 20] {
+        // Just over the limit reaches the core; far over it is cut off by the WebSocket
+        // layer. Both must end the same way.
+        let (mut writer, _) = match connect_async(end_url(&server, &refs["writer"])).await {
+            Ok(ws) => ws,
+            Err(_) => break, // the first round spent the writer ref
+        };
+        writer
+            .send(Message::binary(vec![0u8; size]))
+            .await
+            .expect("write");
+        let close = loop {
+            match tokio::time::timeout(Duration::from_secs(10), writer.next())
+                .await
+                .expect("timely")
+            {
+                Some(Ok(Message::Close(frame))) => break frame,
+                Some(Ok(_)) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!(close.map(|f| u16::from(f.code)), Some(1009), "size {size}");
+    }
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), reader.next())
+            .await
+            .expect("timely")
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(1011));
+    // The WebSocket layer's cut-off, on a fresh channel.
+    let refs = create_channel(&mut control).await;
+    let (mut writer, _) = connect_async(end_url(&server, &refs["writer"]))
+        .await
+        .expect("writer");
+    writer
+        .send(Message::binary(vec![0u8; 1 << 20]))
+        .await
+        .expect("write");
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), writer.next())
+            .await
+            .expect("timely")
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(1009));
+    server.shutdown().await;
+}
