@@ -24,6 +24,7 @@ suite!(
     coordinator_and_worker,
     dropped_writer_fails_the_reader,
     wrong_key_and_reused_ref_are_refused,
+    trigger_type_and_binding,
 );
 
 #[test]

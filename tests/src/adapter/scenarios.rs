@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use iii_driver::worker::{ChannelReader, ChannelRef, ChannelWriter, Error, Iii};
+use iii_driver::worker::{ChannelReader, ChannelRef, ChannelWriter, Error, ErrorBody, Iii};
 use iii_driver::Runtime;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -435,4 +435,64 @@ pub async fn coordinator_and_worker<R: Runtime>(rt: R, url: &str) {
     assert_eq!(complete["word_count"], 15);
     coordinator.shutdown().await;
     stream_worker.shutdown().await;
+}
+
+/// A trigger type provided by one worker and a trigger bound to it from another: the
+/// provider is asked to bind (with the consumer's config), fires the bound function, and
+/// hears about the unbinding.
+pub async fn trigger_type_and_binding<R: Runtime>(rt: R, url: &str) {
+    use iii_driver::worker::{TriggerHandler, TriggerRequest};
+    use iii_driver::BoxFuture;
+
+    struct Provider(futures_channel::mpsc::UnboundedSender<(bool, TriggerRequest)>);
+    impl TriggerHandler for Provider {
+        fn register(&self, request: TriggerRequest) -> BoxFuture<'static, Result<(), ErrorBody>> {
+            let _ = self.0.unbounded_send((true, request));
+            Box::pin(async { Ok(()) })
+        }
+        fn unregister(&self, request: TriggerRequest) -> BoxFuture<'static, Result<(), ErrorBody>> {
+            let _ = self.0.unbounded_send((false, request));
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    let provider = worker(rt.clone(), url, "suite-trigger-provider").await;
+    let consumer = worker(rt, url, "suite-trigger-consumer").await;
+    let (tx, mut requests) = futures_channel::mpsc::unbounded();
+    provider
+        .register_trigger_type("suite.tick", "a test timer", Provider(tx))
+        .expect("trigger type");
+    let (fired_tx, mut fired) = futures_channel::mpsc::unbounded::<Value>();
+    consumer
+        .register_function("on.tick", move |input: Value| {
+            let fired_tx = fired_tx.clone();
+            async move {
+                let _ = fired_tx.unbounded_send(input);
+                Ok::<_, Error>(json!("handled"))
+            }
+        })
+        .expect("function");
+    retry_until_registered_probe(&consumer, "on.tick").await;
+    let binding = consumer
+        .register_trigger("suite.tick", "on.tick", json!({"every_ms": 100}))
+        .await
+        .expect("bind");
+    let (registering, request) = with_timeout(requests.next()).await.expect("bind request");
+    assert!(registering);
+    assert_eq!(request.id, binding);
+    assert_eq!(request.function_id, "on.tick");
+    assert_eq!(request.config, json!({"every_ms": 100}));
+    // The provider fires: an ordinary call of the bound function.
+    let answer = provider
+        .trigger("on.tick", json!({"tick": 1}))
+        .await
+        .expect("fire");
+    assert_eq!(answer, json!("handled"));
+    assert_eq!(with_timeout(fired.next()).await.expect("fired")["tick"], 1);
+    consumer.unregister_trigger(&binding).expect("unbind");
+    let (registering, request) = with_timeout(requests.next()).await.expect("unbind request");
+    assert!(!registering);
+    assert_eq!(request.id, binding);
+    consumer.shutdown().await;
+    provider.shutdown().await;
 }
