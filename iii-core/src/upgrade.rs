@@ -74,10 +74,15 @@ pub fn parse_target(target: &str) -> Result<Route, Rejection> {
         "/otel" => return Ok(Route::Telemetry),
         _ => {}
     }
-    let channel_id = path
+    let encoded_id = path
         .strip_prefix("/ws/channels/")
         .filter(|id| !id.is_empty() && !id.contains('/'))
         .ok_or(Rejection::NotFound)?;
+    // The SDKs percent-encode the id (as `channel_url` does); an id that is not UTF-8
+    // once decoded cannot name a channel.
+    let channel_id = percent_encoding::percent_decode_str(encoded_id)
+        .decode_utf8()
+        .map_err(|_| Rejection::NotFound)?;
     let mut key = None;
     let mut direction = None;
     let mut bad_direction = false;
@@ -93,7 +98,7 @@ pub fn parse_target(target: &str) -> Result<Route, Rejection> {
     }
     match (key, direction) {
         (Some(key), Some(direction)) if !bad_direction => Ok(Route::Channel {
-            channel_id: channel_id.to_owned(),
+            channel_id: channel_id.into_owned(),
             key,
             direction,
         }),
