@@ -313,13 +313,6 @@ pub async fn stream_cell(writer: &dyn Peer, reader: &dyn Peer, cell: usize) {
         "{label}: {size} bytes in {:.2} s",
         started.elapsed().as_secs_f64()
     );
-    assert_eq!(written["written"], size, "{label}: writer said {written}");
-    assert_eq!(
-        read["bytes"], size,
-        "{label}: reader got {} bytes",
-        read["bytes"]
-    );
-    assert_eq!(read["sha256"], expected_sha, "{label}: data differs");
     let got: Vec<(u64, String)> = read["messages"]
         .as_array()
         .unwrap_or_else(|| panic!("{label}: no messages in {read}"))
@@ -335,6 +328,17 @@ pub async fn stream_cell(writer: &dyn Peer, reader: &dyn Peer, cell: usize) {
         .into_iter()
         .map(|(at, text)| (at as u64, text))
         .collect();
+    let brief_got: Vec<(u64, String)> = got
+        .iter()
+        .map(|(a, t)| (*a, t.chars().take(40).collect()))
+        .collect();
+    assert_eq!(written["written"], size, "{label}: writer said {written}");
+    assert_eq!(
+        read["bytes"], size,
+        "{label}: reader got {} bytes; messages (offset, text) {brief_got:?}",
+        read["bytes"]
+    );
+    assert_eq!(read["sha256"], expected_sha, "{label}: data differs");
     if got != want {
         let brief = |l: &[(u64, String)]| -> Vec<(u64, String)> {
             l.iter()
