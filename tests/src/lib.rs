@@ -1,7 +1,9 @@
 //! Workspace-level test support for iii-rs: a deterministic simulator of one engine
-//! and N workers on a virtual clock, and the transcript used to check determinism.
+//! and N workers on a virtual clock, the transcript used to check determinism, and the
+//! interop harness (published SDKs against our engine, see INTEROP.md).
 
 pub mod adapter;
+pub mod interop;
 pub mod ops;
 pub mod raw;
 pub mod sim;

@@ -1,0 +1,214 @@
+//! Peers: one long-running worker per SDK, all serving the same functions (INTEROP.md).
+//!
+//! A [`Peer`] says how to start a worker named `interop-<name>` whose functions are
+//! `interop.<name>.*`. Every peer row of the matrix and every per-SDK test goes through
+//! [`all`]; adding an SDK is adding one implementation there.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use super::setup::{clients, Clients};
+
+/// A running peer. Dropping it stops it.
+pub trait RunningPeer: Send {
+    /// Stops the peer at once, without letting it close anything (SIGKILL for a
+    /// process).
+    fn kill(&mut self);
+    /// Where its output goes, for failure messages.
+    fn log(&self) -> Option<PathBuf>;
+}
+
+/// One SDK the harness can run as a peer.
+pub trait Peer: Send + Sync {
+    /// The default short name (`py023`, `node`, ...): the worker is `interop-<name>`,
+    /// its functions `interop.<name>.*`.
+    fn name(&self) -> &'static str;
+    /// What it is, for reports (`Python iii-sdk 0.25.0`).
+    fn label(&self) -> &'static str;
+    /// Starts an instance called `name` connected to `url`.
+    fn start(&self, url: &str, name: &str) -> std::io::Result<Box<dyn RunningPeer>>;
+}
+
+/// A peer process, killed (SIGKILL) and reaped on drop. Its stdin is a pipe the peer
+/// watches: when this test process dies for any reason the pipe closes and the peer exits.
+pub struct PeerProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl RunningPeer for PeerProcess {
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn log(&self) -> Option<PathBuf> {
+        Some(self.log.clone())
+    }
+}
+
+impl Drop for PeerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn(
+    clients: &Clients,
+    mut command: Command,
+    url: &str,
+    name: &str,
+) -> std::io::Result<Box<dyn RunningPeer>> {
+    let log = clients
+        .logs
+        .join(format!("{name}.{}.log", std::process::id()));
+    let out = File::create(&log)?;
+    let err = out.try_clone()?;
+    command
+        .env("III_URL", url)
+        .env("INTEROP_NAME", name)
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::piped())
+        .stdout(out)
+        .stderr(err);
+    let child = command.spawn()?;
+    Ok(Box::new(PeerProcess { child, log }))
+}
+
+/// A published Python `iii-sdk` run by its own venv's interpreter.
+pub struct Python {
+    name: &'static str,
+    label: &'static str,
+    python: fn(&Clients) -> PathBuf,
+}
+
+impl Peer for Python {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn label(&self) -> &'static str {
+        self.label
+    }
+
+    fn start(&self, url: &str, name: &str) -> std::io::Result<Box<dyn RunningPeer>> {
+        let clients = clients();
+        let mut command = Command::new((self.python)(clients));
+        command.arg(clients.scripts().join("peer.py"));
+        spawn(clients, command, url, name)
+    }
+}
+
+/// The published npm `iii-sdk`.
+pub struct Node;
+
+impl Peer for Node {
+    fn name(&self) -> &'static str {
+        "node"
+    }
+
+    fn label(&self) -> &'static str {
+        "Node iii-sdk 0.22.1"
+    }
+
+    fn start(&self, url: &str, name: &str) -> std::io::Result<Box<dyn RunningPeer>> {
+        let clients = clients();
+        let mut command = Command::new("node");
+        command
+            .arg(clients.scripts().join("peer.mjs"))
+            .env("INTEROP_NODE_MODULES", &clients.node_modules);
+        spawn(clients, command, url, name)
+    }
+}
+
+/// The published crates.io `iii-sdk`, built into a peer binary.
+pub struct RustSdk;
+
+impl Peer for RustSdk {
+    fn name(&self) -> &'static str {
+        "rs023"
+    }
+
+    fn label(&self) -> &'static str {
+        "Rust iii-sdk 0.23.0-rc.4"
+    }
+
+    fn start(&self, url: &str, name: &str) -> std::io::Result<Box<dyn RunningPeer>> {
+        let clients = clients();
+        spawn(clients, Command::new(&clients.rust_peer), url, name)
+    }
+}
+
+/// Our own worker SDK (`iii-driver`) on tokio or smol: the `interop-peer` binary of this
+/// package, which cargo builds before it runs the package's integration tests.
+pub struct Ours {
+    name: &'static str,
+    label: &'static str,
+    runtime: &'static str,
+}
+
+impl Peer for Ours {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn label(&self) -> &'static str {
+        self.label
+    }
+
+    fn start(&self, url: &str, name: &str) -> std::io::Result<Box<dyn RunningPeer>> {
+        // Integration tests run from target/<profile>/deps; the binary is one level up.
+        let binary = std::env::current_exe()?
+            .parent()
+            .and_then(|deps| deps.parent())
+            .map(|dir| dir.join("interop-peer"))
+            .ok_or_else(|| std::io::Error::other("cannot locate the interop-peer binary"))?;
+        let mut command = Command::new(binary);
+        command.env("INTEROP_RUNTIME", self.runtime);
+        spawn(clients(), command, url, name)
+    }
+}
+
+/// Our SDK on tokio.
+pub static OURS_TOKIO: Ours = Ours {
+    name: "tokio",
+    label: "iii-rs worker on tokio",
+    runtime: "tokio",
+};
+/// Our SDK on smol.
+pub static OURS_SMOL: Ours = Ours {
+    name: "smol",
+    label: "iii-rs worker on smol",
+    runtime: "smol",
+};
+
+/// Python `iii-sdk==0.23.0rc4`.
+pub static PY023: Python = Python {
+    name: "py023",
+    label: "Python iii-sdk 0.23.0rc4",
+    python: |c| c.python_023.clone(),
+};
+/// Python `iii-sdk==0.25.0`.
+pub static PY025: Python = Python {
+    name: "py025",
+    label: "Python iii-sdk 0.25.0",
+    python: |c| c.python_025.clone(),
+};
+/// npm `iii-sdk@0.22.1`.
+pub static NODE: Node = Node;
+/// crates.io `iii-sdk =0.23.0-rc.4`.
+pub static RUST023: RustSdk = RustSdk;
+
+/// Every SDK the harness runs, in matrix order: the published ones, then ours.
+pub fn all() -> [&'static dyn Peer; 6] {
+    [&PY023, &PY025, &NODE, &RUST023, &OURS_TOKIO, &OURS_SMOL]
+}
+
+/// The peer called `name` (one of [`all`]'s names). Panics on an unknown name.
+pub fn by_name(name: &str) -> &'static dyn Peer {
+    all()
+        .into_iter()
+        .find(|p| p.name() == name)
+        .unwrap_or_else(|| panic!("no peer called {name}"))
+}
