@@ -1439,13 +1439,14 @@ impl WorkerRig {
         };
         let data = to_payload(&payload_value(input, &[]));
         let open = self.worker.is_connected();
-        let result = match input.below(6) {
-            0 => self.worker.create_channel(now, Some(input.below(9))),
+        let (result, timeout) = match input.below(6) {
+            // `create_channel` always uses the configured default timeout.
+            0 => (self.worker.create_channel(now, Some(input.below(9))), None),
             1 => {
                 let _ = self.worker.invoke_void(now, function_id, data);
                 return;
             }
-            _ => self.worker.invoke(now, function_id, data, timeout),
+            _ => (self.worker.invoke(now, function_id, data, timeout), timeout),
         };
         if let Ok(id) = result {
             assert!(

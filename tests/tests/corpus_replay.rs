@@ -99,3 +99,15 @@ fn every_target_is_replayed() {
         );
     }
 }
+
+/// Finding 1 in FUZZING.md: `upgrade::parse_target` keeps the channel id of the path
+/// as it is, while `channel::channel_url` percent-encodes it, so an id outside
+/// `A-Z a-z 0-9 - _ . ~` does not survive the round trip (`a b` → `a%20b` → `a%20b`).
+/// Engine-minted ids are UUIDs, which need no encoding. Un-ignore once `parse_target`
+/// percent-decodes the id.
+#[test]
+#[ignore = "known bug: upgrade::parse_target does not percent-decode the channel id"]
+fn channel_id_round_trips_through_channel_url() {
+    iii_core::fuzzing::upgrade_target_strict(b"/ws/channels/a%20b?key=k&dir=read");
+    iii_core::fuzzing::upgrade_target_strict(b"/ws/channels/a b?key=k&dir=read");
+}
