@@ -464,3 +464,96 @@ impl Harness {
         }
     }
 }
+
+/// Reads fuzz input; past the end every read is zero.
+struct ByteReader<'a>(&'a [u8]);
+
+impl ByteReader<'_> {
+    fn u8(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((byte, rest)) => {
+                self.0 = rest;
+                *byte
+            }
+            None => 0,
+        }
+    }
+
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.u8(), self.u8()])
+    }
+
+    fn bool(&mut self) -> bool {
+        self.u8() & 1 == 1
+    }
+}
+
+impl Op {
+    /// Decodes operations from raw bytes (the `sim_ops` fuzz target): one tag byte picks
+    /// the operation with the proptest's weights, the following bytes fill its fields,
+    /// clamped to the proptest's ranges. Any byte string decodes; at most `max` ops.
+    pub fn decode_all(data: &[u8], max: usize) -> Vec<Op> {
+        let mut input = ByteReader(data);
+        let mut ops = Vec::new();
+        while !input.0.is_empty() && ops.len() < max {
+            ops.push(Op::decode(&mut input));
+        }
+        ops
+    }
+
+    fn decode(input: &mut ByteReader<'_>) -> Op {
+        // Cumulative weights as in tests/prop_ops.rs (3,3,2,3,3,6,2,1,2,1,1,2,4 of 33).
+        match input.u8() % 33 {
+            0..=2 => Op::Invoke {
+                from: input.u8(),
+                target: input.u8(),
+                timeout_ms: input.u16(),
+            },
+            3..=5 => Op::Complete {
+                worker: input.u8(),
+                index: input.u8(),
+                ok: input.bool(),
+            },
+            6 | 7 => Op::CreateChannel {
+                by: input.u8(),
+                buffer: {
+                    let raw = input.u8();
+                    (raw & 0x80 == 0).then_some(raw % 8)
+                },
+            },
+            8..=10 => Op::OpenPair {
+                by: input.u8(),
+                writer: input.u8(),
+                reader: input.u8(),
+            },
+            11..=13 => Op::Attach {
+                worker: input.u8(),
+                channel: input.u8(),
+                read: input.bool(),
+                key: match input.u8() % 8 {
+                    0 => KeyChoice::Wrong,
+                    1 => KeyChoice::OtherDirection,
+                    _ => KeyChoice::Right,
+                },
+            },
+            14..=19 => Op::Write {
+                end: input.u8(),
+                len: 1 + input.u16() % 19_999,
+            },
+            20 | 21 => Op::SendText { end: input.u8() },
+            22 => Op::ReadSlowly { end: input.u8() },
+            23 | 24 => Op::Close { end: input.u8() },
+            25 => Op::Abort { end: input.u8() },
+            26 => Op::Disconnect {
+                worker: input.u8(),
+                which: input.u8(),
+            },
+            27 | 28 => Op::Advance {
+                ms: input.u16() % 2000,
+            },
+            _ => Op::Steps {
+                n: 1 + input.u8() % 39,
+            },
+        }
+    }
+}
