@@ -44,7 +44,10 @@ fn drain(engine: &mut Engine, now: Instant, watch: ConnId, texts: &mut Vec<Strin
 }
 
 fn control(engine: &mut Engine, now: Instant) -> ConnId {
-    let conn = engine.accept(now, "/", None).expect("control accepted").conn;
+    let conn = engine
+        .accept(now, "/", None)
+        .expect("control accepted")
+        .conn;
     drain(engine, now, conn, &mut Vec::new());
     conn
 }

@@ -136,9 +136,7 @@ impl Callee {
                         Ok::<_, String>(json!({ "bytes": n }))
                     }
                 })?;
-                iii.register_function(ECHO, |input: Value| async move {
-                    Ok::<_, String>(input)
-                })?;
+                iii.register_function(ECHO, |input: Value| async move { Ok::<_, String>(input) })?;
                 Callee::Ours(iii)
             }
             Kind::Raw => Callee::Raw(raw::serve(url).await?),
@@ -203,12 +201,10 @@ impl Reader {
     /// The next binary chunk; `None` at a clean end.
     pub async fn next(&mut self) -> Result<Option<Bytes>, BoxError> {
         match self {
-            Reader::Ours(r) => {
-                match tokio::time::timeout(raw::STEP, r.next_binary()).await {
-                    Ok(chunk) => Ok(chunk?),
-                    Err(_) => Err("read timed out".into()),
-                }
-            }
+            Reader::Ours(r) => match tokio::time::timeout(raw::STEP, r.next_binary()).await {
+                Ok(chunk) => Ok(chunk?),
+                Err(_) => Err("read timed out".into()),
+            },
             Reader::Raw(ws) => raw::next_binary(ws).await,
         }
     }

@@ -147,7 +147,10 @@ async fn start_target(o: &Opts) -> Result<Target, BoxError> {
         });
     }
     if o.spawn_engine {
-        let bin = o.engine_bin.clone().unwrap_or_else(target::default_engine_bin);
+        let bin = o
+            .engine_bin
+            .clone()
+            .unwrap_or_else(target::default_engine_bin);
         return Target::spawn(&bin);
     }
     Target::in_process().await
@@ -205,4 +208,3 @@ pub async fn one_run(scenario: Scenario, o: &Opts, run: usize) -> Result<Value, 
     line.insert("load_after".into(), json!(load()));
     Ok(Value::Object(line))
 }
-

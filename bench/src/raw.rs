@@ -182,9 +182,7 @@ pub async fn write(ws: &mut Ws, data: Bytes) -> Result<(), BoxError> {
 /// Closes a writer cleanly and waits for the engine's Close.
 pub async fn close(ws: &mut Ws) -> Result<(), BoxError> {
     ws.close(None).await?;
-    let drain = async {
-        while let Some(Ok(_)) = ws.next().await {}
-    };
+    let drain = async { while let Some(Ok(_)) = ws.next().await {} };
     tokio::time::timeout(STEP, drain)
         .await
         .map_err(|_| "close timed out")?;

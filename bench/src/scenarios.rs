@@ -175,7 +175,10 @@ pub async fn latency(target: &Target, o: &Opts) -> Result<Fields, BoxError> {
     let mut f = Fields::new();
     f.insert("sequential_calls".into(), json!(samples.len()));
     for (name, p) in [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("max", 100.0)] {
-        f.insert(format!("seq_{name}_us"), json!(round(percentile(&samples, p))));
+        f.insert(
+            format!("seq_{name}_us"),
+            json!(round(percentile(&samples, p))),
+        );
     }
     f.insert("in_flight".into(), json!(o.in_flight));
     f.insert("calls_per_s".into(), json!(rate.round()));
@@ -329,10 +332,22 @@ pub async fn fanin(target: &Target, o: &Opts) -> Result<Fields, BoxError> {
     b.shutdown().await;
     let mut f = Fields::new();
     f.insert("channels".into(), json!(o.channels));
-    f.insert("open_wall_ms".into(), json!(round(wall.as_secs_f64() * 1e3)));
-    f.insert("engine_rss_start_kib".into(), json!(rss_start.map(|b| b / 1024)));
-    f.insert("engine_rss_idle_kib".into(), json!(rss_idle.map(|b| b / 1024)));
-    f.insert("engine_rss_open_kib".into(), json!(rss_open.map(|b| b / 1024)));
+    f.insert(
+        "open_wall_ms".into(),
+        json!(round(wall.as_secs_f64() * 1e3)),
+    );
+    f.insert(
+        "engine_rss_start_kib".into(),
+        json!(rss_start.map(|b| b / 1024)),
+    );
+    f.insert(
+        "engine_rss_idle_kib".into(),
+        json!(rss_idle.map(|b| b / 1024)),
+    );
+    f.insert(
+        "engine_rss_open_kib".into(),
+        json!(rss_open.map(|b| b / 1024)),
+    );
     let per = match (rss_idle, rss_open) {
         (Some(idle), Some(open)) => json!(open.saturating_sub(idle) / o.channels as u64),
         _ => Value::Null,
@@ -375,10 +390,16 @@ pub async fn slow_reader(target: &Target, o: &Opts) -> Result<Fields, BoxError> 
     let mut f = Fields::new();
     f.insert("bytes".into(), json!(bytes));
     f.insert("read_rate_mib_s".into(), json!(o.read_rate_mib));
-    f.insert("achieved_mib_s".into(), json!(round(bytes as f64 / MIB / secs)));
+    f.insert(
+        "achieved_mib_s".into(),
+        json!(round(bytes as f64 / MIB / secs)),
+    );
     f.insert("writer_done_s".into(), json!(round(write_secs)));
     f.insert("rss_samples".into(), json!(samples));
-    f.insert("engine_rss_idle_kib".into(), json!(rss_idle.map(|b| b / 1024)));
+    f.insert(
+        "engine_rss_idle_kib".into(),
+        json!(rss_idle.map(|b| b / 1024)),
+    );
     let peak = rss_idle.map(|_| peak);
     f.insert("engine_rss_peak_kib".into(), json!(peak.map(|b| b / 1024)));
     f.insert(

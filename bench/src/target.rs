@@ -87,12 +87,14 @@ impl Target {
 
     /// The engine's resident set in bytes (`VmRSS`), when it runs in its own process.
     pub fn rss(&self) -> Option<u64> {
-        self.pid().and_then(|pid| proc_status_kib(pid, "VmRSS:").map(|k| k * 1024))
+        self.pid()
+            .and_then(|pid| proc_status_kib(pid, "VmRSS:").map(|k| k * 1024))
     }
 
     /// The engine's peak resident set in bytes (`VmHWM`), when it runs in its own process.
     pub fn peak_rss(&self) -> Option<u64> {
-        self.pid().and_then(|pid| proc_status_kib(pid, "VmHWM:").map(|k| k * 1024))
+        self.pid()
+            .and_then(|pid| proc_status_kib(pid, "VmHWM:").map(|k| k * 1024))
     }
 
     /// Stops the engine (in-process: graceful shutdown; child: kill).
