@@ -1,0 +1,410 @@
+//! The end-to-end scenarios. Each returns the fields of its JSON line and fails on any
+//! wrong byte count or echoed payload.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use serde_json::{json, Map, Value};
+
+use crate::client::{Callee, Kind, Reader, Side, Writer};
+use crate::raw;
+use crate::target::Target;
+use crate::{BoxError, Opts, CHUNK, ECHO, SINK};
+
+/// Fields of one JSON line.
+pub type Fields = Map<String, Value>;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The 16 distinct chunks that every stream cycles through (cheap clones).
+pub fn pool() -> Vec<Bytes> {
+    (0..16u8)
+        .map(|k| Bytes::from(vec![k.wrapping_mul(17).wrapping_add(1); CHUNK]))
+        .collect()
+}
+
+/// The byte expected at stream offset `at`.
+pub fn expected(at: u64) -> u8 {
+    let k = ((at / CHUNK as u64) % 16) as u8;
+    k.wrapping_mul(17).wrapping_add(1)
+}
+
+/// Checks the first and last byte of a chunk received at offset `at`.
+pub fn verify(at: u64, chunk: &[u8]) -> Result<(), BoxError> {
+    let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
+        return Ok(());
+    };
+    let end = at + chunk.len() as u64 - 1;
+    if *first != expected(at) || *last != expected(end) {
+        return Err(format!("wrong data at offset {at}").into());
+    }
+    Ok(())
+}
+
+/// Percentile (nearest rank) of sorted microsecond samples.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn round(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+async fn pump(mut writer: Writer, bytes: u64, pool: Vec<Bytes>) -> Result<(), BoxError> {
+    let chunks = bytes / CHUNK as u64;
+    for i in 0..chunks {
+        writer.write(pool[(i % 16) as usize].clone()).await?;
+    }
+    writer.close().await
+}
+
+async fn drain(mut reader: Reader, bytes: u64, rate: Option<f64>) -> Result<u64, BoxError> {
+    let start = Instant::now();
+    let mut received = 0u64;
+    while let Some(chunk) = reader.next().await? {
+        verify(received, &chunk)?;
+        received += chunk.len() as u64;
+        if let Some(rate) = rate {
+            let due = start + Duration::from_secs_f64(received as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+    }
+    if received != bytes {
+        return Err(format!("reader got {received} bytes, expected {bytes}").into());
+    }
+    Ok(received)
+}
+
+/// Streams `total` bytes split over `n` channels at once; returns MiB/s.
+async fn streams(a: &Side, b: &Side, n: usize, total: u64) -> Result<f64, BoxError> {
+    let per = (total / n as u64) / CHUNK as u64 * CHUNK as u64;
+    let mut ends = Vec::new();
+    for _ in 0..n {
+        ends.push(a.open_channel(b).await?);
+    }
+    let pool = pool();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (writer, reader) in ends {
+        tasks.push(tokio::spawn(pump(writer, per, pool.clone())));
+        tasks.push(tokio::spawn(async move {
+            drain(reader, per, None).await.map(|_| ())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(per as f64 * n as f64 / MIB / start.elapsed().as_secs_f64())
+}
+
+/// `throughput`: `--bytes` through one channel, then through 8 channels at once.
+pub async fn throughput(target: &Target, o: &Opts) -> Result<Fields, BoxError> {
+    let url = target.url();
+    let a = Side::connect(o.client, &url, "bench-writer").await?;
+    let b = Side::connect(o.client, &url, "bench-reader").await?;
+    let one = streams(&a, &b, 1, o.bytes).await?;
+    let eight = streams(&a, &b, 8, o.bytes).await?;
+    a.shutdown().await;
+    b.shutdown().await;
+    let mut f = Fields::new();
+    f.insert("bytes".into(), json!(o.bytes));
+    f.insert("one_channel_mib_s".into(), json!(round(one)));
+    f.insert("eight_channels_mib_s".into(), json!(round(eight)));
+    Ok(f)
+}
+
+/// `latency`: sequential round trips, then calls/s with `--in-flight` outstanding.
+pub async fn latency(target: &Target, o: &Opts) -> Result<Fields, BoxError> {
+    let url = target.url();
+    let caller = Side::connect(o.client, &url, "bench-caller").await?;
+    let callee = Callee::start(o.client, &url, &caller).await?;
+    let (mut samples, rate) = match o.client {
+        Kind::Ours => {
+            let Side::Ours(iii) = &caller else {
+                return Err("ours".into());
+            };
+            let mut samples = Vec::with_capacity(o.calls);
+            for i in 0..(o.calls + o.calls / 10) {
+                let t = Instant::now();
+                let out = iii.trigger(ECHO, json!({ "seq": i })).await?;
+                let elapsed = t.elapsed();
+                if out["seq"] != i {
+                    return Err(format!("echo mismatch: sent {i}, got {out}").into());
+                }
+                if i >= o.calls / 10 {
+                    samples.push(micros(elapsed));
+                }
+            }
+            let per_task = o.pipelined_calls / o.in_flight;
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..o.in_flight)
+                .map(|t| {
+                    let iii = iii.clone();
+                    tokio::spawn(async move {
+                        for i in 0..per_task {
+                            let seq = t * per_task + i;
+                            let out = iii.trigger(ECHO, json!({ "seq": seq })).await?;
+                            if out["seq"] != seq {
+                                return Err::<(), BoxError>("echo mismatch".into());
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await??;
+            }
+            let rate = (per_task * o.in_flight) as f64 / start.elapsed().as_secs_f64();
+            (samples, rate)
+        }
+        Kind::Raw => raw_latency(&url, o).await?,
+    };
+    callee.stop().await;
+    caller.shutdown().await;
+    samples.sort_by(f64::total_cmp);
+    let mut f = Fields::new();
+    f.insert("sequential_calls".into(), json!(samples.len()));
+    for (name, p) in [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("max", 100.0)] {
+        f.insert(
+            format!("seq_{name}_us"),
+            json!(round(percentile(&samples, p))),
+        );
+    }
+    f.insert("in_flight".into(), json!(o.in_flight));
+    f.insert("calls_per_s".into(), json!(rate.round()));
+    Ok(f)
+}
+
+/// Raw sequential calls and a pipelined window, each on one dedicated connection.
+async fn raw_latency(url: &str, o: &Opts) -> Result<(Vec<f64>, f64), BoxError> {
+    let mut ws = raw::control(url).await?;
+    let mut samples = Vec::with_capacity(o.calls);
+    for i in 0..(o.calls + o.calls / 10) {
+        let id = raw::invocation_id();
+        let t = Instant::now();
+        raw::send_json(&mut ws, &raw::invoke(&id, ECHO, &json!({ "seq": i }))).await?;
+        let answer = loop {
+            let m = raw::next_json(&mut ws).await?;
+            if m["type"] == "invocationresult" {
+                break m;
+            }
+        };
+        let elapsed = t.elapsed();
+        if answer["invocation_id"] != id.as_str() || raw::result_of(&answer)?["seq"] != i {
+            return Err(format!("echo mismatch: sent {i}, got {answer}").into());
+        }
+        if i >= o.calls / 10 {
+            samples.push(micros(elapsed));
+        }
+    }
+    let total = o.pipelined_calls;
+    let (mut sent, mut done) = (0usize, 0usize);
+    let start = Instant::now();
+    while sent < o.in_flight.min(total) {
+        let id = raw::invocation_id();
+        raw::send_json(&mut ws, &raw::invoke(&id, ECHO, &json!({ "seq": sent }))).await?;
+        sent += 1;
+    }
+    while done < total {
+        let m = raw::next_json(&mut ws).await?;
+        if m["type"] != "invocationresult" {
+            continue;
+        }
+        if raw::result_of(&m)?["seq"].as_u64().is_none() {
+            return Err(format!("bad echo {m}").into());
+        }
+        done += 1;
+        if sent < total {
+            let id = raw::invocation_id();
+            raw::send_json(&mut ws, &raw::invoke(&id, ECHO, &json!({ "seq": sent }))).await?;
+            sent += 1;
+        }
+    }
+    let rate = total as f64 / start.elapsed().as_secs_f64();
+    let _ = ws.close(None).await;
+    Ok((samples, rate))
+}
+
+/// `channel_rtt`: create a channel, hand its reader to a function, write 16 bytes,
+/// close, await the function's answer.
+pub async fn channel_rtt(target: &Target, o: &Opts) -> Result<Fields, BoxError> {
+    let url = target.url();
+    let caller = Side::connect(o.client, &url, "bench-caller").await?;
+    let callee = Callee::start(o.client, &url, &caller).await?;
+    let payload = Bytes::from_static(&[7u8; 16]);
+    let warmup = o.rtt_count / 10;
+    let mut samples = Vec::with_capacity(o.rtt_count);
+    for i in 0..(o.rtt_count + warmup) {
+        let t = Instant::now();
+        let answer = match &caller {
+            Side::Ours(iii) => {
+                let channel = iii.create_channel(None).await?;
+                let call = iii.trigger(SINK, json!({ "reader": channel.reader_ref }));
+                let writer = channel.writer;
+                let write = async {
+                    writer.write_bytes(payload.clone()).await?;
+                    writer.close().await
+                };
+                let (answer, written) = tokio::join!(call, write);
+                written?;
+                answer?
+            }
+            Side::Raw { url, control } => {
+                let refs = control.create_channel().await?;
+                let call = control.call(SINK, json!({ "reader": refs.reader }));
+                let write = async {
+                    let mut ws = raw::open_end(url, &refs.writer).await?;
+                    raw::write(&mut ws, payload.clone()).await?;
+                    raw::close(&mut ws).await
+                };
+                let (answer, written) = tokio::join!(call, write);
+                written?;
+                answer?
+            }
+        };
+        let elapsed = t.elapsed();
+        if answer["bytes"] != 16 {
+            return Err(format!("sink read {answer}, expected 16 bytes").into());
+        }
+        if i >= warmup {
+            samples.push(micros(elapsed));
+        }
+    }
+    callee.stop().await;
+    caller.shutdown().await;
+    samples.sort_by(f64::total_cmp);
+    let mut f = Fields::new();
+    f.insert("count".into(), json!(samples.len()));
+    for (name, p) in [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("max", 100.0)] {
+        f.insert(format!("{name}_us"), json!(round(percentile(&samples, p))));
+    }
+    Ok(f)
+}
+
+async fn channel_count(side: &Side) -> Result<usize, BoxError> {
+    let list = side.call("engine::channels::list", json!({})).await?;
+    Ok(list["channels"].as_array().map_or(0, Vec::len))
+}
+
+/// `fanin`: `--channels` channels open at once with both ends attached and idle.
+pub async fn fanin(target: &Target, o: &Opts) -> Result<Fields, BoxError> {
+    let url = target.url();
+    let rss_start = target.rss();
+    let a = Side::connect(o.client, &url, "bench-writer").await?;
+    let b = Side::connect(o.client, &url, "bench-reader").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_idle = target.rss();
+    let start = Instant::now();
+    let open: Vec<(Writer, Reader)> = futures_util::stream::iter(0..o.channels)
+        .map(|_| {
+            let (a, b) = (a.clone(), b.clone());
+            async move {
+                let (mut writer, mut reader) = a.open_channel(&b).await?;
+                writer.write(Bytes::from_static(&[1])).await?;
+                match reader.next().await? {
+                    Some(chunk) if chunk.len() == 1 => Ok::<_, BoxError>((writer, reader)),
+                    other => Err(format!("attach probe read {other:?}").into()),
+                }
+            }
+        })
+        .buffer_unordered(64)
+        .try_collect()
+        .await?;
+    let wall = start.elapsed();
+    let listed = channel_count(&a).await?;
+    if listed < o.channels {
+        return Err(format!("engine lists {listed} channels, expected {}", o.channels).into());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_open = target.rss();
+    drop(open);
+    a.shutdown().await;
+    b.shutdown().await;
+    let mut f = Fields::new();
+    f.insert("channels".into(), json!(o.channels));
+    f.insert(
+        "open_wall_ms".into(),
+        json!(round(wall.as_secs_f64() * 1e3)),
+    );
+    f.insert(
+        "engine_rss_start_kib".into(),
+        json!(rss_start.map(|b| b / 1024)),
+    );
+    f.insert(
+        "engine_rss_idle_kib".into(),
+        json!(rss_idle.map(|b| b / 1024)),
+    );
+    f.insert(
+        "engine_rss_open_kib".into(),
+        json!(rss_open.map(|b| b / 1024)),
+    );
+    let per = match (rss_idle, rss_open) {
+        (Some(idle), Some(open)) => json!(open.saturating_sub(idle) / o.channels as u64),
+        _ => Value::Null,
+    };
+    f.insert("rss_per_channel_bytes".into(), per);
+    Ok(f)
+}
+
+/// `slow_reader`: `--bytes` written as fast as possible to a reader consuming
+/// `--read-rate-mib` MiB/s; samples the engine's RSS.
+pub async fn slow_reader(target: &Target, o: &Opts) -> Result<Fields, BoxError> {
+    let url = target.url();
+    let a = Side::connect(o.client, &url, "bench-writer").await?;
+    let b = Side::connect(o.client, &url, "bench-reader").await?;
+    let (writer, reader) = a.open_channel(&b).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_idle = target.rss();
+    let rate = o.read_rate_mib * MIB;
+    let bytes = o.bytes / CHUNK as u64 * CHUNK as u64;
+    let start = Instant::now();
+    let write_task = tokio::spawn(async move {
+        pump(writer, bytes, pool()).await?;
+        Ok::<_, BoxError>(start.elapsed())
+    });
+    let read_task = tokio::spawn(drain(reader, bytes, Some(rate)));
+    let mut peak = rss_idle.unwrap_or(0);
+    let mut samples = 0u64;
+    while !read_task.is_finished() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(rss) = target.rss() {
+            peak = peak.max(rss);
+            samples += 1;
+        }
+    }
+    read_task.await??;
+    let write_secs = write_task.await??.as_secs_f64();
+    let secs = start.elapsed().as_secs_f64();
+    a.shutdown().await;
+    b.shutdown().await;
+    let mut f = Fields::new();
+    f.insert("bytes".into(), json!(bytes));
+    f.insert("read_rate_mib_s".into(), json!(o.read_rate_mib));
+    f.insert(
+        "achieved_mib_s".into(),
+        json!(round(bytes as f64 / MIB / secs)),
+    );
+    f.insert("writer_done_s".into(), json!(round(write_secs)));
+    f.insert("rss_samples".into(), json!(samples));
+    f.insert(
+        "engine_rss_idle_kib".into(),
+        json!(rss_idle.map(|b| b / 1024)),
+    );
+    let peak = rss_idle.map(|_| peak);
+    f.insert("engine_rss_peak_kib".into(), json!(peak.map(|b| b / 1024)));
+    f.insert(
+        "engine_rss_growth_kib".into(),
+        json!(peak.zip(rss_idle).map(|(p, i)| p.saturating_sub(i) / 1024)),
+    );
+    Ok(f)
+}
