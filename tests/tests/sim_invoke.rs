@@ -180,3 +180,21 @@ fn a_half_open_old_connection_is_evicted_by_reattach() {
     let call = sim.invoke(caller, "ping", json!({}));
     assert_eq!(sim.result(caller, call), json!("pong"));
 }
+
+#[test]
+fn an_absurd_timeout_is_clamped_not_dropped() {
+    let mut sim = Sim::with_seed(10);
+    let [caller, owner] = sim.connected_workers(2)[..] else {
+        unreachable!()
+    };
+    sim.register(owner, "slow");
+    let before = sim.workers[caller].core.poll_timeout();
+    sim.invoke_with_timeout(caller, "slow", json!({}), Some(Duration::MAX));
+    let deadline = sim.workers[caller].core.poll_timeout();
+    assert!(
+        deadline.is_some() && deadline != before,
+        "the call has a deadline"
+    );
+    let at = deadline.unwrap_or(sim.now);
+    assert!(at - sim.now <= iii_core::worker::MAX_CALL_TIMEOUT);
+}

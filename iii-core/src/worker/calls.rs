@@ -18,6 +18,10 @@ const CREATE_CHANNEL: &str = "engine::channels::create";
 /// The only non-fatal rejection code.
 const FUNCTION_CONFLICT: &str = "FUNCTION_NAMESPACE_CONFLICT";
 
+/// The longest a call may wait for its result; longer timeouts are clamped to it, so
+/// every call has a deadline.
+pub const MAX_CALL_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// A call made by this worker that has not finished.
 #[derive(Debug)]
 pub(super) struct PendingCall {
@@ -70,10 +74,12 @@ impl Worker {
         });
         let sent = self.send_call(Some(id), message.encode())?;
         self.calls.insert(id, PendingCall { sent });
-        let timeout = timeout.unwrap_or(self.config.invocation_timeout);
-        if let Some(at) = now.checked_add(timeout) {
-            self.timers.set(TimerKey::Call(id), at);
-        }
+        // Every call has a deadline: an absurd timeout is clamped rather than dropped.
+        let timeout = timeout
+            .unwrap_or(self.config.invocation_timeout)
+            .min(MAX_CALL_TIMEOUT);
+        let at = now.checked_add(timeout).unwrap_or(now);
+        self.timers.set(TimerKey::Call(id), at);
         Ok(id)
     }
 

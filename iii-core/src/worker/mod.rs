@@ -20,6 +20,7 @@ mod tests;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
+pub use calls::MAX_CALL_TIMEOUT;
 pub use config::{ConfigError, WorkerConfig, WorkerIdentity, MAX_RECONNECT_DELAY};
 pub use error::{CompleteError, InvokeError, ReadError, RegisterError, WriteError};
 pub use events::{
