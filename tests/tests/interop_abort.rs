@@ -1,6 +1,6 @@
-//! A worker killed with SIGKILL while writing a channel: the reader must see an abort
-//! (Close 1011 from our engine), not a clean end. The reader is a raw WebSocket so the
-//! check is at the protocol level (our SDK's reader is not ready yet).
+//! A worker killed with SIGKILL while writing a channel: the reader must see an abort,
+//! not a clean end. Once with a raw WebSocket reader (the protocol level: Close 1011 from
+//! our engine), once with our SDK's `ChannelReader` (it returns an error).
 
 use iii_tests::interop::{checks, harness, peer};
 
@@ -22,4 +22,22 @@ fn node_writer_killed_mid_stream() {
 #[test]
 fn rust_writer_killed_mid_stream() {
     killed("rs023");
+}
+
+fn killed_with_our_reader(name: &str) {
+    let h = harness();
+    h.block_on(checks::killed_writer_fails_our_reader(
+        h,
+        peer::by_name(name),
+    ));
+}
+
+#[test]
+fn python_writer_killed_mid_stream_our_reader_fails() {
+    killed_with_our_reader("py025");
+}
+
+#[test]
+fn node_writer_killed_mid_stream_our_reader_fails() {
+    killed_with_our_reader("node");
 }

@@ -427,3 +427,56 @@ pub async fn killed_writer_aborts_reader(h: &super::Harness, peer: &dyn Peer) {
         other => panic!("{name}: the killed writer's caller got {other:?}"),
     }
 }
+
+/// As [`killed_writer_aborts_reader`], with **our** SDK's reader (tokio): after the
+/// SIGKILL it must return an error, never a short "successful" end.
+pub async fn killed_writer_fails_our_reader(h: &super::Harness, peer: &dyn Peer) {
+    use iii_tokio::worker::{connect, ChannelItem, ChannelReader, ChannelRef, WorkerOptions};
+
+    let name = format!("{}-killed-ours", peer.name());
+    let driver = h.driver();
+    let (mut running, log) = h
+        .start_async(peer, &name)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ours = connect(WorkerOptions {
+        url: Some(h.url()),
+        name: Some(format!("interop-reader-{name}")),
+        ..WorkerOptions::default()
+    })
+    .expect("our worker");
+    ours.wait_connected(CALL)
+        .await
+        .expect("our worker connects");
+    let refs = call_ok(driver, "engine::channels::create", json!({})).await;
+    let reader_ref: ChannelRef = serde_json::from_value(refs["reader"].clone()).expect("ref");
+    let mut reader = ChannelReader::new(&ours, &reader_ref);
+    let (seed, stall) = (78, 1 << 20);
+    let write = {
+        let driver = driver.clone();
+        let function = f(&name, "write");
+        let data = json!({"writer": refs["writer"], "seed": seed, "size": 8 << 20,
+            "pattern": [50_000, 65_536, 1], "stall_after": stall,
+            "messages": [{"at": stall, "text": "stalled"}]});
+        tokio::spawn(async move { driver.call(&function, data, CALL).await })
+    };
+    let mut received = Vec::new();
+    loop {
+        match tokio::time::timeout(CALL, reader.next_item()).await {
+            Ok(Ok(Some(ChannelItem::Binary(b)))) => received.extend_from_slice(&b),
+            Ok(Ok(Some(ChannelItem::Text(t)))) if t == "stalled" => break,
+            other => panic!("{name}: before the stall: {other:?}\n{}", log_tail(&log)),
+        }
+    }
+    assert!(
+        received == generate(seed, stall),
+        "{name}: data before the stall"
+    );
+    running.kill();
+    match tokio::time::timeout(Duration::from_secs(15), reader.next_item()).await {
+        Ok(Err(error)) => eprintln!("{name}: our reader reports {error}"),
+        other => panic!("{name}: our reader must fail after the SIGKILL, got {other:?}"),
+    }
+    let _ = tokio::time::timeout(CALL, write).await;
+    ours.shutdown().await;
+}
