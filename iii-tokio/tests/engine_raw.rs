@@ -29,6 +29,23 @@ where
     }
 }
 
+/// Reads until the Close frame (skipping data), within 10 s.
+async fn next_close<S>(ws: &mut S) -> Option<async_tungstenite::tungstenite::protocol::CloseFrame>
+where
+    S: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("timely")
+        {
+            Some(Ok(Message::Close(frame))) => return frame,
+            Some(Ok(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
 fn status_of(result: Result<impl std::fmt::Debug, WsError>) -> u16 {
     match result {
         Err(WsError::Http(response)) => response.status().as_u16(),
@@ -174,16 +191,7 @@ async fn a_writer_that_vanishes_fails_the_reader_with_1011() {
         .await
         .expect("write");
     drop(writer); // no Close frame
-    let close = loop {
-        match tokio::time::timeout(Duration::from_secs(10), reader.next())
-            .await
-            .expect("timely")
-        {
-            Some(Ok(Message::Close(frame))) => break frame,
-            Some(Ok(_)) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    };
+    let close = next_close(&mut reader).await;
     assert_eq!(close.map(|f| u16::from(f.code)), Some(1011));
     server.shutdown().await;
 }
@@ -210,28 +218,10 @@ async fn an_oversized_channel_message_closes_the_writer_1009_and_the_reader_1011
             .send(Message::binary(vec![0u8; size]))
             .await
             .expect("write");
-        let close = loop {
-            match tokio::time::timeout(Duration::from_secs(10), writer.next())
-                .await
-                .expect("timely")
-            {
-                Some(Ok(Message::Close(frame))) => break frame,
-                Some(Ok(_)) => {}
-                other => panic!("unexpected {other:?}"),
-            }
-        };
+        let close = next_close(&mut writer).await;
         assert_eq!(close.map(|f| u16::from(f.code)), Some(1009), "size {size}");
     }
-    let close = loop {
-        match tokio::time::timeout(Duration::from_secs(10), reader.next())
-            .await
-            .expect("timely")
-        {
-            Some(Ok(Message::Close(frame))) => break frame,
-            Some(Ok(_)) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    };
+    let close = next_close(&mut reader).await;
     assert_eq!(close.map(|f| u16::from(f.code)), Some(1011));
     // The WebSocket layer's cut-off, on a fresh channel.
     let refs = create_channel(&mut control).await;
@@ -242,16 +232,7 @@ async fn an_oversized_channel_message_closes_the_writer_1009_and_the_reader_1011
         .send(Message::binary(vec![0u8; 1 << 20]))
         .await
         .expect("write");
-    let close = loop {
-        match tokio::time::timeout(Duration::from_secs(10), writer.next())
-            .await
-            .expect("timely")
-        {
-            Some(Ok(Message::Close(frame))) => break frame,
-            Some(Ok(_)) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    };
+    let close = next_close(&mut writer).await;
     assert_eq!(close.map(|f| u16::from(f.code)), Some(1009));
     server.shutdown().await;
 }

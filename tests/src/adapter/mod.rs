@@ -78,3 +78,44 @@ pub async fn worker<R: Runtime>(rt: R, url: &str, name: &str) -> Iii<R> {
     iii.wait_connected(WAIT).await.expect("worker connected");
     iii
 }
+
+/// Declares one `#[test]` per scenario of the suite, each on a fresh engine of `$flavor`
+/// with workers of the same flavor.
+#[macro_export]
+macro_rules! adapter_suite {
+    ($flavor:ty) => {
+        $crate::adapter_suite!($flavor;
+            invoke_round_trip,
+            void_call,
+            invocation_stopped_when_the_target_leaves,
+            trigger_timeout,
+            sender_to_processor,
+            coordinator_and_worker,
+            dropped_writer_fails_the_reader,
+            wrong_key_and_reused_ref_are_refused,
+            trigger_type_and_binding,
+        );
+
+        #[test]
+        fn transfer_256_mib_with_sha256() {
+            use $crate::adapter::Flavor;
+            <$flavor>::block_on(async {
+                let engine = $crate::adapter::engine(<$flavor>::rt()).await;
+                let url = engine.url();
+                $crate::adapter::transfer(<$flavor>::rt(), <$flavor>::rt(), &url, 256 << 20).await;
+                engine.shutdown().await;
+            });
+        }
+    };
+    ($flavor:ty; $($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            use $crate::adapter::Flavor;
+            <$flavor>::block_on(async {
+                let engine = $crate::adapter::engine(<$flavor>::rt()).await;
+                $crate::adapter::$name(<$flavor>::rt(), &engine.url()).await;
+                engine.shutdown().await;
+            });
+        }
+    )*};
+}
