@@ -6,7 +6,7 @@ use super::session::{sanitize, FunctionSpec, Session, WorkerMeta, DEFAULT_NAMESP
 use super::{ConnKind, Engine, EngineEvent, FnKey, Violation};
 use crate::ids::{ConnId, Secret};
 use crate::wire::control::{RegisterFunction, RegistrationRejected, WorkerRegistered};
-use crate::wire::{decode, CloseCode, ControlMessage, Decoded, Message};
+use crate::wire::{decode, CloseCode, ControlMessage, DecodeError, Decoded, Message};
 
 const TELEMETRY_PREFIXES: [&[u8]; 3] = [b"OTLP", b"MTRC", b"LOGS"];
 const RESERVED_PREFIX: &str = "engine::";
@@ -65,17 +65,17 @@ impl Engine {
                 bytes
             }
         };
-        if bytes.len() > self.config.max_control_message_bytes {
-            self.close(
-                now,
-                conn,
-                Some(CloseCode::TOO_BIG),
-                "control message too large",
-            );
-            return;
-        }
         let decoded = match decode(bytes, self.config.max_control_message_bytes) {
             Ok(decoded) => decoded,
+            Err(DecodeError::TooLarge { .. }) => {
+                self.close(
+                    now,
+                    conn,
+                    Some(CloseCode::TOO_BIG),
+                    "control message too large",
+                );
+                return;
+            }
             Err(error) => {
                 self.violation(conn, Violation::Undecodable(error));
                 return;
