@@ -46,6 +46,17 @@ where
     }
 }
 
+type Control = async_tungstenite::WebSocketStream<async_tungstenite::tokio::ConnectStream>;
+
+/// An engine, a control connection past its greeting, and the refs of a new channel.
+async fn engine_with_channel(settings: EngineSettings) -> (EngineServer, Control, Value) {
+    let server = engine(settings).await;
+    let (mut control, _) = connect_async(server.url()).await.expect("connect");
+    next_json(&mut control).await;
+    let refs = create_channel(&mut control).await;
+    (server, control, refs)
+}
+
 fn status_of(result: Result<impl std::fmt::Debug, WsError>) -> u16 {
     match result {
         Err(WsError::Http(response)) => response.status().as_u16(),
@@ -129,10 +140,7 @@ async fn a_token_is_required_when_configured() {
 
 #[tokio::test]
 async fn a_channel_relays_in_order_and_ends_cleanly() {
-    let server = engine(EngineSettings::default()).await;
-    let (mut control, _) = connect_async(server.url()).await.expect("connect");
-    next_json(&mut control).await;
-    let refs = create_channel(&mut control).await;
+    let (server, _control, refs) = engine_with_channel(EngineSettings::default()).await;
     let (mut writer, _) = connect_async(end_url(&server, &refs["writer"]))
         .await
         .expect("writer");
@@ -176,10 +184,7 @@ async fn a_channel_relays_in_order_and_ends_cleanly() {
 
 #[tokio::test]
 async fn a_writer_that_vanishes_fails_the_reader_with_1011() {
-    let server = engine(EngineSettings::default()).await;
-    let (mut control, _) = connect_async(server.url()).await.expect("connect");
-    next_json(&mut control).await;
-    let refs = create_channel(&mut control).await;
+    let (server, _control, refs) = engine_with_channel(EngineSettings::default()).await;
     let (mut reader, _) = connect_async(end_url(&server, &refs["reader"]))
         .await
         .expect("reader");
@@ -200,10 +205,7 @@ async fn a_writer_that_vanishes_fails_the_reader_with_1011() {
 async fn an_oversized_channel_message_closes_the_writer_1009_and_the_reader_1011() {
     let mut settings = EngineSettings::default();
     settings.core.max_channel_message_bytes = 64 * 1024;
-    let server = engine(settings).await;
-    let (mut control, _) = connect_async(server.url()).await.expect("connect");
-    next_json(&mut control).await;
-    let refs = create_channel(&mut control).await;
+    let (server, mut control, refs) = engine_with_channel(settings).await;
     let (mut reader, _) = connect_async(end_url(&server, &refs["reader"]))
         .await
         .expect("reader");

@@ -35,7 +35,11 @@ pub async fn invoke_round_trip<R: Runtime>(rt: R, url: &str) {
             |_: Value| async move { Err::<Value, _>("boom") },
         )
         .expect("register");
-    let result = retry_until_registered(&caller, "math.add", json!({"a": 2, "b": 40})).await;
+    wait_registered(&caller, "math.add").await;
+    let result = caller
+        .trigger("math.add", json!({"a": 2, "b": 40}))
+        .await
+        .expect("call");
     assert_eq!(result, json!({"sum": 42}));
     assert_eq!(
         remote_code(caller.trigger("math.fail", json!({})).await),
@@ -47,25 +51,6 @@ pub async fn invoke_round_trip<R: Runtime>(rt: R, url: &str) {
     );
     caller.shutdown().await;
     owner.shutdown().await;
-}
-
-/// Calls `function_id` until the registration has reached the engine.
-async fn retry_until_registered<R: Runtime>(
-    caller: &Iii<R>,
-    function_id: &str,
-    payload: Value,
-) -> Value {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        match caller.trigger(function_id, payload.clone()).await {
-            Err(Error::Remote(body))
-                if body.code == "function_not_found" && std::time::Instant::now() < deadline =>
-            {
-                pause(Duration::from_millis(10)).await;
-            }
-            other => return other.expect("call"),
-        }
-    }
 }
 
 /// A void call runs the function and returns nothing to the caller.
@@ -85,7 +70,7 @@ pub async fn void_call<R: Runtime>(rt: R, url: &str) {
             }
         })
         .expect("register");
-    retry_until_registered(&caller, "log.line", json!({"warmup": true})).await;
+    wait_registered(&caller, "log.line").await;
     caller
         .trigger_void("log.line", json!({"line": "hello"}))
         .expect("void call");
@@ -110,7 +95,7 @@ pub async fn invocation_stopped_when_the_target_leaves<R: Runtime>(rt: R, url: &
             }
         })
         .expect("register");
-    retry_until_registered_probe(&caller, "slow.op").await;
+    wait_registered(&caller, "slow.op").await;
     let call = caller.trigger("slow.op", json!({}));
     let mut started = started;
     let (result, ()) = futures_util::join!(call, async {
@@ -121,7 +106,8 @@ pub async fn invocation_stopped_when_the_target_leaves<R: Runtime>(rt: R, url: &
     caller.shutdown().await;
 }
 
-async fn retry_until_registered_probe<R: Runtime>(caller: &Iii<R>, function_id: &str) {
+/// Waits until `function_id` is listed by the engine (registration is asynchronous).
+async fn wait_registered<R: Runtime>(caller: &Iii<R>, function_id: &str) {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let listed = caller
@@ -152,7 +138,7 @@ pub async fn trigger_timeout<R: Runtime>(rt: R, url: &str) {
             Ok::<_, Error>(Value::Null)
         })
         .expect("register");
-    retry_until_registered_probe(&caller, "never.answers").await;
+    wait_registered(&caller, "never.answers").await;
     let start = std::time::Instant::now();
     let result = caller
         .trigger_with_timeout("never.answers", json!({}), Duration::from_millis(300))
@@ -334,7 +320,7 @@ pub async fn sender_to_processor<R: Runtime>(rt: R, url: &str) {
             }
         })
         .expect("register");
-    retry_until_registered_probe(&sender, "data.processor").await;
+    wait_registered(&sender, "data.processor").await;
     let channel = sender.create_channel(None).await.expect("create");
     let records =
         json!([{"value": 12}, {"value": 100}, {"value": 250}, {"value": 157}, {"value": 2048}]);
@@ -393,7 +379,7 @@ pub async fn coordinator_and_worker<R: Runtime>(rt: R, url: &str) {
             }
         })
         .expect("register");
-    retry_until_registered_probe(&coordinator, "stream.worker").await;
+    wait_registered(&coordinator, "stream.worker").await;
     let input = coordinator
         .create_channel(None)
         .await
@@ -472,7 +458,7 @@ pub async fn trigger_type_and_binding<R: Runtime>(rt: R, url: &str) {
             }
         })
         .expect("function");
-    retry_until_registered_probe(&consumer, "on.tick").await;
+    wait_registered(&consumer, "on.tick").await;
     let binding = consumer
         .register_trigger("suite.tick", "on.tick", json!({"every_ms": 100}))
         .await

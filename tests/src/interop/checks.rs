@@ -207,6 +207,33 @@ pub async fn seed_coordinator_worker(peer: &str) {
     assert_eq!(result["workerResult"]["status"], "done", "{result}");
 }
 
+/// Calls `function_id` until the list under `key` in its answer holds an entry whose
+/// `config.tag` is `tag`, and returns that entry; fails at `deadline`.
+async fn poll_for_tag(
+    driver: &Driver,
+    function_id: &str,
+    key: &str,
+    tag: &str,
+    deadline: Instant,
+) -> Value {
+    loop {
+        let list = call_ok(driver, function_id, json!({})).await;
+        let found = list[key].as_array().and_then(|l| {
+            l.iter()
+                .find(|entry| entry["config"]["tag"] == tag)
+                .cloned()
+        });
+        if let Some(found) = found {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{function_id} never listed {tag}: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// `consumer` binds a trigger of the type `provider` provides; the provider receives the
 /// `registertrigger` and fires the consumer's target function.
 pub async fn trigger_type(provider: &str, consumer: &str) {
@@ -221,36 +248,17 @@ pub async fn trigger_type(provider: &str, consumer: &str) {
     .await;
     assert_eq!(bound["bound"], true);
     let deadline = Instant::now() + Duration::from_secs(15);
-    let registration = loop {
-        let list = call_ok(driver, &f(provider, "registrations"), json!({})).await;
-        let found = list["registrations"]
-            .as_array()
-            .and_then(|l| l.iter().find(|r| r["config"]["tag"] == tag).cloned());
-        if let Some(found) = found {
-            break found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{provider} never received registertrigger for {tag}: {list}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let registration = poll_for_tag(
+        driver,
+        &f(provider, "registrations"),
+        "registrations",
+        &tag,
+        deadline,
+    )
+    .await;
     assert_eq!(registration["function_id"], f(consumer, "on_fire"));
     assert_eq!(registration["config"], config);
-    let fire = loop {
-        let list = call_ok(driver, &f(consumer, "fired"), json!({})).await;
-        let found = list["fired"]
-            .as_array()
-            .and_then(|l| l.iter().find(|p| p["config"]["tag"] == tag).cloned());
-        if let Some(found) = found {
-            break found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{consumer}'s target never fired for {tag}: {list}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let fire = poll_for_tag(driver, &f(consumer, "fired"), "fired", &tag, deadline).await;
     assert_eq!(fire["provider"], provider, "{fire}");
     assert_eq!(fire["trigger_id"], registration["id"], "{fire}");
 }
