@@ -18,6 +18,7 @@ use iii_core::PeerClose;
 
 use crate::conn::{pump, ConnEnds, ConnEvent, Conns, Ready};
 use crate::handshake::{read_request, refusal_for, refuse, switch, HeadError};
+use crate::read_batch::ReadBatch;
 use crate::runtime::{now, os_seed, BoxFuture, Runtime};
 
 /// Settings of an engine server: the core's limits plus the transport's.
@@ -30,9 +31,15 @@ pub struct EngineSettings {
     pub handshake_timeout: Duration,
     /// Largest HTTP request head accepted (431 beyond). Default 16 KiB.
     pub max_request_head: usize,
-    /// Read buffer of each WebSocket, in bytes. Small buffers keep idle connections
-    /// cheap; the buffer grows for large messages. Default 16 KiB.
+    /// Read buffer of each WebSocket, in bytes: kept for the connection's life, so it is
+    /// what an idle connection costs; it grows while a larger message is assembled.
+    /// Default 2 KiB.
     pub read_buffer_bytes: usize,
+    /// Largest read from a socket, in bytes. The buffer for it exists only while bytes
+    /// arrive (it is freed whenever the socket has nothing more to read), so a streaming
+    /// connection needs one system call per 64 KiB frame while an idle one holds only
+    /// its `read_buffer_bytes`. Default 64 KiB.
+    pub socket_read_bytes: usize,
     /// Write buffer of each WebSocket before it writes to the socket (messages are also
     /// flushed explicitly). Default 64 KiB.
     pub write_buffer_bytes: usize,
@@ -44,7 +51,8 @@ impl Default for EngineSettings {
             core: EngineConfig::default(),
             handshake_timeout: Duration::from_secs(10),
             max_request_head: 16 * 1024,
-            read_buffer_bytes: 16 * 1024,
+            read_buffer_bytes: 2 * 1024,
+            socket_read_bytes: 64 * 1024,
             write_buffer_bytes: 64 * 1024,
         }
     }
@@ -174,6 +182,7 @@ pub async fn serve_connection<R: Runtime>(rt: R, engine: EngineHandle, mut tcp: 
         .write_buffer_size(settings.write_buffer_bytes)
         .max_message_size(Some(accepted.max_message_bytes.saturating_add(1)))
         .max_frame_size(Some(accepted.max_message_bytes.saturating_add(1)));
+    let tcp = ReadBatch::new(tcp, settings.socket_read_bytes);
     let ws =
         WebSocketStream::from_partially_read(tcp, request.leftover, Role::Server, Some(config))
             .await;

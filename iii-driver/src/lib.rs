@@ -17,6 +17,7 @@
 mod conn;
 pub mod engine;
 mod handshake;
+mod read_batch;
 pub mod runtime;
 pub mod server;
 pub mod worker;

@@ -52,6 +52,18 @@ struct Args {
     /// Milliseconds a new TCP connection has to send its upgrade request.
     #[arg(long, default_value_t = 10_000)]
     handshake_timeout_ms: u64,
+    /// Largest HTTP upgrade request head, in bytes (431 beyond).
+    #[arg(long, default_value_t = 16 << 10)]
+    max_request_head_bytes: usize,
+    /// WebSocket read buffer per connection, in bytes: what an idle connection keeps.
+    #[arg(long, default_value_t = 2 << 10)]
+    read_buffer_bytes: usize,
+    /// Largest single socket read, in bytes (its buffer exists only while data arrives).
+    #[arg(long, default_value_t = 64 << 10)]
+    socket_read_bytes: usize,
+    /// WebSocket write buffer per connection, in bytes.
+    #[arg(long, default_value_t = 64 << 10)]
+    write_buffer_bytes: usize,
 }
 
 impl Args {
@@ -70,6 +82,10 @@ impl Args {
         core.max_connections = self.max_connections;
         core.auth_token = self.token.clone().filter(|t| !t.trim().is_empty());
         settings.handshake_timeout = Duration::from_millis(self.handshake_timeout_ms);
+        settings.max_request_head = self.max_request_head_bytes;
+        settings.read_buffer_bytes = self.read_buffer_bytes;
+        settings.socket_read_bytes = self.socket_read_bytes;
+        settings.write_buffer_bytes = self.write_buffer_bytes;
         settings
     }
 }
