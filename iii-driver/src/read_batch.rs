@@ -7,7 +7,9 @@
 //! [`ReadBatch`] separates the two: the WebSocket layer gets a small buffer, and the
 //! socket is read `batch` bytes at a time into a buffer that exists only while it holds
 //! unread bytes or the peer keeps sending. When a read finds the socket empty and every
-//! byte has been handed out, the buffer is freed.
+//! byte has been handed out, the buffer is freed. Its next size follows the last read
+//! (twice as much, between [`MIN_READ`] and `batch`), so a connection that sends small
+//! messages never allocates and clears a whole batch.
 //!
 //! (`futures_util::io::BufReader` would keep its buffer forever.)
 
@@ -17,11 +19,16 @@ use std::task::{Context, Poll};
 
 use futures_util::io::{AsyncRead, AsyncWrite};
 
+/// The smallest buffer allocated for a socket read.
+pub(crate) const MIN_READ: usize = 4 * 1024;
+
 /// Reads the inner stream in batches of up to `batch` bytes; writes pass through.
 #[derive(Debug)]
 pub(crate) struct ReadBatch<S> {
     inner: S,
     batch: usize,
+    /// Size of the next buffer to allocate.
+    next_size: usize,
     /// Allocated on demand; empty (no allocation) while idle.
     buf: Vec<u8>,
     /// Unread bytes are `buf[start..end]`.
@@ -35,6 +42,7 @@ impl<S> ReadBatch<S> {
         Self {
             inner,
             batch: batch.max(1),
+            next_size: MIN_READ.min(batch.max(1)),
             buf: Vec::new(),
             start: 0,
             end: 0,
@@ -82,11 +90,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadBatch<S> {
             // The caller's buffer is at least a batch: no point in copying twice.
             return Pin::new(&mut this.inner).poll_read(cx, out);
         }
-        if this.buf.is_empty() {
-            this.buf = vec![0; this.batch];
+        if this.buf.len() < this.next_size {
+            // First read after idling, or the last read filled the buffer: (re)allocate.
+            this.buf = vec![0; this.next_size];
         }
         match Pin::new(&mut this.inner).poll_read(cx, &mut this.buf) {
             Poll::Ready(Ok(n)) => {
+                this.next_size = n.saturating_mul(2).max(MIN_READ).min(this.batch);
                 this.start = 0;
                 this.end = n;
                 Poll::Ready(Ok(this.hand_out(out)))
@@ -180,6 +190,22 @@ mod tests {
             }
         });
         assert_eq!(got, data);
+    }
+
+    #[test]
+    fn the_buffer_grows_while_reads_fill_it() {
+        let data = vec![9u8; 1 << 20];
+        let mut reader = ReadBatch::new(Cursor::new(data), 64 * 1024);
+        let mut piece = [0u8; 2048];
+        let mut sizes = Vec::new();
+        smol::block_on(async {
+            while reader.read(&mut piece).await.unwrap() > 0 {
+                sizes.push(reader.buffer_capacity());
+            }
+        });
+        assert_eq!(sizes[0], MIN_READ);
+        assert!(sizes.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(*sizes.last().unwrap(), 64 * 1024);
     }
 
     #[test]
