@@ -9,6 +9,7 @@ pub mod client;
 pub mod limit;
 pub mod raw;
 pub mod scenarios;
+pub mod shared;
 pub mod summary;
 pub mod target;
 
@@ -24,12 +25,7 @@ use target::Target;
 /// Any error, boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The channel write size.
-pub const CHUNK: usize = 64 * 1024;
-/// The echo function served by the callee.
-pub const ECHO: &str = "bench::echo";
-/// The channel-sink function served by the callee.
-pub const SINK: &str = "bench::sink";
+pub use shared::{CHUNK, ECHO, SINK};
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
