@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every scenario (both clients) and writes one JSON line per run to $OUT,
+# Runs every scenario (every client) and writes one JSON line per run to $OUT,
 # then prints the min/median/max table. Usage: bench/run-all.sh [RUNS] [OUT]
+#   CLIENTS (default "raw ours published") are the clients run, in that order;
 #   SLOW_BYTES (default 1 GiB) sizes slow_reader; LONG_RUNS (default 3) its run count;
 #   MAX_LOAD (default 1.0) is the 1-minute load each run waits for (at most 60 s);
 #   PIPELINED (default 100000) is the number of calls made 64 in flight.
@@ -12,13 +13,20 @@ SLOW_BYTES=${SLOW_BYTES:-1073741824}
 LONG_RUNS=${LONG_RUNS:-3}
 MAX_LOAD=${MAX_LOAD:-1.0}
 PIPELINED=${PIPELINED:-100000}
+CLIENTS=${CLIENTS:-raw ours published}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --release -p iii-bench -p iii-tokio --bin iii-bench --bin iii-engine
+case " $CLIENTS " in *" published "*)
+  # The published crates.io iii-sdk client: a standalone crate (own lock file, own target
+  # dir, outside the workspace); iii-bench finds it there by default.
+  cargo build --release --locked --manifest-path bench/published/Cargo.toml \
+    --target-dir bench/published/target ;;
+esac
 B="$CARGO_TARGET_DIR/release/iii-bench"
 mkdir -p "$(dirname "$OUT")"
 run() { echo "# $(uptime)" >&2; "$B" run "$@" --max-load "$MAX_LOAD" | tee -a "$OUT"; }
 run limit --runs "$RUNS"
-for c in raw ours; do
+for c in $CLIENTS; do
   run throughput --client $c --runs "$RUNS"
   run latency --client $c --runs "$RUNS" --pipelined-calls "$PIPELINED"
   run channel-rtt --client $c --runs "$RUNS"

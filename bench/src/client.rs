@@ -1,5 +1,6 @@
-//! The two interchangeable clients behind one small interface: `ours` (the iii-rs worker
-//! SDK on tokio) and `raw` (the protocol over async-tungstenite, see [`crate::raw`]).
+//! The in-process clients behind one small interface: `ours` (the iii-rs worker SDK on
+//! tokio) and `raw` (the protocol over async-tungstenite, see [`crate::raw`]). The third
+//! client, `published`, runs out of process (see [`crate::published`]).
 
 use std::time::Duration;
 
@@ -18,6 +19,9 @@ pub enum Kind {
     Ours,
     /// Raw async-tungstenite speaking the protocol directly.
     Raw,
+    /// The published crates.io `iii-sdk` (=0.23.0-rc.4), in the separate
+    /// `iii-bench-published` process (see [`crate::published`]).
+    Published,
 }
 
 impl Kind {
@@ -26,9 +30,12 @@ impl Kind {
         match self {
             Kind::Ours => "ours",
             Kind::Raw => "raw",
+            Kind::Published => "published",
         }
     }
 }
+
+const OUT_OF_PROCESS: &str = "the published client runs in iii-bench-published";
 
 /// One worker: a control connection and whatever channel ends it opens.
 #[derive(Clone)]
@@ -64,6 +71,7 @@ impl Side {
                 url: url.to_owned(),
                 control: raw::Control::connect(url).await?,
             },
+            Kind::Published => return Err(OUT_OF_PROCESS.into()),
         })
     }
 
@@ -140,6 +148,7 @@ impl Callee {
                 Callee::Ours(iii)
             }
             Kind::Raw => Callee::Raw(raw::serve(url).await?),
+            Kind::Published => return Err(OUT_OF_PROCESS.into()),
         };
         // SINK is registered before ECHO on the same connection: ECHO callable means both.
         for attempt in 0.. {

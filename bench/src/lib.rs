@@ -7,8 +7,10 @@
 
 pub mod client;
 pub mod limit;
+pub mod published;
 pub mod raw;
 pub mod scenarios;
+pub mod shared;
 pub mod summary;
 pub mod target;
 
@@ -24,12 +26,7 @@ use target::Target;
 /// Any error, boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The channel write size.
-pub const CHUNK: usize = 64 * 1024;
-/// The echo function served by the callee.
-pub const ECHO: &str = "bench::echo";
-/// The channel-sink function served by the callee.
-pub const SINK: &str = "bench::sink";
+pub use shared::{CHUNK, ECHO, SINK};
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,6 +77,15 @@ pub struct Opts {
     /// Which client drives the engine.
     #[arg(long, value_enum, default_value_t = Kind::Ours)]
     pub client: Kind,
+    /// The `iii-bench-published` binary for `--client published` (default:
+    /// bench/published/target/release/iii-bench-published in this source tree, else next
+    /// to this binary).
+    #[arg(long)]
+    pub published_bin: Option<PathBuf>,
+    /// `--client published`: leave the published SDK's OpenTelemetry export on (its
+    /// default; spans and metrics go to the engine's `/otel`). Off unless given.
+    #[arg(long)]
+    pub published_otel: bool,
     /// Runs of the scenario (a fresh engine each run).
     #[arg(long, default_value_t = 1)]
     pub runs: usize,
@@ -169,6 +175,7 @@ pub async fn one_run(scenario: Scenario, o: &Opts, run: usize) -> Result<Value, 
     let work = async {
         match (&target, scenario) {
             (_, Scenario::Limit) => limit::limit(o).await,
+            (Some(t), _) if o.client == Kind::Published => published::run(scenario, t, o).await,
             (Some(t), Scenario::Throughput) => scenarios::throughput(t, o).await,
             (Some(t), Scenario::Latency) => scenarios::latency(t, o).await,
             (Some(t), Scenario::ChannelRtt) => scenarios::channel_rtt(t, o).await,

@@ -9,54 +9,24 @@ use serde_json::{json, Map, Value};
 
 use crate::client::{Callee, Kind, Reader, Side, Writer};
 use crate::raw;
+use crate::shared::{pattern_byte, PATTERN_CHUNKS};
 use crate::target::Target;
 use crate::{BoxError, Opts, CHUNK, ECHO, SINK};
 
 /// Fields of one JSON line.
 pub type Fields = Map<String, Value>;
 
-const MIB: f64 = 1024.0 * 1024.0;
+pub use crate::shared::{expected, percentile, round, summary, verify, MIB};
 
 /// The 16 distinct chunks that every stream cycles through (cheap clones).
 pub fn pool() -> Vec<Bytes> {
-    (0..16u8)
-        .map(|k| Bytes::from(vec![k.wrapping_mul(17).wrapping_add(1); CHUNK]))
+    (0..PATTERN_CHUNKS as u8)
+        .map(|k| Bytes::from(vec![pattern_byte(k); CHUNK]))
         .collect()
-}
-
-/// The byte expected at stream offset `at`.
-pub fn expected(at: u64) -> u8 {
-    let k = ((at / CHUNK as u64) % 16) as u8;
-    k.wrapping_mul(17).wrapping_add(1)
-}
-
-/// Checks the first and last byte of a chunk received at offset `at`.
-pub fn verify(at: u64, chunk: &[u8]) -> Result<(), BoxError> {
-    let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
-        return Ok(());
-    };
-    let end = at + chunk.len() as u64 - 1;
-    if *first != expected(at) || *last != expected(end) {
-        return Err(format!("wrong data at offset {at}").into());
-    }
-    Ok(())
-}
-
-/// Percentile (nearest rank) of sorted microsecond samples.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
-}
-
-fn round(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
 }
 
 async fn pump(mut writer: Writer, bytes: u64, pool: Vec<Bytes>) -> Result<(), BoxError> {
@@ -168,17 +138,14 @@ pub async fn latency(target: &Target, o: &Opts) -> Result<Fields, BoxError> {
             (samples, rate)
         }
         Kind::Raw => raw_latency(&url, o).await?,
+        Kind::Published => return Err("the published client runs out of process".into()),
     };
     callee.stop().await;
     caller.shutdown().await;
-    samples.sort_by(f64::total_cmp);
     let mut f = Fields::new();
     f.insert("sequential_calls".into(), json!(samples.len()));
-    for (name, p) in [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("max", 100.0)] {
-        f.insert(
-            format!("seq_{name}_us"),
-            json!(round(percentile(&samples, p))),
-        );
+    for (name, v) in summary(&mut samples) {
+        f.insert(format!("seq_{name}_us"), json!(v));
     }
     f.insert("in_flight".into(), json!(o.in_flight));
     f.insert("calls_per_s".into(), json!(rate.round()));
@@ -282,11 +249,10 @@ pub async fn channel_rtt(target: &Target, o: &Opts) -> Result<Fields, BoxError> 
     }
     callee.stop().await;
     caller.shutdown().await;
-    samples.sort_by(f64::total_cmp);
     let mut f = Fields::new();
     f.insert("count".into(), json!(samples.len()));
-    for (name, p) in [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("max", 100.0)] {
-        f.insert(format!("{name}_us"), json!(round(percentile(&samples, p))));
+    for (name, v) in summary(&mut samples) {
+        f.insert(format!("{name}_us"), json!(v));
     }
     Ok(f)
 }
@@ -336,24 +302,65 @@ pub async fn fanin(target: &Target, o: &Opts) -> Result<Fields, BoxError> {
         "open_wall_ms".into(),
         json!(round(wall.as_secs_f64() * 1e3)),
     );
+    fanin_rss(&mut f, o.channels, [rss_start, rss_idle, rss_open]);
+    Ok(f)
+}
+
+/// Adds `fanin`'s RSS fields from the engine's RSS at start, idle (workers connected) and
+/// with `channels` channels open.
+pub fn fanin_rss(f: &mut Fields, channels: usize, [start, idle, open]: [Option<u64>; 3]) {
     f.insert(
         "engine_rss_start_kib".into(),
-        json!(rss_start.map(|b| b / 1024)),
+        json!(start.map(|b| b / 1024)),
     );
-    f.insert(
-        "engine_rss_idle_kib".into(),
-        json!(rss_idle.map(|b| b / 1024)),
-    );
-    f.insert(
-        "engine_rss_open_kib".into(),
-        json!(rss_open.map(|b| b / 1024)),
-    );
-    let per = match (rss_idle, rss_open) {
-        (Some(idle), Some(open)) => json!(open.saturating_sub(idle) / o.channels as u64),
+    f.insert("engine_rss_idle_kib".into(), json!(idle.map(|b| b / 1024)));
+    f.insert("engine_rss_open_kib".into(), json!(open.map(|b| b / 1024)));
+    let per = match (idle, open) {
+        (Some(idle), Some(open)) => json!(open.saturating_sub(idle) / channels as u64),
         _ => Value::Null,
     };
     f.insert("rss_per_channel_bytes".into(), per);
-    Ok(f)
+}
+
+/// The engine's peak RSS over a stretch of time, sampled by the caller.
+pub struct PeakRss {
+    idle: Option<u64>,
+    peak: u64,
+    samples: u64,
+}
+
+impl PeakRss {
+    /// Starts from the idle RSS (`None`: the engine's RSS is not readable).
+    pub fn new(idle: Option<u64>) -> Self {
+        Self {
+            idle,
+            peak: idle.unwrap_or(0),
+            samples: 0,
+        }
+    }
+
+    /// Takes one sample of `target`'s RSS.
+    pub fn sample(&mut self, target: &Target) {
+        if let Some(rss) = target.rss() {
+            self.peak = self.peak.max(rss);
+            self.samples += 1;
+        }
+    }
+
+    /// Adds `slow_reader`'s RSS fields.
+    pub fn fields(&self, f: &mut Fields) {
+        f.insert("rss_samples".into(), json!(self.samples));
+        f.insert(
+            "engine_rss_idle_kib".into(),
+            json!(self.idle.map(|b| b / 1024)),
+        );
+        let peak = self.idle.map(|_| self.peak);
+        f.insert("engine_rss_peak_kib".into(), json!(peak.map(|b| b / 1024)));
+        f.insert(
+            "engine_rss_growth_kib".into(),
+            json!(peak.zip(self.idle).map(|(p, i)| p.saturating_sub(i) / 1024)),
+        );
+    }
 }
 
 /// `slow_reader`: `--bytes` written as fast as possible to a reader consuming
@@ -373,14 +380,10 @@ pub async fn slow_reader(target: &Target, o: &Opts) -> Result<Fields, BoxError> 
         Ok::<_, BoxError>(start.elapsed())
     });
     let read_task = tokio::spawn(drain(reader, bytes, Some(rate)));
-    let mut peak = rss_idle.unwrap_or(0);
-    let mut samples = 0u64;
+    let mut rss = PeakRss::new(rss_idle);
     while !read_task.is_finished() {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if let Some(rss) = target.rss() {
-            peak = peak.max(rss);
-            samples += 1;
-        }
+        rss.sample(target);
     }
     read_task.await??;
     let write_secs = write_task.await??.as_secs_f64();
@@ -395,16 +398,6 @@ pub async fn slow_reader(target: &Target, o: &Opts) -> Result<Fields, BoxError> 
         json!(round(bytes as f64 / MIB / secs)),
     );
     f.insert("writer_done_s".into(), json!(round(write_secs)));
-    f.insert("rss_samples".into(), json!(samples));
-    f.insert(
-        "engine_rss_idle_kib".into(),
-        json!(rss_idle.map(|b| b / 1024)),
-    );
-    let peak = rss_idle.map(|_| peak);
-    f.insert("engine_rss_peak_kib".into(), json!(peak.map(|b| b / 1024)));
-    f.insert(
-        "engine_rss_growth_kib".into(),
-        json!(peak.zip(rss_idle).map(|(p, i)| p.saturating_sub(i) / 1024)),
-    );
+    rss.fields(&mut f);
     Ok(f)
 }
