@@ -4,7 +4,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use futures_util::FutureExt;
 use iii_core::channel::ChannelRefs;
+use iii_core::wire::control::to_payload;
 use iii_core::wire::{ErrorBody, Payload};
 use iii_core::worker::WorkerEvent;
 use iii_core::InvocationId;
@@ -138,14 +140,40 @@ impl<R: Runtime> Task<R> {
             let _ = self.core.complete(now, id, Err(error));
             return;
         };
+        let input = match serde_json::from_str::<Value>(data.get()) {
+            Ok(input) => input,
+            Err(error) => {
+                let error = ErrorBody::new(DESERIALIZATION_ERROR, error.to_string());
+                let _ = self.core.complete(now, id, Err(error));
+                return;
+            }
+        };
+        // Poll the handler once here: one that is ready at once (no IO) is answered in
+        // this turn, without a spawned task and a hop back through the network queue.
+        // One that waits moves to its own task, which polls it again with a real waker.
+        let mut running = Box::pin(run_handler(handler, input));
+        if let Some(result) = running.as_mut().now_or_never() {
+            self.handler_done(now, id, result);
+            return;
+        }
         let tx = self.net_tx.clone();
         self.rt.spawn(Box::pin(async move {
-            let result = match serde_json::from_str::<Value>(data.get()) {
-                Ok(input) => run_handler(handler, input).await,
-                Err(error) => Err(ErrorBody::new(DESERIALIZATION_ERROR, error.to_string())),
-            };
+            let result = running.await;
             let _ = tx.unbounded_send(Net::Complete(id, result));
         }));
+    }
+
+    /// A handler finished: its value (or error) answers invocation `id`.
+    pub(super) fn handler_done(
+        &mut self,
+        now: Instant,
+        id: InvocationId,
+        result: Result<Value, ErrorBody>,
+    ) {
+        let result = result.map(|value| Some(to_payload(&value)));
+        if let Err(error) = self.core.complete(now, id, result) {
+            tracing::debug!(%error, "result dropped");
+        }
     }
 
     pub(super) fn call_completed(

@@ -18,7 +18,6 @@ use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use futures_channel::oneshot;
 use futures_util::{FutureExt, StreamExt};
 use iii_core::channel::{channel_url, ChannelRef, ChannelRefs};
-use iii_core::wire::control::to_payload;
 use iii_core::wire::{ErrorBody, Payload};
 use iii_core::worker::{
     ConnectTarget, EndId, EndOutcome, FunctionSpec, TriggerSpec, TriggerTypeSpec, Worker,
@@ -409,12 +408,7 @@ impl<R: Runtime> Task<R> {
                     Err(status) => self.core.handle_connect_failed(now, conn, status),
                 }
             }
-            Net::Complete(id, result) => {
-                let result = result.map(|value| Some(to_payload(&value)));
-                if let Err(error) = self.core.complete(now, id, result) {
-                    tracing::debug!(%error, "result dropped");
-                }
-            }
+            Net::Complete(id, result) => self.handler_done(now, id, result),
             Net::TriggerResult(id, result) => {
                 if let Err(error) = self.core.trigger_registration_result(now, &id, result) {
                     tracing::debug!(%error, "trigger result dropped");
