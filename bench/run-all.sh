@@ -6,7 +6,9 @@
 #   SLOW_BYTES (default 1 GiB) sizes slow_reader; LONG_RUNS (default RUNS) its run count
 #   (each 1 GiB run takes ~130 s at 8 MiB/s);
 #   MAX_LOAD (default 1.0) is the 1-minute load each run waits for (at most 60 s);
-#   PIPELINED (default 100000) is the number of calls made 64 in flight.
+#   PIPELINED (default 100000) is the number of calls made 64 in flight;
+#   URL (+ ENGINE_PID for the RSS figures) runs everything against that engine instead
+#   of ours (in-process, or the iii-engine binary as a child for fanin/slow_reader).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-5}
@@ -17,6 +19,15 @@ MAX_LOAD=${MAX_LOAD:-1.0}
 PIPELINED=${PIPELINED:-100000}
 CLIENTS=${CLIENTS:-raw ours published}
 SCENARIOS=${SCENARIOS:-limit throughput latency channel-rtt fanin slow-reader}
+URL=${URL:-}
+ENGINE_PID=${ENGINE_PID:-}
+engine=()        # in-process engine
+child=(--spawn-engine)
+if [ -n "$URL" ]; then
+  engine=(--url "$URL")
+  [ -n "$ENGINE_PID" ] && engine+=(--engine-pid "$ENGINE_PID")
+  child=("${engine[@]}")
+fi
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --release -p iii-bench -p iii-tokio --bin iii-bench --bin iii-engine
 case " $CLIENTS " in *" published "*)
@@ -34,10 +45,10 @@ run() {
 }
 run limit --runs "$RUNS"
 for c in $CLIENTS; do
-  run throughput --client $c --runs "$RUNS"
-  run latency --client $c --runs "$RUNS" --pipelined-calls "$PIPELINED"
-  run channel-rtt --client $c --runs "$RUNS"
-  run fanin --client $c --spawn-engine --runs "$RUNS"
-  run slow-reader --client $c --spawn-engine --bytes "$SLOW_BYTES" --runs "$LONG_RUNS"
+  run throughput --client $c "${engine[@]}" --runs "$RUNS"
+  run latency --client $c "${engine[@]}" --runs "$RUNS" --pipelined-calls "$PIPELINED"
+  run channel-rtt --client $c "${engine[@]}" --runs "$RUNS"
+  run fanin --client $c "${child[@]}" --runs "$RUNS"
+  run slow-reader --client $c "${child[@]}" --bytes "$SLOW_BYTES" --runs "$LONG_RUNS"
 done
 "$B" summarize "$OUT"
