@@ -344,7 +344,7 @@ pub(crate) async fn pump<R, S, In>(
         }
     };
 
-    {
+    let we_closed = {
         let reader = std::pin::pin!(reader);
         let writer = std::pin::pin!(writer);
         match future::select(reader, writer).await {
@@ -355,18 +355,35 @@ pub(crate) async fn pump<R, S, In>(
                 report(ConnEvent::Closed(conn, close));
                 let grace = rt.sleep_until(crate::runtime::now() + CLOSE_GRACE);
                 let _ = future::select(writer, grace).await;
+                false
             }
-            Either::Right(((), reader)) => {
-                // We closed (or the core dropped us): wait for the peer's Close reply,
-                // briefly, then report.
-                let grace = rt.sleep_until(crate::runtime::now() + CLOSE_GRACE);
-                let close = match future::select(reader, grace).await {
-                    Either::Left((close, _)) => close,
-                    Either::Right(_) => PeerClose::Lost,
-                };
-                report(ConnEvent::Closed(conn, close));
-            }
+            Either::Right(((), _reader)) => true,
         }
+    };
+    if we_closed {
+        // We closed (or the core dropped us): read until the peer's Close reply, briefly,
+        // then report. The core wants nothing more from this connection, so what arrives
+        // meanwhile is dropped without read-ahead credit: a paused peer still gets to
+        // read our Close and answer it, and its unread data does not turn our close into
+        // a reset.
+        let reply = async {
+            loop {
+                match stream.next().await {
+                    Some(Ok(message)) => {
+                        if let Some(Err(close)) = to_core(message) {
+                            return close;
+                        }
+                    }
+                    Some(Err(_)) | None => return PeerClose::Lost,
+                }
+            }
+        };
+        let grace = rt.sleep_until(crate::runtime::now() + CLOSE_GRACE);
+        let close = match future::select(std::pin::pin!(reply), grace).await {
+            Either::Left((close, _)) => close,
+            Either::Right(_) => PeerClose::Lost,
+        };
+        report(ConnEvent::Closed(conn, close));
     }
     if too_big.load(Ordering::Relaxed) {
         // The WebSocket layer refused an oversized message before the core saw it: tell

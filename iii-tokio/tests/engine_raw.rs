@@ -238,3 +238,46 @@ async fn an_oversized_channel_message_closes_the_writer_1009_and_the_reader_1011
     assert_eq!(close.map(|f| u16::from(f.code)), Some(1009));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_paused_writer_whose_reader_leaves_gets_1001_and_a_clean_close() {
+    let mut settings = EngineSettings::default();
+    settings.core.channel_buffer_bytes = 256 * 1024;
+    settings.core.max_channel_message_bytes = 64 * 1024;
+    let (server, _control, refs) = engine_with_channel(settings).await;
+    let (mut reader, _) = connect_async(end_url(&server, &refs["reader"]))
+        .await
+        .expect("reader");
+    let (writer, _) = connect_async(end_url(&server, &refs["writer"]))
+        .await
+        .expect("writer");
+    let (mut sink, mut stream) = writer.split();
+    // Far more than the channel and the sockets hold while the reader reads nothing: the
+    // engine pauses the writer and data waits unread in its socket.
+    let flood = tokio::spawn(async move {
+        for _ in 0..512 {
+            if sink
+                .send(Message::binary(vec![3u8; 64 * 1024]))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    reader.close(None).await.expect("reader closes");
+    let close = next_close(&mut stream).await;
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(1001));
+    // The engine reads past the unread data to our Close reply and ends the connection
+    // cleanly: no reset.
+    let end = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("the connection ends");
+    assert!(
+        matches!(end, None | Some(Err(WsError::ConnectionClosed))),
+        "expected a clean end, got {end:?}"
+    );
+    flood.abort();
+    server.shutdown().await;
+}
