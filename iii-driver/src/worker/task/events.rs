@@ -10,6 +10,7 @@ use iii_core::wire::control::to_payload;
 use iii_core::wire::{ErrorBody, Payload};
 use iii_core::worker::WorkerEvent;
 use iii_core::InvocationId;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::{Net, ReaderItem, Task, Waiter};
@@ -51,7 +52,7 @@ impl<R: Runtime> Task<R> {
                 function_id,
                 data,
                 ..
-            } => self.invoked(now, invocation_id, &function_id, data),
+            } => self.invoked(now, invocation_id, &function_id, &data),
             WorkerEvent::CallCompleted {
                 invocation_id,
                 outcome,
@@ -133,7 +134,7 @@ impl<R: Runtime> Task<R> {
         now: Instant,
         id: InvocationId,
         function_id: &str,
-        data: Payload,
+        data: &RawValue,
     ) {
         let Some(handler) = self.handlers.get(function_id).cloned() else {
             let error = ErrorBody::new("function_not_found", "Function not found");
