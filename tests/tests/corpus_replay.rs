@@ -105,6 +105,6 @@ fn every_target_is_replayed() {
 /// `A-Z a-z 0-9 - _ . ~` did not survive the round trip. It now percent-decodes the id.
 #[test]
 fn channel_id_round_trips_through_channel_url() {
-    iii_core::fuzzing::upgrade_target_strict(b"/ws/channels/a%20b?key=k&dir=read");
-    iii_core::fuzzing::upgrade_target_strict(b"/ws/channels/a b?key=k&dir=read");
+    iii_core::fuzzing::upgrade_target(b"/ws/channels/a%20b?key=k&dir=read");
+    iii_core::fuzzing::upgrade_target(b"/ws/channels/a b?key=k&dir=read");
 }
