@@ -30,7 +30,7 @@ mod commands;
 mod ends;
 mod events;
 
-use super::dial::dial;
+use super::dial::{dial, Socket};
 use super::handlers::{Handler, TriggerHandler, TriggerRequest};
 use super::{Error, Shared};
 use crate::conn::{pump, ConnEvent, Conns, Ready, CLOSE_GRACE};
@@ -127,7 +127,7 @@ pub(crate) enum Command {
 /// What the network side (and spawned handlers) report to the task.
 pub(crate) enum Net<R: Runtime> {
     Conn(ConnEvent),
-    Dialed(ConnId, Result<WebSocketStream<R::Tcp>, Option<u16>>),
+    Dialed(ConnId, Result<Box<WebSocketStream<Socket<R>>>, Option<u16>>),
     Complete(InvocationId, Result<Value, ErrorBody>),
     TriggerResult(String, Result<(), ErrorBody>),
 }
@@ -354,7 +354,7 @@ impl<R: Runtime> Task<R> {
                 let config = self.dial.ws;
                 self.rt.spawn(Box::pin(async move {
                     let result = dial(rt, url, token, config).await;
-                    let _ = tx.unbounded_send(Net::Dialed(conn, result));
+                    let _ = tx.unbounded_send(Net::Dialed(conn, result.map(Box::new)));
                 }));
             }
             WorkerOutput::Transmit { conn, message } => self.conns.transmit(conn, message),
@@ -396,7 +396,7 @@ impl<R: Runtime> Task<R> {
                         let ends = self.conns.open(conn);
                         let pumped = pump(
                             self.rt.clone(),
-                            ws,
+                            *ws,
                             conn,
                             ends,
                             self.net_tx.clone(),
