@@ -117,22 +117,13 @@ pub(crate) fn refused_status(error: &WsError) -> Option<u16> {
     }
 }
 
-/// The WebSocket layer's read buffer on a worker's connections: kept for the
-/// connection's life, and cleared before every read. The socket itself is read in
-/// batches of [`SOCKET_READ_BYTES`] through [`ReadBatch`], whose buffer exists only while
-/// data arrives (tungstenite's default, 128 KiB cleared per read, cost ~5 % of the CPU
-/// of a channel stream and 128 KiB per idle channel end).
-const READ_BUFFER_BYTES: usize = 2 * 1024;
-/// The largest single read from a worker's socket.
-const SOCKET_READ_BYTES: usize = 64 * 1024;
-
 /// The socket type of a worker's connections.
 pub(crate) type Socket<R> = ReadBatch<<R as Runtime>::Tcp>;
 
 /// The WebSocket settings of every connection of a worker.
-pub(crate) fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
+pub(crate) fn ws_config(max_message_bytes: usize, read_buffer_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER_BYTES)
+        .read_buffer_size(read_buffer_bytes)
         .max_message_size(Some(max_message_bytes))
         .max_frame_size(Some(max_message_bytes))
 }
@@ -144,6 +135,7 @@ pub(crate) async fn dial<R: Runtime>(
     url: String,
     token: Option<String>,
     config: WebSocketConfig,
+    socket_read_bytes: usize,
 ) -> Result<WebSocketStream<Socket<R>>, Option<u16>> {
     let endpoint = match endpoint(&url, token.as_deref()) {
         Ok(endpoint) => endpoint,
@@ -165,7 +157,7 @@ pub(crate) async fn dial<R: Runtime>(
             tracing::debug!(%url, %error, "TCP connect failed");
             None
         })?;
-        let tcp = ReadBatch::new(tcp, SOCKET_READ_BYTES);
+        let tcp = ReadBatch::new(tcp, socket_read_bytes);
         async_tungstenite::client_async_with_config(request, tcp, Some(config))
             .await
             .map(|(ws, _response)| ws)

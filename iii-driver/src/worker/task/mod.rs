@@ -165,6 +165,7 @@ pub(crate) struct DialConfig {
     pub(crate) address: String,
     pub(crate) token: Option<String>,
     pub(crate) ws: WebSocketConfig,
+    pub(crate) socket_read_bytes: usize,
 }
 
 /// The task's state. See the [module docs](self).
@@ -352,8 +353,9 @@ impl<R: Runtime> Task<R> {
                 let tx = self.net_tx.clone();
                 let token = self.dial.token.clone();
                 let config = self.dial.ws;
+                let socket_read_bytes = self.dial.socket_read_bytes;
                 self.rt.spawn(Box::pin(async move {
-                    let result = dial(rt, url, token, config).await;
+                    let result = dial(rt, url, token, config, socket_read_bytes).await;
                     let _ = tx.unbounded_send(Net::Dialed(conn, result.map(Box::new)));
                 }));
             }
