@@ -20,55 +20,60 @@ struct Args {
     #[arg(long, env = "III_ENGINE_TOKEN")]
     token: Option<String>,
     /// Largest control message from a worker, in bytes (1009 beyond).
-    #[arg(long, default_value_t = 64 << 20)]
+    #[arg(long, default_value_t = defaults().core.max_control_message_bytes)]
     max_control_message_bytes: usize,
     /// Control messages queued for one slow worker, in bytes, before it is closed (1008).
-    #[arg(long, default_value_t = 64 << 20)]
+    #[arg(long, default_value_t = defaults().core.max_control_queue_bytes)]
     max_control_queue_bytes: usize,
     /// Messages in flight per connection before the engine waits for the socket.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = defaults().core.send_credit)]
     send_credit: usize,
     /// Channel buffer in messages when a channel is created without `buffer_size`.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = defaults().core.default_channel_buffer)]
     default_channel_buffer: usize,
     /// Largest channel `buffer_size` (larger requests are clamped).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = defaults().core.max_channel_buffer)]
     max_channel_buffer: usize,
     /// Bytes one channel may hold; its writer is paused before exceeding it.
-    #[arg(long, default_value_t = 4 << 20)]
+    #[arg(long, default_value_t = defaults().core.channel_buffer_bytes)]
     channel_buffer_bytes: usize,
     /// Largest single channel message, in bytes (writer 1009, reader 1011 beyond).
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, default_value_t = defaults().core.max_channel_message_bytes)]
     max_channel_message_bytes: usize,
     /// Seconds a channel waits for an end that never attaches before it expires.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = defaults().core.channel_attach_timeout.as_secs())]
     channel_attach_timeout_secs: u64,
     /// Channels that may exist at once.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = defaults().core.max_channels)]
     max_channels: usize,
     /// Connections that may exist at once (503 beyond).
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = defaults().core.max_connections)]
     max_connections: usize,
     /// Milliseconds a new TCP connection has to send its upgrade request.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = defaults().handshake_timeout.as_millis() as u64)]
     handshake_timeout_ms: u64,
     /// Largest HTTP upgrade request head, in bytes (431 beyond).
-    #[arg(long, default_value_t = 16 << 10)]
+    #[arg(long, default_value_t = defaults().max_request_head)]
     max_request_head_bytes: usize,
     /// WebSocket read buffer per connection, in bytes: what an idle connection keeps.
-    #[arg(long, default_value_t = 2 << 10)]
+    #[arg(long, default_value_t = defaults().read_buffer_bytes)]
     read_buffer_bytes: usize,
     /// Largest single socket read, in bytes (its buffer exists only while data arrives).
-    #[arg(long, default_value_t = 64 << 10)]
+    #[arg(long, default_value_t = defaults().socket_read_bytes)]
     socket_read_bytes: usize,
     /// WebSocket write buffer per connection, in bytes.
-    #[arg(long, default_value_t = 64 << 10)]
+    #[arg(long, default_value_t = defaults().write_buffer_bytes)]
     write_buffer_bytes: usize,
     /// Runtime threads. 1 runs everything on one thread (lowest call latency: no
     /// cross-thread wake-ups); more spread channel streams over cores. Default: one per
     /// core.
     #[arg(long)]
-    threads: Option<usize>,
+    threads: Option<std::num::NonZeroUsize>,
+}
+
+/// The documented defaults, from the one place that defines them.
+fn defaults() -> EngineSettings {
+    EngineSettings::default()
 }
 
 impl Args {
@@ -97,12 +102,12 @@ impl Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let runtime = match args.threads {
+    let runtime = match args.threads.map(std::num::NonZeroUsize::get) {
         Some(1) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
         Some(n) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n.max(1))
+            .worker_threads(n)
             .enable_all()
             .build(),
         None => tokio::runtime::Builder::new_multi_thread()
