@@ -142,31 +142,42 @@ async fn serve(args: Args) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let stop = stop_signal();
     println!("{}", server.url());
     tracing::info!(url = %server.url(), "iii engine ready; Ctrl-C to stop");
-    wait_for_stop_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     server.shutdown().await;
     std::process::ExitCode::SUCCESS
 }
 
-/// Ctrl-C, or SIGTERM on Unix.
-async fn wait_for_stop_signal() {
+/// Watches Ctrl-C and, on Unix, SIGTERM from now on (the handlers are installed before
+/// the URL is printed, so a supervisor that signals as soon as it reads the URL still
+/// gets a clean shutdown); the future completes on the first of them.
+fn stop_signal() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-                return;
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut interrupt)) => {
+                return Box::pin(async move {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                });
             }
-            Err(error) => tracing::warn!(%error, "cannot watch SIGTERM"),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::warn!(%error, "cannot watch SIGTERM/SIGINT; Ctrl-C only")
+            }
         }
     }
-    if let Err(error) = tokio::signal::ctrl_c().await {
-        tracing::error!(%error, "cannot wait for Ctrl-C");
-    }
+    Box::pin(async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot wait for Ctrl-C");
+        }
+    })
 }
