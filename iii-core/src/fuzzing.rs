@@ -11,7 +11,9 @@
 //! is zero, so any byte string is a valid (if short) program.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::Instant;
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};

@@ -21,6 +21,8 @@
 //!    `handle_sent`, `handle_closed`) or the clock (`handle_timeout`). Every mutating call
 //!    takes `now: Instant` right after `&mut self`; the adapter reads its clock once per
 //!    loop iteration and passes the same value to every call in that iteration.
+//!    [`Instant`] is `std::time::Instant` on native targets and `web_time::Instant` on
+//!    the browser's wasm, where the standard one cannot be read.
 //! 3. After each input, drain `poll_output()` until it returns `None`, executing each
 //!    output in order:
 //!    * `Transmit { conn, message }`: send the message on that connection. When it has
@@ -74,4 +76,12 @@ pub mod wire;
 pub mod worker;
 
 pub use ids::{ConnId, InvocationId};
+/// The time type every `now` argument takes.
+///
+/// On native targets this is `std::time::Instant` itself (the `web-time` crate re-exports
+/// it), so adapters pass `std::time::Instant::now()` with no conversion or cost. On
+/// `wasm32-unknown-unknown`, where `std::time::Instant::now()` panics, it is a type built
+/// from the browser's `performance.now()` with the same API, so a browser adapter can
+/// drive the same machines.
+pub use web_time::Instant;
 pub use wire::{CloseCode, Message, PeerClose, Text};

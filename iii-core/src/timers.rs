@@ -1,7 +1,7 @@
 //! A table of deadlines keyed by what they are for.
 
+use crate::Instant;
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
 
 /// Deadlines for keys `K`; each key has at most one deadline.
 #[derive(Debug)]

@@ -1,6 +1,6 @@
 //! The engine's own functions (PROTOCOL.md §5), answered in-process.
 
-use std::time::Instant;
+use crate::Instant;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

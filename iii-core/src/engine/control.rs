@@ -1,6 +1,6 @@
 //! Control connections: the session lifecycle and the dispatch of control messages.
 
-use std::time::Instant;
+use crate::Instant;
 
 use super::session::{sanitize, FunctionSpec, Session, WorkerMeta, DEFAULT_NAMESPACE};
 use super::{ConnKind, Engine, EngineEvent, FnKey, Violation};

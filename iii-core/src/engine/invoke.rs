@@ -1,7 +1,7 @@
 //! Invocation routing: calls from workers to the owning worker or to a built-in, and
 //! results back to the caller (PROTOCOL.md §4).
 
-use std::time::Instant;
+use crate::Instant;
 
 use uuid::Uuid;
 

@@ -14,8 +14,8 @@ mod relay;
 mod session;
 mod triggers;
 
+use crate::Instant;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::time::Instant;
 
 use uuid::Uuid;
 

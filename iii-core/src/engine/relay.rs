@@ -1,8 +1,8 @@
 //! Channels on the engine: pairing of ends by key and direction, and the relay of the
 //! writer's messages to the reader under byte, frame and credit limits.
 
+use crate::Instant;
 use std::collections::VecDeque;
-use std::time::Instant;
 
 use serde::Serialize;
 use uuid::Uuid;

@@ -1,7 +1,7 @@
 //! What the engine knows about one worker's control connection.
 
+use crate::Instant;
 use std::collections::BTreeSet;
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 

@@ -4,8 +4,8 @@
 //! or by a worker. A binding asks a provider to fire a function; it is forwarded to a
 //! worker provider as `registertrigger`, or parked until a provider registers the type.
 
+use crate::Instant;
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use super::session::{Session, DEFAULT_NAMESPACE};
 use super::{Engine, FnKey, Timer, Violation};

@@ -1,7 +1,9 @@
 //! Calls: outgoing invocations with deadlines, incoming invocations of local functions,
 //! trigger requests, and the dispatch of every control message from the engine.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::Instant;
 
 use super::session::Control;
 use super::{CallOutcome, CompleteError, InvokeError, TimerKey, Worker, WorkerEvent};

@@ -1,8 +1,8 @@
 //! Local channel ends: writers (chunked writes under a byte window and send credit)
 //! and readers (delivery with backpressure), each on its own connection.
 
+use crate::Instant;
 use std::collections::VecDeque;
-use std::time::Instant;
 
 use bytes::Bytes;
 

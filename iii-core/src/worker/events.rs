@@ -1,8 +1,8 @@
 //! What the worker asks of its adapter ([`WorkerOutput`]) and tells its application
 //! ([`WorkerEvent`]), plus the specs of what it registers.
 
+use crate::Instant;
 use std::fmt;
-use std::time::Instant;
 
 use bytes::Bytes;
 

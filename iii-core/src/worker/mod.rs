@@ -17,8 +17,8 @@ mod session;
 #[cfg(test)]
 mod tests;
 
+use crate::Instant;
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Instant;
 
 pub use calls::MAX_CALL_TIMEOUT;
 pub use config::{ConfigError, WorkerConfig, WorkerIdentity, MAX_RECONNECT_DELAY};

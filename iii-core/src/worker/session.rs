@@ -2,7 +2,9 @@
 //! registration commands whose effects are replayed on every connection.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::Instant;
 
 use serde::Serialize;
 

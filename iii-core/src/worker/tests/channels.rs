@@ -1,6 +1,6 @@
 //! Channel ends: writers and readers.
 
-use std::time::Instant;
+use crate::Instant;
 
 use bytes::Bytes;
 

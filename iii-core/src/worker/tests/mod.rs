@@ -6,7 +6,9 @@ mod channels;
 mod props;
 mod session;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::Instant;
 
 use serde_json::Value;
 
