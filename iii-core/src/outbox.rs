@@ -3,7 +3,8 @@
 //! The core hands a message to the adapter (a `Transmit` output) only while the
 //! connection has fewer than `credit` messages in flight; the adapter returns credit
 //! with `handle_sent` once messages are flushed to the socket. Messages waiting for
-//! credit stay here, bounded in bytes.
+//! credit stay here; the byte bound counts them together with the messages in flight,
+//! because those are held by the adapter until the peer reads them.
 
 use std::collections::VecDeque;
 
@@ -14,7 +15,10 @@ use crate::wire::Message;
 pub struct Outbox {
     queue: VecDeque<Message>,
     queued_bytes: usize,
-    in_flight: usize,
+    /// Sizes of the messages in flight, oldest first (0 for credit taken around the
+    /// queue, whose bytes are accounted by their owner).
+    in_flight: VecDeque<usize>,
+    in_flight_bytes: usize,
     credit: usize,
 }
 
@@ -28,15 +32,19 @@ impl Outbox {
         Self {
             queue: VecDeque::new(),
             queued_bytes: 0,
-            in_flight: 0,
+            in_flight: VecDeque::new(),
+            in_flight_bytes: 0,
             credit: credit.max(1),
         }
     }
 
-    /// Queues `message`, unless the queued bytes would exceed `limit`.
+    /// Queues `message`, unless the bytes pending on this connection (queued and in
+    /// flight) would exceed `limit`. A message is always accepted when nothing is
+    /// pending, so one message larger than `limit` can still be sent alone.
     pub fn push(&mut self, message: Message, limit: usize) -> Result<(), Overflow> {
         let len = message.len();
-        if self.queued_bytes.saturating_add(len) > limit && !self.queue.is_empty() {
+        let pending = self.pending_bytes();
+        if pending.saturating_add(len) > limit && pending > 0 {
             return Err(Overflow);
         }
         self.queued_bytes += len;
@@ -46,25 +54,27 @@ impl Outbox {
 
     /// The next message that may be transmitted now, if credit allows.
     pub fn release(&mut self) -> Option<Message> {
-        if self.in_flight >= self.credit {
+        if !self.has_credit() {
             return None;
         }
         let message = self.queue.pop_front()?;
-        self.queued_bytes -= message.len();
-        self.in_flight += 1;
+        let len = message.len();
+        self.queued_bytes -= len;
+        self.in_flight.push_back(len);
+        self.in_flight_bytes += len;
         Some(message)
     }
 
     /// True when another message may go out now without queueing.
     pub fn has_credit(&self) -> bool {
-        self.in_flight < self.credit
+        self.in_flight.len() < self.credit
     }
 
     /// Takes one unit of credit for a message sent around the queue (for example a
     /// channel frame that lives in the channel's own buffer).
     pub fn take_credit(&mut self) -> bool {
         if self.has_credit() {
-            self.in_flight += 1;
+            self.in_flight.push_back(0);
             true
         } else {
             false
@@ -74,14 +84,27 @@ impl Outbox {
     /// Returns credit for `count` flushed messages; returns how many were in flight
     /// (a count larger than that is clamped: the adapter cannot return more).
     pub fn sent(&mut self, count: usize) -> usize {
-        let returned = count.min(self.in_flight);
-        self.in_flight -= returned;
+        let returned = count.min(self.in_flight.len());
+        for len in self.in_flight.drain(..returned) {
+            self.in_flight_bytes -= len;
+        }
         returned
     }
 
     /// Messages handed to the adapter and not yet reported sent.
     pub fn in_flight(&self) -> usize {
-        self.in_flight
+        self.in_flight.len()
+    }
+
+    /// Bytes of the messages handed to the adapter and not yet reported sent (messages
+    /// sent around the queue with [`Outbox::take_credit`] excluded).
+    pub fn in_flight_bytes(&self) -> usize {
+        self.in_flight_bytes
+    }
+
+    /// Bytes waiting for credit plus bytes in flight: what this connection holds.
+    pub fn pending_bytes(&self) -> usize {
+        self.queued_bytes + self.in_flight_bytes
     }
 
     /// Bytes waiting for credit.
@@ -117,8 +140,28 @@ mod tests {
         assert_eq!(out.sent(5), 2);
         assert!(out.release().is_some());
         assert_eq!(out.queued_bytes(), 0);
-        // A single oversized message is still accepted into an empty queue.
+        // A single oversized message is still accepted when nothing is pending.
         let mut out = Outbox::new(1);
         out.push(bin(500), 100).expect("first message always fits");
+    }
+
+    #[test]
+    fn bytes_in_flight_count_toward_the_limit() {
+        let mut out = Outbox::new(32);
+        out.push(bin(60), 100).expect("fits");
+        assert!(out.release().is_some());
+        assert_eq!(out.queued_bytes(), 0);
+        assert_eq!(out.pending_bytes(), 60);
+        // 60 in flight + 50 would exceed 100 although nothing is queued.
+        assert!(out.push(bin(50), 100).is_err());
+        assert_eq!(out.sent(1), 1);
+        assert_eq!(out.pending_bytes(), 0);
+        out.push(bin(50), 100).expect("fits once flushed");
+        // Credit taken around the queue carries no bytes here.
+        assert!(out.take_credit());
+        assert!(out.release().is_some());
+        assert_eq!(out.in_flight_bytes(), 50);
+        assert_eq!(out.sent(2), 2);
+        assert_eq!(out.in_flight_bytes(), 0);
     }
 }

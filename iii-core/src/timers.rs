@@ -2,6 +2,7 @@
 
 use crate::Instant;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 /// Deadlines for keys `K`; each key has at most one deadline.
 #[derive(Debug)]
@@ -26,6 +27,21 @@ impl<K: Ord + Clone> TimerTable<K> {
             self.by_time.remove(&(old, key.clone()));
         }
         self.by_time.insert((at, key));
+    }
+
+    /// Sets (or moves) the deadline of `key` to `delay` after `now`. A deadline past the
+    /// end of the clock's range means "never": the key's deadline is removed instead of
+    /// overflowing.
+    pub fn set_after(&mut self, key: K, now: Instant, delay: Duration) {
+        match now.checked_add(delay) {
+            Some(at) => self.set(key, at),
+            None => self.cancel(&key),
+        }
+    }
+
+    /// The deadline of `key`, if it has one.
+    pub fn deadline(&self, key: &K) -> Option<Instant> {
+        self.by_key.get(key).copied()
     }
 
     /// Removes the deadline of `key`, if any.
@@ -70,7 +86,6 @@ impl<K: Ord + Clone> TimerTable<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     #[allow(clippy::disallowed_methods)] // a test needs one real Instant as its origin
@@ -85,6 +100,17 @@ mod tests {
         assert_eq!(timers.pop_due(t0), None);
         assert_eq!(timers.pop_due(t0 + Duration::from_secs(5)), Some("a"));
         timers.cancel(&"b");
+        assert!(timers.is_empty());
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // a test needs one real Instant as its origin
+    fn a_deadline_past_the_clock_is_never() {
+        let t0 = Instant::now();
+        let mut timers = TimerTable::default();
+        timers.set_after("x", t0, Duration::from_secs(1));
+        assert_eq!(timers.deadline(&"x"), Some(t0 + Duration::from_secs(1)));
+        timers.set_after("x", t0, Duration::MAX);
         assert!(timers.is_empty());
     }
 }

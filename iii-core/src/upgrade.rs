@@ -1,9 +1,44 @@
 //! Validation of a WebSocket upgrade request before the engine answers it.
 //!
-//! The adapter hands the request target (path and query) and the `Authorization`
-//! header to [`crate::engine::Engine::accept`]; this module decides the route.
+//! The adapter hands what it read of the request ([`UpgradeRequest`]: target, the
+//! `Authorization` and `Origin` headers) to [`crate::engine::Engine::accept`]; this
+//! module decides the route.
 
 use crate::channel::refs::Direction;
+
+/// What the engine needs of an HTTP upgrade request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UpgradeRequest<'a> {
+    /// The request target: path and query.
+    pub target: &'a str,
+    /// The `Authorization` header, if present.
+    pub authorization: Option<&'a str>,
+    /// The `Origin` header, if present (browsers always send it; other clients do not).
+    pub origin: Option<&'a str>,
+}
+
+impl<'a> UpgradeRequest<'a> {
+    /// A request for `target` with no headers of interest.
+    pub fn to(target: &'a str) -> Self {
+        Self {
+            target,
+            ..Self::default()
+        }
+    }
+
+    /// The same request with an `Authorization` header.
+    pub fn with_authorization(self, authorization: Option<&'a str>) -> Self {
+        Self {
+            authorization,
+            ..self
+        }
+    }
+
+    /// The same request with an `Origin` header.
+    pub fn with_origin(self, origin: Option<&'a str>) -> Self {
+        Self { origin, ..self }
+    }
+}
 
 /// Where an upgrade request is going.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +67,9 @@ pub enum Rejection {
     /// 401: the engine has a token and the request did not present it.
     #[error("401 Unauthorized: missing or wrong bearer token")]
     Unauthorized,
+    /// 403: the request comes from a web page whose origin is not allowed.
+    #[error("403 Forbidden: origin not allowed")]
+    Forbidden,
     /// 404: an unknown path, or a channel that does not exist, whose key is wrong for
     /// that end, or whose end was already used. Deliberately uninformative.
     #[error("404 Not Found")]
@@ -39,6 +77,9 @@ pub enum Rejection {
     /// 503: the engine is at its configured connection limit.
     #[error("503 Service Unavailable: connection limit reached")]
     Overloaded,
+    /// 503: the engine is not serving (it is stopping, or its task has ended).
+    #[error("503 Service Unavailable: the engine is not serving")]
+    Unavailable,
 }
 
 impl Rejection {
@@ -47,8 +88,21 @@ impl Rejection {
         match self {
             Rejection::BadRequest => 400,
             Rejection::Unauthorized => 401,
+            Rejection::Forbidden => 403,
             Rejection::NotFound => 404,
-            Rejection::Overloaded => 503,
+            Rejection::Overloaded | Rejection::Unavailable => 503,
+        }
+    }
+
+    /// Why, in a few words, for logs.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Rejection::BadRequest => "bad channel URL",
+            Rejection::Unauthorized => "missing or wrong token",
+            Rejection::Forbidden => "origin not allowed",
+            Rejection::NotFound => "unknown path, channel or key",
+            Rejection::Overloaded => "connection limit reached",
+            Rejection::Unavailable => "engine not serving",
         }
     }
 
@@ -57,8 +111,9 @@ impl Rejection {
         match self {
             Rejection::BadRequest => "Bad Request",
             Rejection::Unauthorized => "Unauthorized",
+            Rejection::Forbidden => "Forbidden",
             Rejection::NotFound => "Channel not found",
-            Rejection::Overloaded => "Service Unavailable",
+            Rejection::Overloaded | Rejection::Unavailable => "Service Unavailable",
         }
     }
 }

@@ -1,17 +1,15 @@
 //! The engine's own functions (PROTOCOL.md §5), answered in-process.
 
-use crate::Instant;
-
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
+use super::listing::ListInput;
 use super::session::{WorkerMeta, DEFAULT_NAMESPACE};
-use super::triggers::Provider;
-use super::Engine;
+use super::{CreateChannelError, Engine, RefusalReason};
 use crate::ids::ConnId;
 use crate::wire::control::{to_payload, Payload};
 use crate::wire::ErrorBody;
+use crate::Instant;
 
 const CHANNELS_CREATE: &str = "engine::channels::create";
 const CHANNELS_LIST: &str = "engine::channels::list";
@@ -19,19 +17,37 @@ const WORKERS_REGISTER: &str = "engine::workers::register";
 const WORKERS_LIST: &str = "engine::workers::list";
 const FUNCTIONS_LIST: &str = "engine::functions::list";
 const TRIGGERS_LIST: &str = "engine::triggers::list";
+const REGISTERED_TRIGGERS_LIST: &str = "engine::registered-triggers::list";
 
-const BUILTINS: [&str; 6] = [
-    CHANNELS_CREATE,
-    CHANNELS_LIST,
-    WORKERS_REGISTER,
-    WORKERS_LIST,
-    FUNCTIONS_LIST,
-    TRIGGERS_LIST,
+/// The engine's functions and what they do (shown by the listings).
+pub(super) const BUILTINS: [(&str, &str); 7] = [
+    (
+        CHANNELS_CREATE,
+        "Create a channel: returns a writer ref and a reader ref",
+    ),
+    (
+        CHANNELS_LIST,
+        "List live channels with their buffers and counters",
+    ),
+    (
+        WORKERS_REGISTER,
+        "Record the calling worker's name, runtime, version and namespace",
+    ),
+    (WORKERS_LIST, "List connected workers"),
+    (
+        FUNCTIONS_LIST,
+        "List registered functions with their owning worker name",
+    ),
+    (TRIGGERS_LIST, "List trigger types"),
+    (
+        REGISTERED_TRIGGERS_LIST,
+        "List registered triggers (bindings of a function to a trigger type)",
+    ),
 ];
 
 /// True for the ids the engine answers itself.
 pub(super) fn is_builtin(id: &str) -> bool {
-    BUILTINS.contains(&id)
+    BUILTINS.iter().any(|(builtin, _)| *builtin == id)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -40,26 +56,9 @@ struct CreateChannelInput {
     buffer_size: Option<u64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub(super) struct ListInput {
-    #[serde(default)]
-    search: Option<String>,
-    #[serde(default)]
-    prefix: Option<String>,
-    #[serde(default)]
-    include_internal: bool,
-}
-
-/// One entry of `engine::functions::list`.
-#[derive(Debug, Serialize)]
-pub(super) struct FunctionSummary {
-    function_id: String,
-    namespace: String,
-    worker_name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<Payload>,
+#[derive(Serialize)]
+struct Success {
+    success: bool,
 }
 
 fn input<T: DeserializeOwned + Default>(data: &Payload) -> Result<T, ErrorBody> {
@@ -68,20 +67,6 @@ fn input<T: DeserializeOwned + Default>(data: &Payload) -> Result<T, ErrorBody> 
     }
     serde_json::from_str(data.get())
         .map_err(|e| ErrorBody::new("deserialization_error", format!("invalid input: {e}")))
-}
-
-fn matches_filter(id: &str, filter: &ListInput) -> bool {
-    filter.prefix.as_deref().is_none_or(|p| id.starts_with(p))
-        && filter
-            .search
-            .as_deref()
-            .is_none_or(|s| id.to_ascii_lowercase().contains(&s.to_ascii_lowercase()))
-}
-
-fn is_internal(metadata: Option<&Payload>) -> bool {
-    metadata
-        .and_then(|m| serde_json::from_str::<Value>(m.get()).ok())
-        .is_some_and(|m| m.get("internal") == Some(&Value::Bool(true)))
 }
 
 impl Engine {
@@ -96,17 +81,24 @@ impl Engine {
         match function_id {
             CHANNELS_CREATE => {
                 let request: CreateChannelInput = input(data)?;
-                let owner = self.session(conn).map(|s| s.worker_id.clone());
-                let refs = self
-                    .new_channel(now, request.buffer_size, owner)
-                    .map_err(|e| ErrorBody::new("channel_limit", e.to_string()))?;
-                Ok(to_payload(&refs))
+                let owner = self.session(conn).map(|s| (conn, s.worker_id.clone()));
+                match self.new_channel(now, request.buffer_size, owner) {
+                    Ok(refs) => Ok(to_payload(&refs)),
+                    Err(error) => {
+                        let reason = match error {
+                            CreateChannelError::TooManyChannels(_) => RefusalReason::ChannelLimit,
+                            CreateChannelError::Quota(quota, _) => RefusalReason::Quota(quota),
+                        };
+                        self.refused(conn, CHANNELS_CREATE, None, reason);
+                        Err(ErrorBody::new(reason.code(), error.to_string()))
+                    }
+                }
             }
-            CHANNELS_LIST => Ok(to_payload(&json!({ "channels": self.channels() }))),
+            CHANNELS_LIST => Ok(self.list_channels(&input(data)?)),
             WORKERS_REGISTER => {
                 let meta: WorkerMeta = input(data)?;
                 if self.announce(now, conn, meta) {
-                    Ok(to_payload(&json!({"success": true})))
+                    Ok(to_payload(&Success { success: true }))
                 } else {
                     Err(ErrorBody::new(
                         "INVALID_NAMESPACE",
@@ -114,127 +106,14 @@ impl Engine {
                     ))
                 }
             }
-            WORKERS_LIST => Ok(to_payload(
-                &json!({ "workers": self.worker_summaries(now) }),
-            )),
-            FUNCTIONS_LIST => {
-                let filter: ListInput = input(data)?;
-                let include = filter.include_internal;
-                Ok(to_payload(&json!({
-                    "functions": self.function_summaries(Some(&filter), include)
-                })))
-            }
-            TRIGGERS_LIST => {
-                let filter: ListInput = input(data)?;
-                Ok(to_payload(
-                    &json!({ "triggers": self.trigger_summaries(&filter) }),
-                ))
-            }
+            WORKERS_LIST => Ok(self.list_workers(now, &input(data)?)),
+            FUNCTIONS_LIST => Ok(self.list_functions(&input::<ListInput>(data)?)),
+            TRIGGERS_LIST => Ok(self.list_trigger_types(&input(data)?)),
+            REGISTERED_TRIGGERS_LIST => Ok(self.list_bindings(&input(data)?)),
             _ => Err(ErrorBody::new(
                 "function_not_found",
                 format!("Function {function_id} not found in namespace {DEFAULT_NAMESPACE}."),
             )),
         }
-    }
-
-    /// Registered functions, sorted by id; engine functions and internal ones only with
-    /// `include_internal`.
-    pub(super) fn function_summaries(
-        &self,
-        filter: Option<&ListInput>,
-        include_internal: bool,
-    ) -> Vec<FunctionSummary> {
-        let mut list: Vec<FunctionSummary> = self
-            .functions
-            .iter()
-            .filter_map(|(key, owner)| {
-                let spec = self.function_specs.get(key)?;
-                if !include_internal && is_internal(spec.metadata.as_ref()) {
-                    return None;
-                }
-                if filter.is_some_and(|f| !matches_filter(&key.1, f)) {
-                    return None;
-                }
-                Some(FunctionSummary {
-                    function_id: key.1.clone(),
-                    namespace: key.0.clone(),
-                    worker_name: self
-                        .session(*owner)
-                        .map(|s| s.display_name().to_owned())
-                        .unwrap_or_default(),
-                    description: spec.description.clone(),
-                    metadata: spec.metadata.clone(),
-                })
-            })
-            .collect();
-        if include_internal {
-            for id in BUILTINS {
-                if filter.is_none_or(|f| matches_filter(id, f)) {
-                    list.push(FunctionSummary {
-                        function_id: id.to_owned(),
-                        namespace: DEFAULT_NAMESPACE.to_owned(),
-                        worker_name: "engine".to_owned(),
-                        description: None,
-                        metadata: None,
-                    });
-                }
-            }
-        }
-        list.sort_by(|a, b| (&a.function_id, &a.namespace).cmp(&(&b.function_id, &b.namespace)));
-        list
-    }
-
-    fn worker_summaries(&self, now: Instant) -> Vec<Value> {
-        self.conns
-            .keys()
-            .filter_map(|conn| Some((*conn, self.session(*conn)?)))
-            .map(|(conn, session)| {
-                let active = self
-                    .pending
-                    .range((conn, uuid::Uuid::nil())..=(conn, uuid::Uuid::max()))
-                    .count();
-                json!({
-                    "id": session.worker_id,
-                    "name": session.display_name(),
-                    "description": session.meta.description,
-                    "runtime": session.meta.runtime.as_deref().unwrap_or("unknown"),
-                    "version": session.meta.version,
-                    "os": session.meta.os,
-                    "pid": session.meta.pid,
-                    "isolation": session.meta.isolation,
-                    "namespace": session.namespace,
-                    "status": "connected",
-                    "function_count": session.functions.len(),
-                    "active_invocations": active,
-                    "connected_ms": session
-                        .connected_at
-                        .map(|at| now.saturating_duration_since(at).as_millis() as u64),
-                })
-            })
-            .collect()
-    }
-
-    fn trigger_summaries(&self, filter: &ListInput) -> Vec<Value> {
-        self.triggers
-            .types
-            .iter()
-            .filter(|(key, _)| filter.include_internal || !key.1.starts_with("engine::"))
-            .filter(|(key, _)| matches_filter(&key.1, filter))
-            .map(|(key, trigger_type)| {
-                let worker_name = match trigger_type.provider {
-                    Provider::Engine => "engine".to_owned(),
-                    Provider::Worker(conn) => self
-                        .session(conn)
-                        .map(|s| s.display_name().to_owned())
-                        .unwrap_or_default(),
-                };
-                json!({
-                    "id": key.1,
-                    "namespace": key.0,
-                    "worker_name": worker_name,
-                    "description": trigger_type.description,
-                })
-            })
-            .collect()
     }
 }

@@ -2,8 +2,9 @@
 
 use crate::Instant;
 
+use super::quota::{count_message, Registration};
 use super::session::{sanitize, FunctionSpec, Session, WorkerMeta, DEFAULT_NAMESPACE};
-use super::{ConnKind, Engine, EngineEvent, FnKey, Violation};
+use super::{ConnKind, Engine, EngineEvent, FnKey, Quota, RefusalReason, Timer, Violation};
 use crate::ids::{ConnId, Secret};
 use crate::wire::control::{RegisterFunction, RegistrationRejected, WorkerRegistered};
 use crate::wire::{decode, CloseCode, ControlMessage, DecodeError, Decoded, Message};
@@ -91,7 +92,7 @@ impl Engine {
         };
         match message {
             ControlMessage::RegisterFunction(spec) => self.register_function(now, conn, spec),
-            ControlMessage::UnregisterFunction(msg) => self.unregister_function(conn, &msg.id),
+            ControlMessage::UnregisterFunction(msg) => self.unregister_function(now, conn, &msg.id),
             ControlMessage::InvokeFunction(call) => self.invoke_from(now, conn, call),
             ControlMessage::InvocationResult(result) => self.result_from(now, conn, result),
             ControlMessage::RegisterTriggerType(msg) => self.register_trigger_type(now, conn, msg),
@@ -117,6 +118,7 @@ impl Engine {
             ControlMessage::RegistrationRejected(_) => {
                 self.violation(conn, Violation::WrongDirection("registrationrejected"))
             }
+            ControlMessage::Error(_) => self.violation(conn, Violation::WrongDirection("error")),
         }
     }
 
@@ -129,28 +131,70 @@ impl Engine {
             return;
         };
         let namespace = session.namespace.clone();
+        let owned_functions = session.functions.len();
         let key: FnKey = (namespace.clone(), spec.id.clone());
         if spec.id.is_empty() || spec.id.starts_with(RESERVED_PREFIX) {
-            self.reject_function(now, conn, &key, String::new());
+            let message = "function ids must be non-empty and outside engine::".to_owned();
+            self.reject_function(
+                now,
+                conn,
+                &key,
+                String::new(),
+                RefusalReason::Reserved,
+                message,
+            );
             return;
         }
-        if let Some(owner) = self.functions.get(&key).copied() {
-            if owner != conn {
+        let replacing = match self.functions.get(&key).copied() {
+            Some(owner) if owner != conn => {
                 let owner_id = self
                     .session(owner)
                     .map(|s| s.worker_id.clone())
                     .unwrap_or_default();
-                self.reject_function(now, conn, &key, owner_id);
+                let message = format!("another worker ({owner_id}) exports this function");
+                self.reject_function(
+                    now,
+                    conn,
+                    &key,
+                    owner_id,
+                    RefusalReason::FunctionOwned,
+                    message,
+                );
                 return;
             }
+            Some(_) => self.function_specs.get(&key).map(|s| s.bytes),
+            None => None,
+        };
+        let limit = self.config.quotas.functions;
+        if replacing.is_none() && owned_functions >= limit {
+            let reason = RefusalReason::Quota(Quota::Functions);
+            let message = count_message(Quota::Functions, limit);
+            self.reject_function(now, conn, &key, String::new(), reason, message);
+            return;
         }
+        let description = spec.description.as_deref().map(sanitize);
+        let registration = Registration {
+            text: spec.id.len() + description.as_ref().map_or(0, String::len),
+            payloads: [
+                spec.metadata.as_ref(),
+                spec.request_format.as_ref(),
+                spec.response_format.as_ref(),
+                spec.invocation.as_ref(),
+            ],
+        };
+        let replacing = replacing.unwrap_or(0);
+        let bytes = match self.measure_registration(conn, &registration, replacing) {
+            Ok(bytes) => bytes,
+            Err((reason, message)) => {
+                self.reject_function(now, conn, &key, String::new(), reason, message);
+                return;
+            }
+        };
+        self.account_registration(conn, replacing, bytes);
         self.functions.insert(key.clone(), conn);
         self.function_specs.insert(
             key.clone(),
-            FunctionSpec {
-                description: spec.description.as_deref().map(sanitize),
-                metadata: spec.metadata,
-            },
+            FunctionSpec::new(&key.1, description, spec.metadata, bytes),
         );
         if let Some(session) = self.session_mut(conn) {
             session.functions.insert(key.clone());
@@ -162,27 +206,49 @@ impl Engine {
         self.functions_changed(now);
     }
 
-    fn reject_function(&mut self, now: Instant, conn: ConnId, key: &FnKey, owner: String) {
-        let message = ControlMessage::RegistrationRejected(RegistrationRejected {
-            code: "FUNCTION_NAMESPACE_CONFLICT".to_owned(),
+    /// Refuses a `registerfunction`. The worker gets `registrationrejected` with
+    /// `FUNCTION_NAMESPACE_CONFLICT`, the one code every published SDK treats as "this
+    /// registration only, keep running" (any other code stops them for good); when the
+    /// reason is not a conflict, an `error` message with the precise code follows.
+    fn reject_function(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        key: &FnKey,
+        owner: String,
+        reason: RefusalReason,
+        message: String,
+    ) {
+        let rejection = ControlMessage::RegistrationRejected(RegistrationRejected {
+            code: RefusalReason::FunctionOwned.code().to_owned(),
             namespace: key.0.clone(),
             worker_name: None,
             function_id: Some(key.1.clone()),
             owner_worker_id: owner,
         });
-        self.send_control(now, conn, &message);
-        self.emit(EngineEvent::RegistrationRejected {
-            conn,
-            function_id: key.1.clone(),
-        });
+        self.send_control(now, conn, &rejection);
+        if reason == RefusalReason::FunctionOwned {
+            self.refused(conn, "registerfunction", Some(key.1.clone()), reason);
+        } else {
+            self.refuse_with_error(
+                now,
+                conn,
+                "registerfunction",
+                Some(key.1.clone()),
+                reason,
+                message,
+            );
+        }
     }
 
-    fn unregister_function(&mut self, conn: ConnId, id: &str) {
+    fn unregister_function(&mut self, now: Instant, conn: ConnId, id: &str) {
         let Some(session) = self.session(conn) else {
             return;
         };
         let key: FnKey = (session.namespace.clone(), id.to_owned());
-        self.release_function(conn, &key);
+        if self.release_function(conn, &key) {
+            self.functions_changed(now);
+        }
     }
 
     /// Removes `key` if `conn` still owns it.
@@ -191,7 +257,8 @@ impl Engine {
             return false;
         }
         self.functions.remove(key);
-        self.function_specs.remove(key);
+        let bytes = self.function_specs.remove(key).map_or(0, |s| s.bytes);
+        self.account_registration(conn, bytes, 0);
         if let Some(session) = self.session_mut(conn) {
             session.functions.remove(key);
         }
@@ -235,7 +302,10 @@ impl Engine {
                         .and_then(|o| self.session(o))
                         .map(|s| s.worker_id.clone())
                         .unwrap_or_default();
-                    self.reject_function(now, conn, &new_key, owner_id);
+                    self.account_registration(conn, spec.bytes, 0);
+                    let message = format!("another worker ({owner_id}) exports this function");
+                    let reason = RefusalReason::FunctionOwned;
+                    self.reject_function(now, conn, &new_key, owner_id, reason, message);
                     continue;
                 }
                 self.functions.insert(new_key.clone(), conn);
@@ -274,12 +344,9 @@ impl Engine {
             self.violation(conn, Violation::BadReattach);
             return;
         }
-        self.close(
-            now,
-            old,
-            Some(CloseCode::POLICY),
-            "worker reattached elsewhere",
-        );
+        // The old connection is most likely half-open: drop it without waiting for it to
+        // read what is queued.
+        self.abort(now, old, CloseCode::POLICY, "worker reattached elsewhere");
     }
 
     /// Releases everything a control connection held (PROTOCOL.md §2.9).
@@ -299,11 +366,37 @@ impl Engine {
             self.functions_changed(now);
         }
         self.stop_invocations(now, conn);
+        self.orphan_channels(now, conn);
         self.drop_session_triggers(now, conn, &session);
         self.emit(EngineEvent::WorkerDisconnected {
             conn,
             worker_id: session.worker_id.clone(),
         });
         self.fire_workers_available(now, "worker_disconnected", &session.worker_id);
+    }
+
+    /// The worker `conn` that created some channels is gone: they no longer count toward
+    /// any quota, and those with an end that never attached expire within
+    /// `orphan_channel_timeout`.
+    fn orphan_channels(&mut self, now: Instant, conn: ConnId) {
+        let Some(owned) = self.channels_by_owner.remove(&conn) else {
+            return;
+        };
+        let orphan_timeout = self.config.orphan_channel_timeout;
+        for id in owned {
+            let Some(channel) = self.channels.get_mut(&id) else {
+                continue;
+            };
+            channel.owner_conn = None;
+            if !channel.half_attached() {
+                continue;
+            }
+            let timer = Timer::ChannelExpiry(id);
+            let sooner = now.checked_add(orphan_timeout);
+            match (self.timers.deadline(&timer), sooner) {
+                (Some(current), Some(sooner)) if sooner < current => self.timers.set(timer, sooner),
+                _ => {}
+            }
+        }
     }
 }

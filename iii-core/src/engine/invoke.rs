@@ -1,23 +1,31 @@
 //! Invocation routing: calls from workers to the owning worker or to a built-in, and
 //! results back to the caller (PROTOCOL.md §4).
+//!
+//! Every invocation forwarded to a worker counts against the quota of its *origin*: the
+//! worker that made the call (void calls included) or, for a trigger fire, the worker
+//! that registered the binding. When the origin disconnects its pending invocations are
+//! forgotten (a late result is dropped as unknown), so what one worker can leave
+//! pending in the engine is bounded by its `pending_invocations` quota.
 
-use crate::Instant;
+use std::collections::BTreeSet;
 
 use uuid::Uuid;
 
 use super::session::DEFAULT_NAMESPACE;
-use super::{Engine, FnKey, Violation};
+use super::{Engine, EngineEvent, FnKey, Quota, RefusalReason, Timer, Violation};
 use crate::ids::ConnId;
-use crate::wire::control::{
-    with_caller_worker_id, Action, InvocationResult, InvokeFunction, Payload,
-};
+use crate::wire::control::{Action, InvocationResult, InvokeFunction, Payload};
+use crate::wire::json::{nesting_exceeds, with_caller_worker_id};
 use crate::wire::{ControlMessage, ErrorBody};
+use crate::Instant;
 
 /// An invocation forwarded to a worker and not yet answered.
 #[derive(Debug)]
 pub(super) struct Pending {
     /// Who gets the result, under which id; `None` for void calls and trigger fires.
     pub(super) caller: Option<(ConnId, Uuid)>,
+    /// Whose quota it counts against.
+    pub(super) origin: Option<ConnId>,
     pub(super) function_id: String,
 }
 
@@ -61,6 +69,22 @@ impl Engine {
             reply(self, Err(error));
             return;
         }
+        let depth = self.config.max_payload_depth;
+        let too_deep = nesting_exceeds(call.data.get(), depth)
+            || call
+                .metadata
+                .as_ref()
+                .is_some_and(|m| nesting_exceeds(m.get(), depth));
+        if too_deep {
+            self.refused(
+                conn,
+                "invokefunction",
+                Some(call.function_id.clone()),
+                RefusalReason::TooDeep,
+            );
+            reply(self, Err(too_deep_error(depth)));
+            return;
+        }
         let key: FnKey = (namespace.to_owned(), call.function_id.clone());
         match self.resolve(&key) {
             Target::Builtin => {
@@ -75,6 +99,10 @@ impl Engine {
                 reply(self, Err(ErrorBody::new("function_not_found", message)));
             }
             Target::Worker(owner) => {
+                if let Err(error) = self.check_pending_quota(conn, "invokefunction", &key.1) {
+                    reply(self, Err(error));
+                    return;
+                }
                 let data = with_caller_worker_id(call.data, &caller_worker_id);
                 let forwarded = InvokeFunction {
                     invocation_id: None,
@@ -87,9 +115,31 @@ impl Engine {
                     namespace: None,
                 };
                 let caller = reply_to.map(|id| (conn, id));
-                self.forward(now, owner, forwarded, caller);
+                self.forward(now, owner, forwarded, caller, Some(conn));
             }
         }
+    }
+
+    /// Refuses a new invocation of `origin` past its `pending_invocations` quota.
+    fn check_pending_quota(
+        &mut self,
+        origin: ConnId,
+        what: &'static str,
+        function_id: &str,
+    ) -> Result<(), ErrorBody> {
+        let limit = self.config.quotas.pending_invocations;
+        let pending = self.pending_by_origin.get(&origin).map_or(0, BTreeSet::len);
+        if pending < limit {
+            return Ok(());
+        }
+        let reason = RefusalReason::Quota(Quota::PendingInvocations);
+        self.refused(origin, what, Some(function_id.to_owned()), reason);
+        Err(ErrorBody::new(
+            reason.code(),
+            format!(
+                "this worker already has {limit} invocations pending (quota pending_invocations)"
+            ),
+        ))
     }
 
     fn resolve(&self, key: &FnKey) -> Target {
@@ -111,6 +161,7 @@ impl Engine {
         owner: ConnId,
         mut call: InvokeFunction,
         caller: Option<(ConnId, Uuid)>,
+        origin: Option<ConnId>,
     ) {
         let mut id = caller.map_or_else(|| self.ids.uuid(), |(_, id)| id);
         while self.pending.contains_key(&(owner, id)) {
@@ -121,30 +172,43 @@ impl Engine {
             (owner, id),
             Pending {
                 caller,
+                origin,
                 function_id: call.function_id.clone(),
             },
         );
-        if let Some((caller_conn, _)) = caller {
-            self.calls_by_caller
-                .entry(caller_conn)
+        if let Some(origin) = origin {
+            self.pending_by_origin
+                .entry(origin)
                 .or_default()
                 .insert((owner, id));
+        }
+        if let Some(timeout) = self.config.invocation_timeout {
+            self.timers
+                .set_after(Timer::Invocation(owner, id), now, timeout);
         }
         self.send_control(now, owner, &ControlMessage::InvokeFunction(call));
     }
 
-    /// Calls `function_id` from inside the engine (trigger fires); the result is
-    /// discarded. Unknown functions are skipped.
+    /// Calls `function_id` from inside the engine (trigger fires) on behalf of `origin`
+    /// (the binding's owner); the result is discarded. Unknown functions are skipped,
+    /// and so are fires past the origin's quota.
     pub(super) fn invoke_internal(
         &mut self,
         now: Instant,
         key: &FnKey,
         data: Payload,
         metadata: Option<Payload>,
+        origin: ConnId,
     ) {
         let Target::Worker(owner) = self.resolve(key) else {
             return;
         };
+        if self
+            .check_pending_quota(origin, "trigger fire", &key.1)
+            .is_err()
+        {
+            return;
+        }
         let call = InvokeFunction {
             invocation_id: None,
             function_id: key.1.clone(),
@@ -155,12 +219,27 @@ impl Engine {
             metadata,
             namespace: None,
         };
-        self.forward(now, owner, call, None);
+        self.forward(now, owner, call, None, Some(origin));
+    }
+
+    /// Removes the pending invocation `key` and its bookkeeping.
+    fn take_pending(&mut self, key: (ConnId, Uuid)) -> Option<Pending> {
+        let pending = self.pending.remove(&key)?;
+        if let Some(origin) = pending.origin {
+            if let Some(keys) = self.pending_by_origin.get_mut(&origin) {
+                keys.remove(&key);
+                if keys.is_empty() {
+                    self.pending_by_origin.remove(&origin);
+                }
+            }
+        }
+        self.timers.cancel(&Timer::Invocation(key.0, key.1));
+        Some(pending)
     }
 
     /// An `invocationresult` from the worker that served the call.
     pub(super) fn result_from(&mut self, now: Instant, conn: ConnId, result: InvocationResult) {
-        let Some(pending) = self.pending.remove(&(conn, result.invocation_id)) else {
+        let Some(pending) = self.take_pending((conn, result.invocation_id)) else {
             // Normal after the caller left; also what a stray or forged result looks like.
             self.violation(conn, Violation::UnknownResult);
             return;
@@ -168,21 +247,53 @@ impl Engine {
         let Some((caller, caller_id)) = pending.caller else {
             return;
         };
-        if let Some(calls) = self.calls_by_caller.get_mut(&caller) {
-            calls.remove(&(conn, result.invocation_id));
-            if calls.is_empty() {
-                self.calls_by_caller.remove(&caller);
+        let depth = self.config.max_payload_depth;
+        let (result_payload, error) = match result.result {
+            Some(payload) if nesting_exceeds(payload.get(), depth) => {
+                self.refused(
+                    conn,
+                    "invocationresult",
+                    Some(pending.function_id.clone()),
+                    RefusalReason::TooDeep,
+                );
+                (None, Some(too_deep_error(depth)))
             }
-        }
+            payload => (payload, result.error),
+        };
+        // The callee's trace context stays with the callee: a result carries no
+        // `traceparent`/`baggage` back (W3C trace context propagates from caller to
+        // callee; the caller's own span is still the current one when the result
+        // arrives). This matches the reference engine.
         let answer = InvocationResult {
             invocation_id: caller_id,
             function_id: pending.function_id,
-            result: result.result,
-            error: result.error,
-            traceparent: result.traceparent,
-            baggage: result.baggage,
+            result: result_payload,
+            error,
+            traceparent: None,
+            baggage: None,
         };
         self.send_control(now, caller, &ControlMessage::InvocationResult(answer));
+    }
+
+    /// `invocation_timeout` passed for the invocation pending at `owner` under `id`.
+    pub(super) fn invocation_timed_out(&mut self, now: Instant, owner: ConnId, id: Uuid) {
+        let Some(pending) = self.take_pending((owner, id)) else {
+            return;
+        };
+        self.emit(EngineEvent::InvocationTimedOut {
+            conn: owner,
+            function_id: pending.function_id.clone(),
+        });
+        if let Some((caller, caller_id)) = pending.caller {
+            let millis = self.config.invocation_timeout.map_or(0, |t| t.as_millis());
+            let error = ErrorBody::new(
+                "invocation_timeout",
+                format!(
+                    "the function did not answer within {millis} ms (engine invocation_timeout)"
+                ),
+            );
+            self.reply(now, caller, caller_id, &pending.function_id, Err(error));
+        }
     }
 
     /// Sends a result to `conn` for its call `id`.
@@ -209,8 +320,9 @@ impl Engine {
         self.send_control(now, conn, &ControlMessage::InvocationResult(answer));
     }
 
-    /// `conn` is gone: its callers get `invocation_stopped`, and the calls it made are
-    /// forgotten (their results will have nowhere to go).
+    /// `conn` is gone: the callers of the invocations it served get
+    /// `invocation_stopped`, and the invocations it originated are forgotten (their
+    /// results will have nowhere to go).
     pub(super) fn stop_invocations(&mut self, now: Instant, conn: ConnId) {
         let served: Vec<(ConnId, Uuid)> = self
             .pending
@@ -218,26 +330,33 @@ impl Engine {
             .map(|(key, _)| *key)
             .collect();
         for key in served {
-            let Some(pending) = self.pending.remove(&key) else {
+            let Some(pending) = self.take_pending(key) else {
                 continue;
             };
             if let Some((caller, caller_id)) = pending.caller {
-                if let Some(calls) = self.calls_by_caller.get_mut(&caller) {
-                    calls.remove(&key);
-                    if calls.is_empty() {
-                        self.calls_by_caller.remove(&caller);
-                    }
-                }
                 let error = ErrorBody::new("invocation_stopped", "Invocation stopped");
                 self.reply(now, caller, caller_id, &pending.function_id, Err(error));
             }
         }
-        if let Some(made) = self.calls_by_caller.remove(&conn) {
-            for key in made {
-                if let Some(pending) = self.pending.get_mut(&key) {
-                    pending.caller = None;
-                }
+        if let Some(originated) = self.pending_by_origin.remove(&conn) {
+            for key in originated {
+                self.pending.remove(&key);
+                self.timers.cancel(&Timer::Invocation(key.0, key.1));
             }
         }
     }
+
+    /// Invocations pending at worker `conn`.
+    pub(super) fn active_invocations(&self, conn: ConnId) -> usize {
+        self.pending
+            .range((conn, Uuid::nil())..=(conn, Uuid::max()))
+            .count()
+    }
+}
+
+fn too_deep_error(depth: usize) -> ErrorBody {
+    ErrorBody::new(
+        "payload_too_deep",
+        format!("payload nests deeper than {depth} levels (engine max_payload_depth)"),
+    )
 }

@@ -5,11 +5,14 @@
 //! it messages, send completions, closes and timeouts, and executes the
 //! [`EngineOutput`]s it drains from [`Engine::poll_output`].
 
+mod budget;
 mod builtins;
 mod config;
 mod control;
 mod invoke;
+mod listing;
 mod output;
+mod quota;
 mod relay;
 mod session;
 mod triggers;
@@ -19,15 +22,17 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use uuid::Uuid;
 
-pub use config::{ConfigError, EngineConfig};
-pub use output::{ChannelOutcome, ChannelStats, EngineEvent, EngineOutput, Violation};
+pub use config::{ConfigError, EngineConfig, WorkerQuotas, MAX_TIMEOUT};
+pub use output::{
+    ChannelOutcome, ChannelStats, EngineEvent, EngineOutput, Quota, RefusalReason, Violation,
+};
 pub use relay::ChannelInfo;
 
 use crate::channel::{ChannelRefs, Direction};
 use crate::ids::{ConnId, IdGen, Secret};
 use crate::outbox::Outbox;
 use crate::timers::TimerTable;
-use crate::upgrade::{bearer_token, parse_target, Rejection, Route};
+use crate::upgrade::{bearer_token, parse_target, Rejection, Route, UpgradeRequest};
 use crate::wire::{CloseCode, ControlMessage, Message, PeerClose};
 use invoke::Pending;
 use relay::Channel;
@@ -56,6 +61,10 @@ pub struct Accepted {
     pub kind: ConnKindTag,
     /// The largest message the adapter should let the WebSocket layer accept on it.
     pub max_message_bytes: usize,
+    /// How far the adapter may read ahead of the core on it, in bytes: start reading a
+    /// new message only while less than this has been read and not yet consumed
+    /// (`EngineConfig::read_ahead_bytes`; the core's byte budgets reserve room for it).
+    pub read_ahead_bytes: usize,
 }
 
 /// Counts for observability and for tests.
@@ -75,6 +84,12 @@ pub struct EngineStats {
     pub pending_invocations: usize,
     /// Registered functions (built-ins excluded).
     pub functions: usize,
+    /// Worker control connections.
+    pub workers: usize,
+    /// Trigger bindings.
+    pub bindings: usize,
+    /// Channel writers paused because the engine-wide channel budget is spent.
+    pub writers_waiting_for_budget: usize,
 }
 
 /// Why `create_channel` failed.
@@ -83,12 +98,17 @@ pub enum CreateChannelError {
     /// `max_channels` channels already exist.
     #[error("channel limit of {0} reached")]
     TooManyChannels(usize),
+    /// The creating worker holds as many as its quota allows.
+    #[error("this worker already holds {limit} channels (quota {})", .0.name(), limit = .1)]
+    Quota(Quota, usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     ChannelExpiry(Uuid),
     FunctionsAvailable,
+    /// `invocation_timeout` of the invocation pending at this worker under this id.
+    Invocation(ConnId, Uuid),
 }
 
 #[derive(Debug)]
@@ -119,12 +139,18 @@ pub struct Engine {
     workers: BTreeMap<String, ConnId>,
     functions: BTreeMap<FnKey, ConnId>,
     function_specs: BTreeMap<FnKey, session::FunctionSpec>,
+    /// Invocations forwarded to a worker, keyed by (serving worker, id toward it).
     pending: BTreeMap<(ConnId, Uuid), Pending>,
-    calls_by_caller: BTreeMap<ConnId, BTreeSet<(ConnId, Uuid)>>,
+    /// The keys of `pending`, by the worker whose quota they count against.
+    pending_by_origin: BTreeMap<ConnId, BTreeSet<(ConnId, Uuid)>>,
     triggers: Triggers,
     channels: BTreeMap<Uuid, Channel>,
+    /// Live channels by the control connection that created them.
+    channels_by_owner: BTreeMap<ConnId, BTreeSet<Uuid>>,
     channel_bytes: usize,
     channel_frames: usize,
+    /// Writers paused for the engine-wide budget, oldest first.
+    budget_waiters: VecDeque<Uuid>,
     timers: TimerTable<Timer>,
     out: VecDeque<EngineOutput>,
 }
@@ -143,11 +169,13 @@ impl Engine {
             functions: BTreeMap::new(),
             function_specs: BTreeMap::new(),
             pending: BTreeMap::new(),
-            calls_by_caller: BTreeMap::new(),
+            pending_by_origin: BTreeMap::new(),
             triggers: Triggers::with_builtin_types(),
             channels: BTreeMap::new(),
+            channels_by_owner: BTreeMap::new(),
             channel_bytes: 0,
             channel_frames: 0,
+            budget_waiters: VecDeque::new(),
             timers: TimerTable::default(),
             out: VecDeque::new(),
         })
@@ -159,26 +187,30 @@ impl Engine {
     }
 
     /// Decides an upgrade request from its target (`/path?query`) and its
-    /// `Authorization` header. On `Ok` the connection exists: complete the handshake and
-    /// drive it (messages already queued for it are part of its outputs); if the
-    /// handshake fails, report `handle_closed(.., PeerClose::Lost)`. On `Err` answer with
-    /// the rejection's status and do not upgrade.
+    /// `Authorization` and `Origin` headers. On `Ok` the connection exists: complete the
+    /// handshake and drive it (messages already queued for it are part of its outputs);
+    /// if the handshake fails, report `handle_closed(.., PeerClose::Lost)`. On `Err`
+    /// answer with the rejection's status and do not upgrade.
     ///
     /// May queue outputs (`workerregistered` for a control connection, buffered data for a
     /// late reader).
     pub fn accept(
         &mut self,
         now: Instant,
-        target: &str,
-        authorization: Option<&str>,
+        request: &UpgradeRequest<'_>,
     ) -> Result<Accepted, Rejection> {
-        let route = parse_target(target)?;
+        let route = parse_target(request.target)?;
+        if let Some(origin) = request.origin {
+            if !self.config.origin_allowed(origin) {
+                return Err(Rejection::Forbidden);
+            }
+        }
         if self.conns.len() >= self.config.max_connections {
             return Err(Rejection::Overloaded);
         }
         match route {
             Route::Control | Route::Telemetry => {
-                self.check_token(authorization)?;
+                self.check_token(request.authorization)?;
                 let conn = self.alloc_conn();
                 if route == Route::Telemetry {
                     self.insert_conn(conn, ConnKind::Telemetry);
@@ -258,12 +290,13 @@ impl Engine {
         self.conns.remove(&conn);
     }
 
-    /// Time passed. Expires channels and sends due notifications.
+    /// Time passed. Expires channels and invocations and sends due notifications.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::ChannelExpiry(channel) => self.expire_channel(now, channel),
                 Timer::FunctionsAvailable => self.notify_functions_available(now),
+                Timer::Invocation(owner, id) => self.invocation_timed_out(now, owner, id),
             }
         }
     }
@@ -301,7 +334,7 @@ impl Engine {
         }
         let channels: Vec<Uuid> = self.channels.keys().copied().collect();
         for channel in channels {
-            self.remove_channel(channel, ChannelOutcome::Shutdown);
+            self.remove_channel(now, channel, ChannelOutcome::Shutdown);
         }
     }
 
@@ -312,9 +345,12 @@ impl Engine {
             channels: self.channels.len(),
             channel_buffered_bytes: self.channel_bytes,
             channel_buffered_frames: self.channel_frames,
-            control_queued_bytes: self.conns.values().map(|c| c.outbox.queued_bytes()).sum(),
+            control_queued_bytes: self.conns.values().map(|c| c.outbox.pending_bytes()).sum(),
             pending_invocations: self.pending.len(),
             functions: self.functions.len(),
+            workers: self.workers.len(),
+            bindings: self.triggers.bindings.len(),
+            writers_waiting_for_budget: self.budget_waiters_len(),
         }
     }
 
@@ -352,6 +388,7 @@ impl Engine {
             conn,
             kind,
             max_message_bytes,
+            read_ahead_bytes: self.config.read_ahead_bytes,
         }
     }
 
@@ -377,7 +414,7 @@ impl Engine {
     }
 
     /// Queues a control message for `conn` and releases what credit allows. A worker
-    /// whose queue overflows is closed as a slow consumer.
+    /// whose queue overflows is dropped as a slow consumer.
     fn send_control(&mut self, now: Instant, conn: ConnId, message: &ControlMessage) {
         let limit = self.config.max_control_queue_bytes;
         let Some(state) = self.conns.get_mut(&conn) else {
@@ -390,7 +427,7 @@ impl Engine {
         if state.outbox.push(Message::Text(text), limit).is_err() {
             self.out
                 .push_back(EngineOutput::Event(EngineEvent::SlowConsumer { conn }));
-            self.close(now, conn, Some(CloseCode::POLICY), "outbound queue full");
+            self.abort(now, conn, CloseCode::POLICY, "outbound queue full");
             return;
         }
         self.flush(conn);
@@ -419,6 +456,21 @@ impl Engine {
         state.closing = true;
         self.out
             .push_back(EngineOutput::Close { conn, code, reason });
+        self.teardown(now, conn, None);
+    }
+
+    /// Drops `conn` from the engine's side without sending what is queued (see
+    /// [`EngineOutput::Abort`]) and tears down what it held.
+    fn abort(&mut self, now: Instant, conn: ConnId, code: CloseCode, reason: &'static str) {
+        let Some(state) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if state.closing {
+            return;
+        }
+        state.closing = true;
+        self.out
+            .push_back(EngineOutput::Abort { conn, code, reason });
         self.teardown(now, conn, None);
     }
 

@@ -23,6 +23,18 @@ pub enum EngineOutput {
         /// The reason text.
         reason: &'static str,
     },
+    /// Drop `conn` at once: discard what was transmitted and not yet written (the peer
+    /// is not reading it), try briefly to send a Close frame with `code`, then close the
+    /// socket. Report `handle_closed` afterwards, as for `Close`. Used for peers that
+    /// stopped reading (slow consumers) and for connections replaced by a reattach.
+    Abort {
+        /// The connection.
+        conn: ConnId,
+        /// The status code of the Close frame, if it can still be sent.
+        code: CloseCode,
+        /// The reason text.
+        reason: &'static str,
+    },
     /// Stop reading from `conn` until `ResumeRead`.
     PauseRead {
         /// The connection.
@@ -35,6 +47,74 @@ pub enum EngineOutput {
     },
     /// Something worth logging or counting.
     Event(EngineEvent),
+}
+
+/// A per-worker limit of [`super::WorkerQuotas`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Quota {
+    /// `functions`.
+    Functions,
+    /// `trigger_types`.
+    TriggerTypes,
+    /// `bindings`.
+    Bindings,
+    /// `engine_bindings`.
+    EngineBindings,
+    /// `pending_invocations`.
+    PendingInvocations,
+    /// `channels`.
+    Channels,
+    /// `registration_bytes`.
+    RegistrationBytes,
+    /// `total_registration_bytes`.
+    TotalRegistrationBytes,
+}
+
+impl Quota {
+    /// The setting's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Quota::Functions => "functions",
+            Quota::TriggerTypes => "trigger_types",
+            Quota::Bindings => "bindings",
+            Quota::EngineBindings => "engine_bindings",
+            Quota::PendingInvocations => "pending_invocations",
+            Quota::Channels => "channels",
+            Quota::RegistrationBytes => "registration_bytes",
+            Quota::TotalRegistrationBytes => "total_registration_bytes",
+        }
+    }
+}
+
+/// Why the engine refused something a worker asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// A per-worker quota would be exceeded.
+    Quota(Quota),
+    /// A payload nests deeper than `max_payload_depth`.
+    TooDeep,
+    /// The id is reserved for the engine (`engine::…`) or empty.
+    Reserved,
+    /// Another live worker provides this trigger type.
+    TriggerTypeOwned,
+    /// Another live worker owns this function id.
+    FunctionOwned,
+    /// The engine's channel limit (`max_channels`) is reached.
+    ChannelLimit,
+}
+
+impl RefusalReason {
+    /// The error code sent to the worker.
+    pub fn code(self) -> &'static str {
+        match self {
+            RefusalReason::Quota(_) => "quota_exceeded",
+            RefusalReason::TooDeep => "payload_too_deep",
+            RefusalReason::Reserved => "reserved_id",
+            RefusalReason::TriggerTypeOwned => "trigger_type_conflict",
+            RefusalReason::FunctionOwned => "FUNCTION_NAMESPACE_CONFLICT",
+            RefusalReason::ChannelLimit => "channel_limit",
+        }
+    }
 }
 
 /// How a channel ended.
@@ -120,13 +200,6 @@ pub enum EngineEvent {
         /// The function id.
         function_id: String,
     },
-    /// A registration was refused with `registrationrejected`.
-    RegistrationRejected {
-        /// The connection.
-        conn: ConnId,
-        /// The function id.
-        function_id: String,
-    },
     /// A channel was created.
     ChannelCreated {
         /// The channel id.
@@ -166,9 +239,29 @@ pub enum EngineEvent {
         /// The message type.
         kind: String,
     },
-    /// A connection was closed because it did not read its messages.
+    /// A connection was dropped because it did not read its messages.
     SlowConsumer {
         /// The connection.
         conn: ConnId,
+    },
+    /// A request of a worker was refused (and answered with a typed error where the
+    /// protocol has an answer).
+    Refused {
+        /// The connection.
+        conn: ConnId,
+        /// The message type (or built-in function) that was refused.
+        what: &'static str,
+        /// The id it named (function, trigger type, binding), when it had one.
+        id: Option<String>,
+        /// Why.
+        reason: RefusalReason,
+    },
+    /// An invocation routed to a worker was not answered within `invocation_timeout`;
+    /// its caller got a `timeout` error.
+    InvocationTimedOut {
+        /// The worker that did not answer.
+        conn: ConnId,
+        /// The function.
+        function_id: String,
     },
 }

@@ -2,7 +2,7 @@
 //! writer's messages to the reader under byte, frame and credit limits.
 
 use crate::Instant;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -11,6 +11,7 @@ use super::{
     ChannelOutcome, ChannelStats, CreateChannelError, Engine, EngineEvent, EngineOutput, Timer,
 };
 use crate::channel::{ChannelRef, ChannelRefs, Direction};
+use crate::engine::Quota;
 use crate::ids::{ConnId, Secret};
 use crate::upgrade::Rejection;
 use crate::wire::{CloseCode, Message, PeerClose};
@@ -47,6 +48,8 @@ pub(super) struct Channel {
     writer_key: Secret,
     reader_key: Secret,
     owner: Option<String>,
+    /// The control connection that created it, while that connection lives.
+    pub(super) owner_conn: Option<ConnId>,
     frame_limit: usize,
     writer: End,
     reader: End,
@@ -55,7 +58,9 @@ pub(super) struct Channel {
     buffer: VecDeque<Message>,
     transmitted: usize,
     bytes: usize,
-    paused_since: Option<Instant>,
+    pub(super) paused_since: Option<Instant>,
+    /// The writer is paused and only the engine-wide budget keeps it so.
+    pub(super) waiting_for_budget: bool,
     end: Option<StreamEnd>,
     stats: ChannelStats,
 }
@@ -90,6 +95,34 @@ pub struct ChannelInfo {
 }
 
 impl Channel {
+    /// True while an end has never attached (the channel can still expire).
+    pub(super) fn half_attached(&self) -> bool {
+        self.reader == End::Waiting || self.writer == End::Waiting
+    }
+
+    /// The writer's connection, while attached.
+    pub(super) fn writer_conn(&self) -> Option<ConnId> {
+        match self.writer {
+            End::Attached(conn) => Some(conn),
+            _ => None,
+        }
+    }
+
+    /// Bytes and messages held.
+    pub(super) fn held(&self) -> (usize, usize) {
+        (self.bytes, self.buffer.len())
+    }
+
+    /// Its buffer limit in messages.
+    pub(super) fn frame_limit(&self) -> usize {
+        self.frame_limit
+    }
+
+    /// Adds the time the writer spent paused since `since` to its counters.
+    pub(super) fn add_blocked(&mut self, since: Instant, now: Instant) {
+        self.stats.blocked_ms += now.saturating_duration_since(since).as_millis() as u64;
+    }
+
     pub(super) fn info(&self) -> ChannelInfo {
         ChannelInfo {
             channel_id: self.id.to_string(),
@@ -120,17 +153,30 @@ fn failure_reason(outcome: ChannelOutcome) -> &'static str {
 }
 
 impl Engine {
+    /// Creates a channel for `owner` (a worker's control connection and its worker id),
+    /// or for the application when `owner` is `None`.
     pub(super) fn new_channel(
         &mut self,
         now: Instant,
         buffer_size: Option<u64>,
-        owner: Option<String>,
+        owner: Option<(ConnId, String)>,
     ) -> Result<ChannelRefs, CreateChannelError> {
         if self.channels.len() >= self.config.max_channels {
             return Err(CreateChannelError::TooManyChannels(
                 self.config.max_channels,
             ));
         }
+        if let Some((conn, _)) = &owner {
+            let limit = self.config.quotas.channels;
+            let owned = self.channels_by_owner.get(conn).map_or(0, BTreeSet::len);
+            if owned >= limit {
+                return Err(CreateChannelError::Quota(Quota::Channels, limit));
+            }
+        }
+        let (owner_conn, owner) = match owner {
+            Some((conn, worker_id)) => (Some(conn), Some(worker_id)),
+            None => (None, None),
+        };
         let max = self.config.max_channel_buffer;
         let frame_limit = match buffer_size {
             None => self.config.default_channel_buffer.min(max),
@@ -158,6 +204,7 @@ impl Engine {
                 writer_key,
                 reader_key,
                 owner: owner.clone(),
+                owner_conn,
                 frame_limit,
                 writer: End::Waiting,
                 reader: End::Waiting,
@@ -165,13 +212,18 @@ impl Engine {
                 transmitted: 0,
                 bytes: 0,
                 paused_since: None,
+                waiting_for_budget: false,
                 end: None,
                 stats: ChannelStats::default(),
             },
         );
-        self.timers.set(
+        if let Some(conn) = owner_conn {
+            self.channels_by_owner.entry(conn).or_default().insert(id);
+        }
+        self.timers.set_after(
             Timer::ChannelExpiry(id),
-            now + self.config.channel_attach_timeout,
+            now,
+            self.config.channel_attach_timeout,
         );
         self.emit(EngineEvent::ChannelCreated {
             channel_id: id.to_string(),
@@ -236,8 +288,9 @@ impl Engine {
         }
     }
 
-    /// A message from the writer: buffer it, pause the writer if the buffer is full,
-    /// and pass what credit allows to the reader.
+    /// A message from the writer: buffer it, pause the writer if the channel's or the
+    /// engine's byte budget could be exceeded by what may still arrive, and pass what
+    /// credit allows to the reader.
     pub(super) fn writer_message(
         &mut self,
         now: Instant,
@@ -246,7 +299,6 @@ impl Engine {
         message: Message,
     ) {
         let max_message = self.config.max_channel_message_bytes;
-        let byte_limit = self.config.channel_buffer_bytes;
         let Some(channel) = self.channels.get_mut(&id) else {
             return;
         };
@@ -271,46 +323,33 @@ impl Engine {
         channel.stats.bytes_in += len as u64;
         self.channel_bytes += len;
         self.channel_frames += 1;
-        let full =
-            channel.buffer.len() >= channel.frame_limit || channel.bytes + max_message > byte_limit;
-        if full && channel.paused_since.is_none() {
-            channel.paused_since = Some(now);
-            self.out.push_back(EngineOutput::PauseRead { conn });
-        }
+        self.pause_if_full(now, id, conn);
         self.pump(now, id);
     }
 
     /// The reader's connection flushed `returned` of the messages handed to it.
     pub(super) fn reader_flushed(&mut self, now: Instant, id: Uuid, conn: ConnId, returned: usize) {
-        let max_message = self.config.max_channel_message_bytes;
-        let byte_limit = self.config.channel_buffer_bytes;
         let Some(channel) = self.channels.get_mut(&id) else {
             return;
         };
         if channel.reader != End::Attached(conn) {
             return;
         }
+        let mut freed = 0;
         for _ in 0..returned.min(channel.transmitted) {
             if let Some(message) = channel.buffer.pop_front() {
                 channel.bytes -= message.len();
                 channel.transmitted -= 1;
-                self.channel_bytes -= message.len();
+                freed += message.len();
                 self.channel_frames -= 1;
             }
         }
-        let drained = channel.buffer.len() <= channel.frame_limit / 2
-            && channel.bytes <= (byte_limit - max_message) / 2;
-        if let (Some(since), true) = (channel.paused_since, drained) {
-            channel.paused_since = None;
-            channel.stats.blocked_ms += now.saturating_duration_since(since).as_millis() as u64;
-            if let End::Attached(writer) = channel.writer {
-                if self.is_open(writer) {
-                    self.out
-                        .push_back(EngineOutput::ResumeRead { conn: writer });
-                }
-            }
-        }
+        self.channel_bytes -= freed;
+        self.resume_if_drained(now, id);
         self.pump(now, id);
+        if freed > 0 {
+            self.release_budget(now);
+        }
     }
 
     /// Hands buffered messages to the reader while its connection has credit, and ends
@@ -340,7 +379,7 @@ impl Engine {
         if channel.transmitted == channel.buffer.len() && channel.end == Some(StreamEnd::Clean) {
             channel.reader = End::Done;
             self.close(now, reader, None, "end of stream");
-            self.remove_channel(id, ChannelOutcome::Completed);
+            self.remove_channel(now, id, ChannelOutcome::Completed);
         }
     }
 
@@ -359,7 +398,7 @@ impl Engine {
                     Some(CloseCode::INTERNAL),
                     failure_reason(outcome),
                 );
-                self.remove_channel(id, outcome);
+                self.remove_channel(now, id, outcome);
             }
             End::Waiting => {
                 channel.end = Some(StreamEnd::Failed(outcome));
@@ -370,8 +409,9 @@ impl Engine {
                 channel.bytes = 0;
                 self.channel_bytes -= dropped_bytes;
                 self.channel_frames -= dropped_frames;
+                self.release_budget(now);
             }
-            End::Done => self.remove_channel(id, outcome),
+            End::Done => self.remove_channel(now, id, outcome),
         }
     }
 
@@ -394,9 +434,9 @@ impl Engine {
                     return;
                 }
                 channel.writer = End::Done;
+                channel.waiting_for_budget = false;
                 if let Some(since) = channel.paused_since.take() {
-                    channel.stats.blocked_ms +=
-                        now.saturating_duration_since(since).as_millis() as u64;
+                    channel.add_blocked(since, now);
                 }
                 if close.is_some_and(PeerClose::is_clean) {
                     channel.end = Some(StreamEnd::Clean);
@@ -421,7 +461,7 @@ impl Engine {
                 } else {
                     ChannelOutcome::ReaderGone
                 };
-                self.remove_channel(id, outcome);
+                self.remove_channel(now, id, outcome);
             }
         }
     }
@@ -444,16 +484,27 @@ impl Engine {
                 self.close(now, conn, Some(CloseCode::INTERNAL), reason);
             }
         }
-        self.remove_channel(id, ChannelOutcome::Expired);
+        self.remove_channel(now, id, ChannelOutcome::Expired);
     }
 
-    pub(super) fn remove_channel(&mut self, id: Uuid, outcome: ChannelOutcome) {
+    pub(super) fn remove_channel(&mut self, now: Instant, id: Uuid, outcome: ChannelOutcome) {
         let Some(channel) = self.channels.remove(&id) else {
             return;
         };
         self.channel_bytes -= channel.bytes;
         self.channel_frames -= channel.buffer.len();
         self.timers.cancel(&Timer::ChannelExpiry(id));
+        if let Some(owner) = channel.owner_conn {
+            if let Some(owned) = self.channels_by_owner.get_mut(&owner) {
+                owned.remove(&id);
+                if owned.is_empty() {
+                    self.channels_by_owner.remove(&owner);
+                }
+            }
+        }
+        if channel.bytes > 0 {
+            self.release_budget(now);
+        }
         self.emit(EngineEvent::ChannelRemoved {
             channel_id: id.to_string(),
             outcome,

@@ -45,6 +45,10 @@ pub(super) struct Session {
     pub(super) functions: BTreeSet<FnKey>,
     pub(super) trigger_types: BTreeSet<FnKey>,
     pub(super) bindings: BTreeSet<String>,
+    /// How many of `bindings` are on the engine's own trigger types.
+    pub(super) engine_bindings: usize,
+    /// Bytes of the payloads of everything it registered.
+    pub(super) registration_bytes: usize,
 }
 
 impl Default for Session {
@@ -58,6 +62,8 @@ impl Default for Session {
             functions: BTreeSet::new(),
             trigger_types: BTreeSet::new(),
             bindings: BTreeSet::new(),
+            engine_bindings: 0,
+            registration_bytes: 0,
         }
     }
 }
@@ -74,11 +80,56 @@ impl Session {
     }
 }
 
-/// A registered function's description, for listings.
+/// A registered function's description, for listings. Everything a listing filters on
+/// is computed once, at registration, so listing never parses metadata.
 #[derive(Debug)]
 pub(super) struct FunctionSpec {
     pub(super) description: Option<String>,
     pub(super) metadata: Option<Payload>,
+    /// `metadata.internal == true`: hidden from listings unless asked for.
+    pub(super) internal: bool,
+    /// The id and description, lowercased, for `search`.
+    pub(super) search_text: String,
+    /// Bytes counted toward the owner's registration quota.
+    pub(super) bytes: usize,
+}
+
+impl FunctionSpec {
+    /// The spec of function `id`.
+    pub(super) fn new(
+        id: &str,
+        description: Option<String>,
+        metadata: Option<Payload>,
+        bytes: usize,
+    ) -> Self {
+        let internal = metadata.as_ref().is_some_and(marks_internal);
+        let mut search_text = id.to_lowercase();
+        if let Some(description) = &description {
+            search_text.push('\n');
+            search_text.push_str(&description.to_lowercase());
+        }
+        Self {
+            description,
+            metadata,
+            internal,
+            search_text,
+            bytes,
+        }
+    }
+}
+
+/// True when `metadata` is an object whose `internal` member is `true`. Reads only that
+/// member (the rest is skipped without building anything).
+pub(super) fn marks_internal(metadata: &Payload) -> bool {
+    #[derive(Deserialize)]
+    struct Flags<'a> {
+        #[serde(default, borrow)]
+        internal: Option<&'a serde_json::value::RawValue>,
+    }
+    serde_json::from_str::<Flags<'_>>(metadata.get())
+        .ok()
+        .and_then(|flags| flags.internal)
+        .is_some_and(|value| value.get().trim() == "true")
 }
 
 /// Strips control and bidirectional-override characters and caps the length, as the

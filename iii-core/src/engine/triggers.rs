@@ -7,12 +7,12 @@
 use crate::Instant;
 use std::collections::BTreeMap;
 
-use super::session::{Session, DEFAULT_NAMESPACE};
-use super::{Engine, FnKey, Timer, Violation};
+use super::quota::{count_message, Registration};
+use super::session::{sanitize, Session, DEFAULT_NAMESPACE};
+use super::{Engine, FnKey, Quota, RefusalReason, Timer, Violation};
 use crate::ids::ConnId;
 use crate::wire::control::{
-    to_payload, Payload, RegisterTrigger, RegisterTriggerType, TriggerRegistrationResult,
-    UnregisterTrigger,
+    Payload, RegisterTrigger, RegisterTriggerType, TriggerRegistrationResult, UnregisterTrigger,
 };
 use crate::wire::{ControlMessage, ErrorBody};
 
@@ -20,6 +20,8 @@ use crate::wire::{ControlMessage, ErrorBody};
 pub(super) const FUNCTIONS_AVAILABLE: &str = "engine::functions-available";
 /// Fires when a worker connects, announces itself or disconnects.
 pub(super) const WORKERS_AVAILABLE: &str = "engine::workers-available";
+/// Trigger type ids the engine keeps for itself.
+const RESERVED_PREFIX: &str = "engine::";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Provider {
@@ -45,6 +47,8 @@ pub(super) struct Binding {
     pub(super) metadata: Option<Payload>,
     /// The provider currently holding the binding; `None` while parked.
     pub(super) active: Option<Provider>,
+    /// Bytes counted toward the owner's registration quota.
+    pub(super) bytes: usize,
 }
 
 #[derive(Debug, Default)]
@@ -97,33 +101,68 @@ impl Engine {
         let Some(session) = self.session(conn) else {
             return;
         };
+        let owned = session.trigger_types.len();
         let namespace = msg.namespace.unwrap_or_else(|| session.namespace.clone());
         let key: FnKey = (namespace, msg.id);
-        if matches!(
-            self.triggers.types.get(&key),
-            Some(TriggerType {
-                provider: Provider::Engine,
-                ..
-            })
-        ) {
-            return; // the engine's own types cannot be taken over
+        let refusal = match self.triggers.types.get(&key).map(|t| t.provider) {
+            _ if key.1.is_empty() || key.1.starts_with(RESERVED_PREFIX) => Some((
+                RefusalReason::Reserved,
+                "trigger type ids must be non-empty and outside engine::".to_owned(),
+            )),
+            Some(Provider::Engine) => Some((
+                RefusalReason::Reserved,
+                "the engine provides this trigger type".to_owned(),
+            )),
+            // A live worker provides it: taking it over would hand that worker's
+            // bindings (and their configs) to this one.
+            Some(Provider::Worker(owner)) if owner != conn => Some((
+                RefusalReason::TriggerTypeOwned,
+                "another worker provides this trigger type".to_owned(),
+            )),
+            Some(Provider::Worker(_)) => None,
+            None if owned >= self.config.quotas.trigger_types => Some((
+                RefusalReason::Quota(Quota::TriggerTypes),
+                count_message(Quota::TriggerTypes, self.config.quotas.trigger_types),
+            )),
+            None => None,
+        };
+        if let Some((reason, message)) = refusal {
+            let what = "registertriggertype";
+            self.refuse_with_error(now, conn, what, Some(key.1), reason, message);
+            return;
+        }
+        let registration = Registration {
+            text: 0,
+            payloads: [
+                msg.trigger_request_format.as_ref(),
+                msg.call_request_format.as_ref(),
+                None,
+                None,
+            ],
+        };
+        // The formats are not stored; they are checked so that a refusal is as typed as
+        // for the other registrations.
+        if let Err((reason, message)) = self.measure_registration(conn, &registration, 0) {
+            let what = "registertriggertype";
+            self.refuse_with_error(now, conn, what, Some(key.1), reason, message);
+            return;
         }
         self.triggers.types.insert(
             key.clone(),
             TriggerType {
                 provider: Provider::Worker(conn),
-                description: msg.description,
+                description: sanitize(&msg.description),
             },
         );
         if let Some(session) = self.session_mut(conn) {
             session.trigger_types.insert(key.clone());
         }
-        // Hand every binding of this type (parked or held by a previous provider) to it.
+        // Hand every parked binding of this type to it.
         let ids: Vec<String> = self
             .triggers
             .bindings
             .iter()
-            .filter(|(_, b)| b.trigger_type == key.1)
+            .filter(|(_, b)| b.trigger_type == key.1 && b.active.is_none())
             .filter(|(_, b)| {
                 self.triggers.lookup(&b.trigger_namespace, &b.trigger_type) == Some(key.clone())
             })
@@ -161,21 +200,38 @@ impl Engine {
     }
 
     pub(super) fn register_trigger(&mut self, now: Instant, conn: ConnId, msg: RegisterTrigger) {
-        let Some(session_namespace) = self.session(conn).map(|s| s.namespace.clone()) else {
+        let Some(session) = self.session(conn) else {
             return;
         };
+        let session_namespace = session.namespace.clone();
+        let (bindings, engine_bindings) = (session.bindings.len(), session.engine_bindings);
         let blank = |ns: &Option<String>| ns.as_deref().is_some_and(|n| n.trim().is_empty());
-        let existing_owner = self.triggers.bindings.get(&msg.id).map(|b| b.owner);
+        let existing = self
+            .triggers
+            .bindings
+            .get(&msg.id)
+            .map(|b| (b.owner, b.bytes, is_engine_type(&b.trigger_type)));
+        let quotas = &self.config.quotas;
+        let on_engine_type = is_engine_type(&msg.trigger_type);
+        let replaced_engine_binding = existing.is_some_and(|(_, _, engine)| engine);
         let refusal = if blank(&msg.namespace) || blank(&msg.trigger_namespace) {
             Some(ErrorBody::new(
                 "INVALID_NAMESPACE",
                 "namespace must not be blank",
             ))
-        } else if existing_owner.is_some_and(|owner| owner != conn) {
+        } else if existing.is_some_and(|(owner, _, _)| owner != conn) {
             Some(ErrorBody::new(
                 "trigger_registration_failed",
                 "a trigger with this id is registered by another worker",
             ))
+        } else if existing.is_none() && bindings >= quotas.bindings {
+            Some(self.binding_refusal(conn, &msg.id, Quota::Bindings, quotas.bindings))
+        } else if on_engine_type
+            && !replaced_engine_binding
+            && engine_bindings >= quotas.engine_bindings
+        {
+            let limit = quotas.engine_bindings;
+            Some(self.binding_refusal(conn, &msg.id, Quota::EngineBindings, limit))
         } else {
             None
         };
@@ -184,9 +240,26 @@ impl Engine {
             self.trigger_error(now, conn, id, trigger_type, function_id, error);
             return;
         }
-        if existing_owner.is_some() {
+        let registration = Registration {
+            text: msg.id.len() + msg.trigger_type.len() + msg.function_id.len(),
+            payloads: [Some(&msg.config), msg.metadata.as_ref(), None, None],
+        };
+        let replacing = existing.map_or(0, |(_, bytes, _)| bytes);
+        let bytes = match self.measure_registration(conn, &registration, replacing) {
+            Ok(bytes) => bytes,
+            Err((reason, message)) => {
+                self.refused(conn, "registertrigger", Some(msg.id.clone()), reason);
+                let error = ErrorBody::new(reason.code(), message);
+                let (id, trigger_type, function_id) =
+                    (&msg.id, &msg.trigger_type, &msg.function_id);
+                self.trigger_error(now, conn, id, trigger_type, function_id, error);
+                return;
+            }
+        };
+        if existing.is_some() {
             self.remove_binding(now, &msg.id);
         }
+        self.account_registration(conn, 0, bytes);
         let trigger_namespace = msg.trigger_namespace.unwrap_or(session_namespace);
         let function = (
             msg.namespace
@@ -203,10 +276,14 @@ impl Engine {
                 config: msg.config,
                 metadata: msg.metadata,
                 active: None,
+                bytes,
             },
         );
         if let Some(session) = self.session_mut(conn) {
             session.bindings.insert(msg.id.clone());
+            if on_engine_type {
+                session.engine_bindings += 1;
+            }
         }
         let provider = self.triggers.bindings.get(&msg.id).and_then(|b| {
             let key = self
@@ -217,6 +294,13 @@ impl Engine {
         if let Some(provider) = provider {
             self.activate(now, &msg.id, provider);
         }
+    }
+
+    /// Reports a binding refused for a count quota and builds its error.
+    fn binding_refusal(&mut self, conn: ConnId, id: &str, quota: Quota, limit: usize) -> ErrorBody {
+        let reason = RefusalReason::Quota(quota);
+        self.refused(conn, "registertrigger", Some(id.to_owned()), reason);
+        ErrorBody::new(reason.code(), count_message(quota, limit))
     }
 
     /// Gives binding `id` to `provider`, telling a worker provider with `registertrigger`.
@@ -246,17 +330,20 @@ impl Engine {
             return;
         }
         self.remove_binding(now, id);
-        if let Some(session) = self.session_mut(conn) {
-            session.bindings.remove(id);
-        }
     }
 
-    /// Removes binding `id`, telling its worker provider (always with `trigger_type`,
-    /// which Rust ≤0.23 providers require).
+    /// Removes binding `id`, releasing what it counted for its owner and telling its
+    /// worker provider (always with `trigger_type`, which Rust ≤0.23 providers require).
     fn remove_binding(&mut self, now: Instant, id: &str) {
         let Some(binding) = self.triggers.bindings.remove(id) else {
             return;
         };
+        self.account_registration(binding.owner, binding.bytes, 0);
+        if let Some(session) = self.session_mut(binding.owner) {
+            if session.bindings.remove(id) && is_engine_type(&binding.trigger_type) {
+                session.engine_bindings = session.engine_bindings.saturating_sub(1);
+            }
+        }
         if let Some(Provider::Worker(provider)) = binding.active {
             let message = ControlMessage::UnregisterTrigger(UnregisterTrigger {
                 id: id.to_owned(),
@@ -328,40 +415,68 @@ impl Engine {
         }
     }
 
-    /// Fires every active binding of the engine-provided `trigger_type`.
+    /// Fires every active binding of the engine-provided `trigger_type`, each on behalf
+    /// of the binding's owner.
     fn fire_builtin(&mut self, now: Instant, trigger_type: &str, payload: &Payload) {
-        let targets: Vec<(FnKey, Option<Payload>)> = self
+        let targets: Vec<(FnKey, Option<Payload>, ConnId)> = self
             .triggers
             .bindings
             .values()
             .filter(|b| b.trigger_type == trigger_type && b.active == Some(Provider::Engine))
-            .map(|b| (b.function.clone(), b.metadata.clone()))
+            .map(|b| (b.function.clone(), b.metadata.clone(), b.owner))
             .collect();
-        for (function, metadata) in targets {
-            self.invoke_internal(now, &function, payload.clone(), metadata);
+        for (function, metadata, owner) in targets {
+            self.invoke_internal(now, &function, payload.clone(), metadata, owner);
         }
     }
 
+    /// True when some binding of the engine-provided `trigger_type` is active.
+    pub(super) fn has_subscribers(&self, trigger_type: &str) -> bool {
+        self.triggers
+            .bindings
+            .values()
+            .any(|b| b.trigger_type == trigger_type && b.active == Some(Provider::Engine))
+    }
+
     pub(super) fn fire_workers_available(&mut self, now: Instant, event: &str, worker_id: &str) {
-        let payload = to_payload(&serde_json::json!({"event": event, "worker_id": worker_id}));
+        if !self.has_subscribers(WORKERS_AVAILABLE) {
+            return;
+        }
+        #[derive(serde::Serialize)]
+        struct WorkersChanged<'a> {
+            event: &'a str,
+            worker_id: &'a str,
+        }
+        let payload = crate::wire::control::to_payload(&WorkersChanged { event, worker_id });
         self.fire_builtin(now, WORKERS_AVAILABLE, &payload);
     }
 
     /// The function set changed: notify after the configured delay (one notification
-    /// per burst).
+    /// per burst), if anybody listens.
     pub(super) fn functions_changed(&mut self, now: Instant) {
-        if !self.timers.contains(&Timer::FunctionsAvailable) {
-            let due = now + self.config.functions_available_delay;
-            self.timers.set(Timer::FunctionsAvailable, due);
+        if self.timers.contains(&Timer::FunctionsAvailable)
+            || !self.has_subscribers(FUNCTIONS_AVAILABLE)
+        {
+            return;
         }
+        self.timers.set_after(
+            Timer::FunctionsAvailable,
+            now,
+            self.config.functions_available_delay,
+        );
     }
 
     pub(super) fn notify_functions_available(&mut self, now: Instant) {
-        let functions = self.function_summaries(None, true);
-        let payload = to_payload(&serde_json::json!({
-            "event": "functions_changed",
-            "functions": functions,
-        }));
+        if !self.has_subscribers(FUNCTIONS_AVAILABLE) {
+            return;
+        }
+        let payload = self.functions_available_payload();
         self.fire_builtin(now, FUNCTIONS_AVAILABLE, &payload);
     }
+}
+
+/// True for the engine's own trigger types, whose bindings count toward
+/// `engine_bindings`.
+fn is_engine_type(trigger_type: &str) -> bool {
+    trigger_type.starts_with(RESERVED_PREFIX)
 }

@@ -272,6 +272,22 @@ pub struct RegistrationRejected {
     pub owner_worker_id: String,
 }
 
+/// `error` (E→W): a refusal for which the protocol has no answer of its own (a trigger
+/// type that another worker owns, a quota, a payload nested too deep). The reference
+/// engine sends this type for authentication failures; every published SDK ignores
+/// types it does not know, so it is safe to send to any worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineError {
+    /// What went wrong: a code such as `trigger_type_conflict` or `quota_exceeded`.
+    pub error: ErrorBody,
+    /// The type of the message that was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+    /// The id that message carried (function, trigger type or binding id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
 /// Every control message this implementation understands.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -292,6 +308,7 @@ pub enum ControlMessage {
     Reattach(Reattach),
     WorkerRegistered(WorkerRegistered),
     RegistrationRejected(RegistrationRejected),
+    Error(EngineError),
 }
 
 impl ControlMessage {
@@ -313,6 +330,7 @@ impl ControlMessage {
             ControlMessage::Reattach(_) => "reattach",
             ControlMessage::WorkerRegistered(_) => "workerregistered",
             ControlMessage::RegistrationRejected(_) => "registrationrejected",
+            ControlMessage::Error(_) => "error",
         }
     }
 
@@ -421,6 +439,7 @@ pub fn decode(frame: &[u8], limit: usize) -> Result<Decoded, DecodeError> {
         "registrationrejected" => {
             ControlMessage::RegistrationRejected(body(frame).map_err(malformed)?)
         }
+        "error" => ControlMessage::Error(body(frame).map_err(malformed)?),
         other => {
             return Ok(Decoded::Unknown {
                 kind: other.to_owned(),
@@ -433,30 +452,6 @@ pub fn decode(frame: &[u8], limit: usize) -> Result<Decoded, DecodeError> {
 /// True when a result payload is absent or `null`.
 pub fn is_no_result(result: &Option<Payload>) -> bool {
     result.as_ref().is_none_or(is_null)
-}
-
-/// Adds `"_caller_worker_id": <id>` to a JSON object payload, as the reference engine
-/// does for calls that come from a worker; other payloads are returned unchanged.
-///
-/// Works on the raw text: the key is appended last, so it wins over an existing one
-/// for every common JSON parser.
-pub fn with_caller_worker_id(data: Payload, worker_id: &str) -> Payload {
-    let text = data.get();
-    let trimmed = text.trim_end();
-    if !text.trim_start().starts_with('{') || !trimmed.ends_with('}') {
-        return data;
-    }
-    let body = &trimmed[..trimmed.len() - 1];
-    let empty = body.trim_start().trim_start_matches('{').trim().is_empty();
-    let mut out = String::with_capacity(text.len() + worker_id.len() + 24);
-    out.push_str(body);
-    if !empty {
-        out.push(',');
-    }
-    out.push_str("\"_caller_worker_id\":");
-    out.push_str(&serde_json::to_string(worker_id).unwrap_or_else(|_| "\"\"".to_owned()));
-    out.push('}');
-    RawValue::from_string(out).unwrap_or(data)
 }
 
 #[cfg(test)]
@@ -534,21 +529,5 @@ mod tests {
         };
         assert_eq!(call.data.get(), r#"{"b":1,  "a":[2]}"#);
         assert_eq!(ControlMessage::Ping.encode().as_str(), r#"{"type":"ping"}"#);
-    }
-
-    #[test]
-    fn caller_worker_id_is_appended_to_objects_only() {
-        let add = |s: &str| with_caller_worker_id(to_raw(s), "w1").get().to_owned();
-        assert_eq!(add(r#"{"a":1}"#), r#"{"a":1,"_caller_worker_id":"w1"}"#);
-        assert_eq!(add(r#"{ }"#), r#"{ "_caller_worker_id":"w1"}"#);
-        assert_eq!(add("[1]"), "[1]");
-        assert_eq!(add("null"), "null");
-        let v: serde_json::Value =
-            serde_json::from_str(&add(r#"{"_caller_worker_id":"x"}"#)).expect("still valid JSON");
-        assert_eq!(v["_caller_worker_id"], "w1");
-    }
-
-    fn to_raw(s: &str) -> Payload {
-        RawValue::from_string(s.to_owned()).expect("valid json")
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod control;
 pub mod frame;
+pub mod json;
 
 pub use control::{decode, ControlMessage, DecodeError, Decoded, ErrorBody, Payload};
 pub use frame::{CloseCode, Message, PeerClose, Text};
