@@ -14,6 +14,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use iii_core::channel::{channel_url, ChannelRefs};
 use iii_core::engine::{Engine, EngineConfig, EngineOutput};
+use iii_core::upgrade::UpgradeRequest;
 use iii_core::{ConnId, Message, Text};
 use serde_json::Value;
 
@@ -45,7 +46,7 @@ fn drain(engine: &mut Engine, now: Instant, watch: ConnId, texts: &mut Vec<Strin
 
 fn control(engine: &mut Engine, now: Instant) -> ConnId {
     let conn = engine
-        .accept(now, "/", None)
+        .accept(now, &UpgradeRequest::to("/"))
         .expect("control accepted")
         .conn;
     drain(engine, now, conn, &mut Vec::new());
@@ -61,11 +62,11 @@ fn channel(engine: &mut Engine, now: Instant) -> (ConnId, ConnId) {
     let answer: Value = serde_json::from_str(&texts[0]).expect("json");
     let refs: ChannelRefs = serde_json::from_value(answer["result"].clone()).expect("refs");
     let writer = engine
-        .accept(now, &channel_url("", &refs.writer), None)
+        .accept(now, &UpgradeRequest::to(&channel_url("", &refs.writer)))
         .expect("writer")
         .conn;
     let reader = engine
-        .accept(now, &channel_url("", &refs.reader), None)
+        .accept(now, &UpgradeRequest::to(&channel_url("", &refs.reader)))
         .expect("reader")
         .conn;
     drain(engine, now, reader, &mut texts);

@@ -1,6 +1,13 @@
 //! The engine server: one task owns the core [`Engine`]; each accepted TCP connection
 //! runs [`serve_connection`] (the HTTP upgrade, then the connection pump).
+//!
+//! If the engine task ends for any reason (a panic included), every upgrade waiting for
+//! its decision and every later one is answered 503, and [`EngineHandle::stopped`]
+//! resolves, so the process around it can exit and be restarted.
 
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -8,18 +15,20 @@ use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use async_tungstenite::WebSocketStream;
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use futures_channel::oneshot;
-use futures_util::future::{self, Either};
-use futures_util::StreamExt;
+use futures_util::future::{self, Either, Shared};
+use futures_util::{FutureExt, StreamExt};
 use iii_core::engine::{
     Accepted, ConfigError, Engine, EngineConfig, EngineEvent, EngineOutput, EngineStats,
 };
-use iii_core::upgrade::{parse_target, Rejection};
+use iii_core::upgrade::{parse_target, Rejection, UpgradeRequest};
 use iii_core::PeerClose;
 
-use crate::conn::{pump, ConnEnds, ConnEvent, Conns, Ready};
-use crate::handshake::{read_request, refusal_for, refuse, switch, HeadError};
+use crate::conn::{pump, ConnEnds, ConnEvent, ConnOptions, Conns, Liveness, Ready};
+use crate::handshake::{read_request, refusal_for, refuse, switch, HeadError, Refusal};
+use crate::log_limit::LogLimit;
 use crate::read_batch::ReadBatch;
-use crate::runtime::{now, os_seed, BoxFuture, Runtime};
+use crate::runtime::{now, try_os_seed, BoxFuture, Runtime};
+use crate::write_deadline::WriteDeadline;
 
 /// Settings of an engine server: the core's limits plus the transport's.
 #[derive(Debug, Clone)]
@@ -29,6 +38,9 @@ pub struct EngineSettings {
     /// A new TCP connection must send its whole upgrade request within this time, or it
     /// is dropped. Default 10 s (the reference's `handshake_timeout_ms`).
     pub handshake_timeout: Duration,
+    /// TCP connections that may be in their HTTP upgrade at once; more are answered 503
+    /// at once, so silent connections cannot exhaust file descriptors. Default 1024.
+    pub max_handshakes: usize,
     /// Largest HTTP request head accepted (431 beyond). Default 16 KiB.
     pub max_request_head: usize,
     /// Read buffer of each WebSocket, in bytes: kept for the connection's life, so it is
@@ -43,6 +55,20 @@ pub struct EngineSettings {
     /// Write buffer of each WebSocket before it writes to the socket (messages are also
     /// flushed explicitly). Default 64 KiB.
     pub write_buffer_bytes: usize,
+    /// A peer that accepts no bytes for this long while the engine writes to it is
+    /// dropped and its slot freed. Default 30 s.
+    pub write_timeout: Duration,
+    /// The engine sends a WebSocket Ping to a connection it has heard nothing from for
+    /// this long. Default 20 s (the published SDKs ping every 20 s themselves).
+    pub ping_interval: Duration,
+    /// A connection the engine has heard nothing from (not even a Pong) for this long is
+    /// dropped, and a worker's functions are unregistered. Must exceed `ping_interval`.
+    /// Connections the engine is not reading (a paused channel writer) are exempt while
+    /// paused. Default 60 s.
+    pub idle_timeout: Duration,
+    /// TCP keepalive on accepted sockets: probes start after this much silence. `None`
+    /// turns keepalive off. Default 60 s.
+    pub tcp_keepalive: Option<Duration>,
 }
 
 impl Default for EngineSettings {
@@ -50,10 +76,83 @@ impl Default for EngineSettings {
         Self {
             core: EngineConfig::default(),
             handshake_timeout: Duration::from_secs(10),
+            max_handshakes: 1024,
             max_request_head: 16 * 1024,
             read_buffer_bytes: 2 * 1024,
             socket_read_bytes: 64 * 1024,
             write_buffer_bytes: 64 * 1024,
+            write_timeout: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+            tcp_keepalive: Some(Duration::from_secs(60)),
+        }
+    }
+}
+
+/// Why an engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting cannot work.
+    #[error("invalid settings: {0}")]
+    Config(#[from] ConfigError),
+    /// A transport setting cannot work.
+    #[error("invalid settings: {0}")]
+    Transport(String),
+    /// The operating system's random number generator failed: no key the engine could
+    /// mint would be secret, so it does not start.
+    #[error("the operating system's random number generator failed: {0}")]
+    Randomness(String),
+}
+
+impl EngineSettings {
+    /// Checks that the settings can work together (the core's and the transport's).
+    pub fn validate(&self) -> Result<(), StartError> {
+        self.core.validate()?;
+        let positive = [
+            ("handshake_timeout", self.handshake_timeout),
+            ("write_timeout", self.write_timeout),
+            ("ping_interval", self.ping_interval),
+            ("idle_timeout", self.idle_timeout),
+        ];
+        for (name, value) in positive {
+            if value.is_zero() {
+                return Err(StartError::Transport(format!(
+                    "`{name}` must be greater than zero"
+                )));
+            }
+            if value > iii_core::engine::MAX_TIMEOUT {
+                return Err(StartError::Transport(format!(
+                    "`{name}` is longer than one year"
+                )));
+            }
+        }
+        if self.idle_timeout <= self.ping_interval {
+            return Err(StartError::Transport(
+                "`idle_timeout` must exceed `ping_interval`".to_owned(),
+            ));
+        }
+        let sizes = [
+            ("max_handshakes", self.max_handshakes),
+            ("max_request_head", self.max_request_head),
+            ("read_buffer_bytes", self.read_buffer_bytes),
+            ("socket_read_bytes", self.socket_read_bytes),
+            ("write_buffer_bytes", self.write_buffer_bytes),
+        ];
+        if let Some((name, _)) = sizes.iter().find(|(_, value)| *value == 0) {
+            return Err(StartError::Transport(format!(
+                "`{name}` must be greater than zero"
+            )));
+        }
+        Ok(())
+    }
+
+    fn conn_options(&self, accepted: &Accepted) -> ConnOptions {
+        ConnOptions {
+            read_ahead_bytes: accepted.read_ahead_bytes,
+            liveness: Liveness {
+                ping_after: Some(self.ping_interval),
+                idle_timeout: Some(self.idle_timeout),
+            },
         }
     }
 }
@@ -64,11 +163,26 @@ enum Input {
     Accept {
         target: String,
         authorization: Option<String>,
+        origin: Option<String>,
         reply: oneshot::Sender<AcceptReply>,
     },
     Conn(ConnEvent),
     Stats(oneshot::Sender<EngineStats>),
     Shutdown(oneshot::Sender<()>),
+    /// Fault injection for tests: make the engine task panic.
+    #[cfg(feature = "fault-injection")]
+    Panic,
+}
+
+/// How the engine task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineExit {
+    /// It was shut down.
+    Shutdown,
+    /// It panicked (a bug: the panic message was logged).
+    Panicked,
+    /// Every handle to it was dropped.
+    Abandoned,
 }
 
 /// A handle to a running engine task. Cheap to clone.
@@ -76,6 +190,8 @@ enum Input {
 pub struct EngineHandle {
     tx: UnboundedSender<Input>,
     settings: Arc<EngineSettings>,
+    running: Arc<AtomicBool>,
+    exit: Shared<oneshot::Receiver<EngineExit>>,
 }
 
 impl std::fmt::Debug for EngineHandle {
@@ -107,40 +223,120 @@ impl EngineHandle {
         }
     }
 
+    /// True while the engine task runs.
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Resolves when the engine task has ended, with how.
+    pub async fn stopped(&self) -> EngineExit {
+        self.exit.clone().await.unwrap_or(EngineExit::Abandoned)
+    }
+
     /// The settings in force.
     pub fn settings(&self) -> &EngineSettings {
         &self.settings
     }
+
+    /// Makes the engine task panic, to test what happens around it. Only with the
+    /// `fault-injection` feature; never enable it in production.
+    #[cfg(feature = "fault-injection")]
+    #[doc(hidden)]
+    pub fn inject_panic(&self) {
+        let _ = self.tx.unbounded_send(Input::Panic);
+    }
 }
 
 /// Starts the engine task on `rt`. Feed it connections with [`serve_connection`].
-pub fn start<R: Runtime>(rt: R, settings: EngineSettings) -> Result<EngineHandle, ConfigError> {
-    let engine = Engine::new(settings.core.clone(), os_seed(), now())?;
+pub fn start<R: Runtime>(rt: R, settings: EngineSettings) -> Result<EngineHandle, StartError> {
+    settings.validate()?;
+    let seed = try_os_seed().map_err(|e| StartError::Randomness(e.to_string()))?;
+    let engine = Engine::new(settings.core.clone(), seed, now())?;
     let (tx, rx) = futures_channel::mpsc::unbounded();
+    let (exit_tx, exit_rx) = oneshot::channel();
+    let running = Arc::new(AtomicBool::new(true));
+    let settings = Arc::new(settings);
     let handle = EngineHandle {
-        tx: tx.clone(),
-        settings: Arc::new(settings),
+        tx,
+        settings: settings.clone(),
+        running: running.clone(),
+        exit: exit_rx.shared(),
     };
-    rt.spawn(Box::pin(run(rt.clone(), engine, rx)));
+    let task = AssertUnwindSafe(run(rt.clone(), engine, rx, settings)).catch_unwind();
+    rt.spawn(Box::pin(async move {
+        let exit = match task.await {
+            Ok(()) => EngineExit::Shutdown,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %message, "the engine task panicked; the engine stops");
+                EngineExit::Panicked
+            }
+        };
+        running.store(false, Ordering::Release);
+        let _ = exit_tx.send(exit);
+    }));
     Ok(handle)
 }
 
+/// Refused upgrades are logged at info, at most this many per second.
+static REFUSAL_LOG: LogLimit = LogLimit::new(10, Duration::from_secs(1));
+
+/// Logs a refused upgrade (rate-limited; never the request target, which can hold a
+/// channel key, nor any header).
+pub(crate) fn log_refusal(peer: SocketAddr, refusal: &Refusal, reason: &str) {
+    if let Some(suppressed) = REFUSAL_LOG.admit(Instant::now()) {
+        tracing::info!(
+            %peer,
+            status = refusal.status,
+            reason,
+            suppressed_since_last = suppressed,
+            "upgrade refused"
+        );
+    }
+}
+
 /// Serves one accepted TCP connection: reads the upgrade request, lets the engine decide
-/// (answering 400/401/404/426 before the upgrade when it refuses), then runs the
+/// (answering 400/401/403/404/426/503 before the upgrade when it refuses), then runs the
 /// WebSocket until it ends.
-pub async fn serve_connection<R: Runtime>(rt: R, engine: EngineHandle, mut tcp: R::Tcp) {
+pub async fn serve_connection<R: Runtime>(
+    rt: R,
+    engine: EngineHandle,
+    tcp: R::Tcp,
+    peer: SocketAddr,
+) {
+    serve_counted(rt, engine, tcp, peer, ()).await;
+}
+
+/// [`serve_connection`], dropping `handshake` as soon as the upgrade is decided (the
+/// accept loop counts connections in their upgrade with it).
+pub(crate) async fn serve_counted<R: Runtime, G>(
+    rt: R,
+    engine: EngineHandle,
+    tcp: R::Tcp,
+    peer: SocketAddr,
+    handshake: G,
+) {
     let settings = engine.settings.clone();
+    let mut tcp = WriteDeadline::new(&rt, tcp, Some(settings.write_timeout));
     let deadline = rt.sleep_until(now() + settings.handshake_timeout);
     let head = {
         let head = std::pin::pin!(read_request(&mut tcp, settings.max_request_head));
         match future::select(head, deadline).await {
             Either::Left((head, _)) => head,
-            Either::Right(_) => return,
+            Either::Right(_) => {
+                tracing::debug!(%peer, "no upgrade request within the handshake timeout");
+                return;
+            }
         }
     };
     let request = match head {
         Ok(request) => request,
         Err(HeadError::Refuse(refusal)) => {
+            log_refusal(peer, &refusal, refusal.body);
             refuse(&mut tcp, refusal).await;
             return;
         }
@@ -148,26 +344,33 @@ pub async fn serve_connection<R: Runtime>(rt: R, engine: EngineHandle, mut tcp: 
     };
     // Pure routing first: no engine state is touched for a malformed URL.
     if let Err(rejection) = parse_target(&request.target) {
-        refuse(&mut tcp, refusal_for(rejection)).await;
+        let refusal = refusal_for(rejection);
+        log_refusal(peer, &refusal, rejection.reason());
+        refuse(&mut tcp, refusal).await;
         return;
     }
     let (reply, decision) = oneshot::channel();
     let asked = engine.tx.unbounded_send(Input::Accept {
         target: request.target.clone(),
         authorization: request.authorization.clone(),
+        origin: request.origin.clone(),
         reply,
     });
     let decision = match (asked, decision.await) {
         (Ok(()), Ok(decision)) => decision,
-        _ => return, // engine stopped
+        // The engine task is gone: a clear answer, so the client retries elsewhere.
+        _ => Err(Rejection::Unavailable),
     };
     let (accepted, ends) = match decision {
         Ok(accepted) => accepted,
         Err(rejection) => {
-            refuse(&mut tcp, refusal_for(rejection)).await;
+            let refusal = refusal_for(rejection);
+            log_refusal(peer, &refusal, rejection.reason());
+            refuse(&mut tcp, refusal).await;
             return;
         }
     };
+    drop(handshake);
     let conn = accepted.conn;
     if switch(&mut tcp, &request).await.is_err() {
         let _ = engine
@@ -175,6 +378,7 @@ pub async fn serve_connection<R: Runtime>(rt: R, engine: EngineHandle, mut tcp: 
             .unbounded_send(Input::Conn(ConnEvent::Closed(conn, PeerClose::Lost)));
         return;
     }
+    tracing::debug!(%conn, %peer, kind = ?accepted.kind, "connection accepted");
     // One byte over the core's limit reaches the core, which answers with its close code;
     // anything larger is cut off by the WebSocket layer (reported as 1009).
     let config = WebSocketConfig::default()
@@ -190,7 +394,12 @@ pub async fn serve_connection<R: Runtime>(rt: R, engine: EngineHandle, mut tcp: 
 }
 
 /// The engine task: owns the core and the connection table.
-async fn run<R: Runtime>(rt: R, mut engine: Engine, mut inputs: UnboundedReceiver<Input>) {
+async fn run<R: Runtime>(
+    rt: R,
+    mut engine: Engine,
+    mut inputs: UnboundedReceiver<Input>,
+    settings: Arc<EngineSettings>,
+) {
     let mut conns = Conns::default();
     let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
     let mut shutdown: Option<oneshot::Sender<()>> = None;
@@ -223,19 +432,26 @@ async fn run<R: Runtime>(rt: R, mut engine: Engine, mut inputs: UnboundedReceive
                 Input::Accept {
                     target,
                     authorization,
+                    origin,
                     reply,
-                } => match engine.accept(now, &target, authorization.as_deref()) {
-                    Ok(accepted) => {
-                        let ends = conns.open(accepted.conn);
-                        if reply.send(Ok((accepted, ends))).is_err() {
-                            engine.handle_closed(now, accepted.conn, PeerClose::Lost);
-                            conns.remove(accepted.conn);
+                } => {
+                    let request = UpgradeRequest::to(&target)
+                        .with_authorization(authorization.as_deref())
+                        .with_origin(origin.as_deref());
+                    match engine.accept(now, &request) {
+                        Ok(accepted) => {
+                            let options = settings.conn_options(&accepted);
+                            let ends = conns.open_with(accepted.conn, options);
+                            if reply.send(Ok((accepted, ends))).is_err() {
+                                engine.handle_closed(now, accepted.conn, PeerClose::Lost);
+                                conns.remove(accepted.conn);
+                            }
+                        }
+                        Err(rejection) => {
+                            let _ = reply.send(Err(rejection));
                         }
                     }
-                    Err(rejection) => {
-                        let _ = reply.send(Err(rejection));
-                    }
-                },
+                }
                 Input::Conn(ConnEvent::Message(conn, message)) => {
                     if let Some(message) = conns.incoming(conn, message) {
                         engine.handle_message(now, conn, message);
@@ -255,6 +471,8 @@ async fn run<R: Runtime>(rt: R, mut engine: Engine, mut inputs: UnboundedReceive
                     engine.shutdown(now);
                     shutdown = Some(done);
                 }
+                #[cfg(feature = "fault-injection")]
+                Input::Panic => panic!("fault injected into the engine task"),
             }
             execute(&mut engine, &mut conns, now);
             budget -= 1;
@@ -282,6 +500,11 @@ fn execute(engine: &mut Engine, conns: &mut Conns, now: Instant) {
                         engine.handle_closed(now, conn, close);
                     }
                 }
+                EngineOutput::Abort { conn, code, reason } => {
+                    if let Some(close) = conns.abort(conn, code, reason) {
+                        engine.handle_closed(now, conn, close);
+                    }
+                }
                 EngineOutput::PauseRead { conn } => conns.pause(conn),
                 EngineOutput::ResumeRead { conn } => conns.resume(conn),
                 EngineOutput::Event(event) => log_event(&event),
@@ -303,7 +526,20 @@ fn log_event(event: &EngineEvent) {
         EngineEvent::ProtocolViolation { conn, violation } => {
             tracing::debug!(%conn, ?violation, "protocol violation")
         }
-        EngineEvent::SlowConsumer { conn } => tracing::warn!(%conn, "slow consumer closed"),
+        EngineEvent::SlowConsumer { conn } => {
+            tracing::warn!(%conn, "slow consumer dropped")
+        }
+        EngineEvent::Refused {
+            conn,
+            what,
+            id,
+            reason,
+        } => {
+            tracing::info!(%conn, what, id = id.as_deref().unwrap_or(""), ?reason, "request refused")
+        }
+        EngineEvent::InvocationTimedOut { conn, function_id } => {
+            tracing::info!(%conn, %function_id, "invocation timed out")
+        }
         EngineEvent::WorkerConnected { conn, worker_id } => {
             tracing::info!(%conn, %worker_id, "worker connected")
         }

@@ -12,6 +12,8 @@ pub(crate) struct UpgradeRequest {
     pub(crate) target: String,
     /// The `Authorization` header, if any.
     pub(crate) authorization: Option<String>,
+    /// The `Origin` header, if any (browsers send it; other clients do not).
+    pub(crate) origin: Option<String>,
     /// `Sec-WebSocket-Key`.
     key: String,
     /// Bytes read past the request head (a client that did not wait for the 101).
@@ -45,6 +47,9 @@ const MALFORMED: Refusal = Refusal::new(400, "Bad Request", "malformed HTTP requ
 const NOT_GET: Refusal = Refusal::new(405, "Method Not Allowed", "WebSocket upgrades use GET");
 const NOT_UPGRADE: Refusal = Refusal::new(426, "Upgrade Required", "WebSocket upgrade required");
 const BAD_VERSION: Refusal = Refusal::new(426, "Upgrade Required", "WebSocket version 13 required");
+/// The answer to an upgrade the engine cannot take now.
+pub(crate) const OVERLOADED: Refusal =
+    Refusal::new(503, "Service Unavailable", "Service Unavailable");
 
 /// Why reading a request head ended without a request.
 #[derive(Debug)]
@@ -117,12 +122,15 @@ fn validate(
     let Some(key) = header("sec-websocket-key").and_then(|v| std::str::from_utf8(v).ok()) else {
         return refuse(MALFORMED);
     };
-    let authorization = header("authorization")
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .map(str::to_owned);
+    let text = |name: &str| {
+        header(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_owned)
+    };
     Ok(UpgradeRequest {
         target,
-        authorization,
+        authorization: text("authorization"),
+        origin: text("origin"),
         key: key.trim().to_owned(),
         leftover,
     })
@@ -162,7 +170,8 @@ pub(crate) fn refusal_for(rejection: iii_core::upgrade::Rejection) -> Refusal {
     match rejection {
         Rejection::BadRequest => Refusal::new(400, "Bad Request", "Bad Request"),
         Rejection::Unauthorized => Refusal::new(401, "Unauthorized", "Unauthorized"),
+        Rejection::Forbidden => Refusal::new(403, "Forbidden", "Forbidden"),
         Rejection::NotFound => Refusal::new(404, "Not Found", "Channel not found"),
-        Rejection::Overloaded => Refusal::new(503, "Service Unavailable", "Service Unavailable"),
+        Rejection::Overloaded | Rejection::Unavailable => OVERLOADED,
     }
 }

@@ -17,9 +17,11 @@
 mod conn;
 pub mod engine;
 mod handshake;
+mod log_limit;
 mod read_batch;
 pub mod runtime;
 pub mod server;
 pub mod worker;
+mod write_deadline;
 
 pub use runtime::{BoxFuture, Runtime};

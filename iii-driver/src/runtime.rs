@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_io::{AsyncRead, AsyncWrite};
 
@@ -37,11 +37,19 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// The address `listener` is bound to.
     fn local_addr(&self, listener: &Self::Listener) -> io::Result<SocketAddr>;
 
-    /// Accepts the next connection on `listener`, with `TCP_NODELAY` set.
+    /// Accepts the next connection on `listener`, with `TCP_NODELAY` set (a socket
+    /// option that cannot be set does not fail the accept: the connection still works).
     fn accept<'a>(
         &self,
         listener: &'a Self::Listener,
     ) -> BoxFuture<'a, io::Result<(Self::Tcp, SocketAddr)>>;
+
+    /// Turns on TCP keepalive on `tcp`: probes start after `idle` of silence. The default
+    /// does nothing, for runtimes whose sockets cannot do it.
+    fn set_keepalive(&self, tcp: &Self::Tcp, idle: Duration) -> io::Result<()> {
+        let _ = (tcp, idle);
+        Ok(())
+    }
 }
 
 /// Reads the clock. The one place the driver takes the time: the core never does.
@@ -49,7 +57,17 @@ pub fn now() -> Instant {
     Instant::now()
 }
 
-/// A 32-byte seed from the operating system for a core machine's CSPRNG.
+/// A 32-byte seed from the operating system for a core machine's CSPRNG, or the
+/// operating system's error.
+pub fn try_os_seed() -> Result<[u8; 32], getrandom::Error> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed)?;
+    Ok(seed)
+}
+
+/// A 32-byte seed from the operating system for a worker's CSPRNG (invocation ids).
+/// Without OS randomness it falls back to time-derived bits and logs the failure; the
+/// engine, whose keys must be secret, uses [`try_os_seed`] and refuses to start instead.
 pub fn os_seed() -> [u8; 32] {
     let mut seed = [0u8; 32];
     if getrandom::fill(&mut seed).is_err() {

@@ -2,13 +2,18 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
 use futures_util::future::{self, Either};
 
-use crate::engine::{serve_connection, start, EngineHandle, EngineSettings};
+use crate::engine::{log_refusal, serve_counted, start, EngineHandle, EngineSettings};
+use crate::handshake::{refuse, OVERLOADED};
+use crate::log_limit::LogLimit;
 use crate::runtime::{now, Runtime};
+use crate::write_deadline::WriteDeadline;
 
 /// The address the SDKs connect to by default (`ws://127.0.0.1:49134`).
 pub const DEFAULT_ADDR: &str = "127.0.0.1:49134";
@@ -39,6 +44,15 @@ impl EngineServer {
         let local_addr = rt.local_addr(&listener)?;
         let handle = start(rt.clone(), settings)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Self::serve_with(rt, listener, local_addr, handle)
+    }
+
+    fn serve_with<R: Runtime>(
+        rt: R,
+        listener: R::Listener,
+        local_addr: SocketAddr,
+        handle: EngineHandle,
+    ) -> io::Result<Self> {
         let (stop, stop_rx) = oneshot::channel();
         let (stopped_tx, stopped) = oneshot::channel();
         let loop_rt = rt.clone();
@@ -96,26 +110,90 @@ impl Drop for EngineServer {
     }
 }
 
+/// Accept errors are logged at warn, at most this many per second.
+static ACCEPT_ERROR_LOG: LogLimit = LogLimit::new(5, Duration::from_secs(1));
+
+/// Connections in their HTTP upgrade; decremented when the guard drops.
+struct HandshakeSlot(Arc<AtomicUsize>);
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A file descriptor held in reserve: when the process runs out of descriptors, freeing
+/// it lets the loop accept (and at once close) the connection at the head of the
+/// backlog instead of spinning on the error or leaving clients hanging.
+fn reserve_descriptor() -> Option<std::fs::File> {
+    std::fs::File::open(if cfg!(windows) { "NUL" } else { "/dev/null" }).ok()
+}
+
+fn out_of_descriptors(error: &io::Error) -> bool {
+    // EMFILE and ENFILE on Unix.
+    matches!(error.raw_os_error(), Some(23 | 24))
+}
+
 async fn accept_loop<R: Runtime>(
     rt: R,
     listener: R::Listener,
     engine: EngineHandle,
     mut stop: oneshot::Receiver<()>,
 ) {
+    let settings = engine.settings().clone();
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let mut reserve = reserve_descriptor();
     loop {
         let accepted = match future::select(rt.accept(&listener), &mut stop).await {
             Either::Left((accepted, _)) => accepted,
             Either::Right(_) => return,
         };
-        match accepted {
-            Ok((tcp, _peer)) => {
-                rt.spawn(Box::pin(serve_connection(rt.clone(), engine.clone(), tcp)))
-            }
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(%error, "accept failed");
-                rt.sleep_until(now() + Duration::from_millis(50)).await;
+                if ACCEPT_ERROR_LOG.admit(Instant::now()).is_some() {
+                    tracing::warn!(%error, "accept failed");
+                }
+                if out_of_descriptors(&error) {
+                    if reserve.take().is_some() {
+                        // Shed the connection at the head of the backlog.
+                        if let Ok((tcp, peer)) = rt.accept(&listener).await {
+                            tracing::warn!(%peer, "out of file descriptors: connection dropped");
+                            drop(tcp);
+                        }
+                        reserve = reserve_descriptor();
+                    } else {
+                        // Nothing to free: let the other tasks run (and release
+                        // descriptors) before trying again.
+                        rt.sleep_until(now() + Duration::from_millis(1)).await;
+                        reserve = reserve_descriptor();
+                    }
+                }
+                continue;
+            }
+        };
+        if let Some(idle) = settings.tcp_keepalive {
+            if let Err(error) = rt.set_keepalive(&tcp, idle) {
+                tracing::debug!(%peer, %error, "cannot turn on TCP keepalive");
             }
         }
+        let in_handshake = handshakes.fetch_add(1, Ordering::AcqRel) + 1;
+        let slot = HandshakeSlot(handshakes.clone());
+        if in_handshake > settings.max_handshakes || !engine.is_running() {
+            let refused_rt = rt.clone();
+            let write_timeout = settings.write_timeout;
+            rt.spawn(Box::pin(async move {
+                let _slot = slot;
+                log_refusal(peer, &OVERLOADED, "too many connections in their upgrade");
+                let mut tcp = WriteDeadline::new(&refused_rt, tcp, Some(write_timeout));
+                refuse(&mut tcp, OVERLOADED).await;
+            }));
+            continue;
+        }
+        let engine = engine.clone();
+        let task_rt = rt.clone();
+        rt.spawn(Box::pin(async move {
+            serve_counted(task_rt, engine, tcp, peer, slot).await;
+        }));
     }
 }

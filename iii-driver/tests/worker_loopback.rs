@@ -228,6 +228,7 @@ fn small_windows_apply_backpressure_and_keep_order() {
         let config = EngineConfig {
             channel_buffer_bytes: 64 * 1024,
             max_channel_message_bytes: 16 * 1024,
+            read_ahead_bytes: 16 * 1024,
             ..EngineConfig::default()
         };
         let engine = TestEngine::start(config).await;

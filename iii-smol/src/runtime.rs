@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use iii_driver::{BoxFuture, Runtime};
 use smol::net::{TcpListener, TcpStream};
@@ -47,8 +47,17 @@ impl Runtime for Smol {
     ) -> BoxFuture<'a, io::Result<(TcpStream, SocketAddr)>> {
         Box::pin(async move {
             let (stream, peer) = listener.accept().await?;
-            stream.set_nodelay(true)?;
+            // A peer that already reset the connection can make this fail; the
+            // connection then fails on its own, and the accept loop must go on.
+            let _ = stream.set_nodelay(true);
             Ok((stream, peer))
         })
+    }
+
+    fn set_keepalive(&self, tcp: &Self::Tcp, idle: Duration) -> io::Result<()> {
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(idle)
+            .with_interval(Duration::from_secs(10));
+        socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive)
     }
 }

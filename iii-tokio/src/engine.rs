@@ -3,7 +3,7 @@
 use std::io;
 
 pub use iii_core::engine::{EngineConfig, EngineStats};
-pub use iii_driver::engine::{EngineHandle, EngineSettings, EngineStopped};
+pub use iii_driver::engine::{EngineExit, EngineHandle, EngineSettings, EngineStopped, StartError};
 pub use iii_driver::server::DEFAULT_ADDR;
 
 use crate::runtime::Tokio;

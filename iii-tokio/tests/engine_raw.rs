@@ -244,6 +244,7 @@ async fn a_paused_writer_whose_reader_leaves_gets_1001_and_a_clean_close() {
     let mut settings = EngineSettings::default();
     settings.core.channel_buffer_bytes = 256 * 1024;
     settings.core.max_channel_message_bytes = 64 * 1024;
+    settings.core.read_ahead_bytes = 64 * 1024;
     let (server, _control, refs) = engine_with_channel(settings).await;
     let (mut reader, _) = connect_async(end_url(&server, &refs["reader"]))
         .await

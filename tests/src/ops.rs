@@ -108,6 +108,7 @@ impl Harness {
         config.engine.channel_attach_timeout = Duration::from_secs(20);
         config.engine.channel_buffer_bytes = 256 * 1024;
         config.engine.max_channel_message_bytes = 64 * 1024;
+        config.engine.read_ahead_bytes = 64 * 1024;
         // Little credit, so the relay really queues and its ordering is exercised.
         config.engine.send_credit = 2;
         config.worker.send_credit = 2;

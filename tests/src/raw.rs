@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use iii_core::engine::{Accepted, Engine, EngineConfig, EngineEvent, EngineOutput};
-use iii_core::upgrade::Rejection;
+use iii_core::upgrade::{Rejection, UpgradeRequest};
 use iii_core::{CloseCode, ConnId, Message, PeerClose, Text};
 use serde_json::Value;
 
@@ -18,6 +18,8 @@ pub struct Inbox {
     pub closed: Option<(Option<CloseCode>, String)>,
     /// The engine paused reading this connection.
     pub paused: bool,
+    /// The engine aborted it (dropping what was not written) rather than closing it.
+    pub aborted: bool,
 }
 
 impl Inbox {
@@ -75,7 +77,8 @@ impl RawEngine {
         target: &str,
         auth: Option<&str>,
     ) -> Result<Accepted, Rejection> {
-        let accepted = self.engine.accept(self.now, target, auth)?;
+        let request = UpgradeRequest::to(target).with_authorization(auth);
+        let accepted = self.engine.accept(self.now, &request)?;
         self.inboxes.entry(accepted.conn).or_default();
         self.drain();
         Ok(accepted)
@@ -139,6 +142,21 @@ impl RawEngine {
         json
     }
 
+    fn closed(&mut self, conn: ConnId, code: Option<CloseCode>, reason: &str, aborted: bool) {
+        let inbox = self.inboxes.entry(conn).or_default();
+        assert!(inbox.closed.is_none(), "second close on {conn}");
+        inbox.closed = Some((code, reason.to_owned()));
+        inbox.aborted = aborted;
+        self.engine.handle_closed(
+            self.now,
+            conn,
+            PeerClose::Frame {
+                code,
+                reason: reason.to_owned(),
+            },
+        );
+    }
+
     /// Runs the engine's outputs into the inboxes.
     pub fn drain(&mut self) {
         loop {
@@ -156,17 +174,10 @@ impl RawEngine {
                         }
                     }
                     EngineOutput::Close { conn, code, reason } => {
-                        let inbox = self.inboxes.entry(conn).or_default();
-                        assert!(inbox.closed.is_none(), "second close on {conn}");
-                        inbox.closed = Some((code, reason.to_owned()));
-                        self.engine.handle_closed(
-                            self.now,
-                            conn,
-                            PeerClose::Frame {
-                                code,
-                                reason: reason.to_owned(),
-                            },
-                        );
+                        self.closed(conn, code, reason, false);
+                    }
+                    EngineOutput::Abort { conn, code, reason } => {
+                        self.closed(conn, Some(code), reason, true);
                     }
                     EngineOutput::PauseRead { conn } => {
                         self.inboxes.entry(conn).or_default().paused = true

@@ -4,31 +4,25 @@
 //! task and its write half sends what the machine transmits, reporting flushed messages
 //! back as send completions. The machine's task keeps a [`Conns`] table that turns the
 //! core's `PauseRead`/`ResumeRead` into exact backpressure: a paused connection's messages
-//! are held (at most [`READ_AHEAD`] of them) and not fed to the core, and its reader stops
-//! reading the socket once its read-ahead credit is spent.
+//! are held (at most [`READ_AHEAD`] of them, and at most its read-ahead bytes plus one
+//! message) and not fed to the core, and its reader stops reading the socket once its
+//! read-ahead credit is spent. A connection the core aborts is dropped without writing
+//! what is queued for it.
+
+mod credit;
+mod pump;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
-use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-use async_tungstenite::tungstenite::protocol::CloseFrame;
-use async_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
-use async_tungstenite::WebSocketStream;
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
-use futures_io::{AsyncRead, AsyncWrite};
-use futures_util::future::{self, Either};
-use futures_util::task::AtomicWaker;
-use futures_util::{SinkExt, StreamExt};
-use iii_core::{CloseCode, ConnId, Message, PeerClose, Text};
+use futures_channel::oneshot;
+use iii_core::{CloseCode, ConnId, Message, PeerClose};
 
-use crate::runtime::Runtime;
-
-/// Messages a connection may read ahead of the core: the most the adapter holds for a
-/// paused connection.
-pub(crate) const READ_AHEAD: usize = 4;
+pub(crate) use credit::ReadCredit;
+pub(crate) use pump::pump;
+pub(crate) use pump::Liveness;
 
 /// How long a connection waits for the peer's reply to our Close before dropping it.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -48,56 +42,45 @@ pub(crate) enum ConnEvent {
     Closed(ConnId, PeerClose),
 }
 
-/// Read-ahead credit of one connection: the reader takes one unit per message, the
-/// machine's task gives it back once the core has consumed the message.
-#[derive(Debug)]
-pub(crate) struct ReadCredit {
-    available: AtomicUsize,
-    waker: AtomicWaker,
-}
-
-impl ReadCredit {
-    fn new() -> Self {
-        Self {
-            available: AtomicUsize::new(READ_AHEAD),
-            waker: AtomicWaker::new(),
-        }
-    }
-
-    async fn take(&self) {
-        future::poll_fn(|cx| loop {
-            let n = self.available.load(Ordering::Acquire);
-            if n == 0 {
-                self.waker.register(cx.waker());
-                if self.available.load(Ordering::Acquire) == 0 {
-                    return Poll::Pending;
-                }
-                continue;
-            }
-            if self
-                .available
-                .compare_exchange(n, n - 1, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                return Poll::Ready(());
-            }
-        })
-        .await;
-    }
-
-    fn give(&self) {
-        self.available.fetch_add(1, Ordering::AcqRel);
-        self.waker.wake();
-    }
-}
-
 struct Slot {
     out: UnboundedSender<Outbound>,
     credit: Arc<ReadCredit>,
+    /// Drops the connection at once (see [`Conns::abort`]).
+    abort: Option<oneshot::Sender<(CloseCode, &'static str)>>,
     paused: bool,
     held: VecDeque<Message>,
     /// The peer's close, waiting behind held messages.
     closed: Option<PeerClose>,
+    /// In [`Conns::ready`].
+    queued: bool,
+    /// Size of the message last handed to the machine, returned to the credit by
+    /// [`Conns::consumed`].
+    handed: usize,
+}
+
+impl Slot {
+    /// True when the machine may be fed this connection's next held message or end.
+    fn is_ready(&self) -> bool {
+        !self.paused && (!self.held.is_empty() || self.closed.is_some())
+    }
+}
+
+/// What a new connection's reader may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnOptions {
+    /// Bytes it may read ahead of the machine (see [`ReadCredit`]).
+    pub(crate) read_ahead_bytes: usize,
+    /// Pings and the idle timeout.
+    pub(crate) liveness: Liveness,
+}
+
+impl Default for ConnOptions {
+    fn default() -> Self {
+        Self {
+            read_ahead_bytes: usize::MAX,
+            liveness: Liveness::default(),
+        }
+    }
 }
 
 /// Something the core may be fed now, in the order the connection produced it.
@@ -110,33 +93,64 @@ pub(crate) enum Ready {
 }
 
 /// The machine task's view of its connections.
+///
+/// Connections with something to feed (held messages or a held end, and not paused) are
+/// queued in `ready`, so finding the next one costs nothing however many idle
+/// connections there are.
 #[derive(Default)]
 pub(crate) struct Conns {
     slots: BTreeMap<ConnId, Slot>,
+    ready: VecDeque<ConnId>,
 }
 
 /// The connection's side of a new slot: hand these to [`pump`].
 pub(crate) struct ConnEnds {
     pub(crate) outbound: UnboundedReceiver<Outbound>,
     pub(crate) credit: Arc<ReadCredit>,
+    pub(crate) abort: oneshot::Receiver<(CloseCode, &'static str)>,
+    pub(crate) liveness: Liveness,
 }
 
 impl Conns {
-    /// Registers `conn`; messages for it may be queued before its socket is ready.
+    /// Registers `conn` with default options (unbounded read-ahead bytes, no pings).
     pub(crate) fn open(&mut self, conn: ConnId) -> ConnEnds {
+        self.open_with(conn, ConnOptions::default())
+    }
+
+    /// Registers `conn`; messages for it may be queued before its socket is ready.
+    pub(crate) fn open_with(&mut self, conn: ConnId, options: ConnOptions) -> ConnEnds {
         let (out, outbound) = futures_channel::mpsc::unbounded();
-        let credit = Arc::new(ReadCredit::new());
+        let (abort, abort_rx) = oneshot::channel();
+        let credit = Arc::new(ReadCredit::new(options.read_ahead_bytes));
         self.slots.insert(
             conn,
             Slot {
                 out,
                 credit: credit.clone(),
+                abort: Some(abort),
                 paused: false,
                 held: VecDeque::new(),
                 closed: None,
+                queued: false,
+                handed: 0,
             },
         );
-        ConnEnds { outbound, credit }
+        ConnEnds {
+            outbound,
+            credit,
+            abort: abort_rx,
+            liveness: options.liveness,
+        }
+    }
+
+    /// Queues `conn` for feeding if it has become ready.
+    fn mark(&mut self, conn: ConnId) {
+        if let Some(slot) = self.slots.get_mut(&conn) {
+            if slot.is_ready() && !slot.queued {
+                slot.queued = true;
+                self.ready.push_back(conn);
+            }
+        }
     }
 
     /// Queues `message` for sending on `conn`.
@@ -164,12 +178,33 @@ impl Conns {
         None
     }
 
+    /// Asks `conn` to drop at once, abandoning what is queued (its Close frame with
+    /// `code` gets a short chance). Like [`Conns::close`], returns the peer's end if it
+    /// was already waiting.
+    pub(crate) fn abort(
+        &mut self,
+        conn: ConnId,
+        code: CloseCode,
+        reason: &'static str,
+    ) -> Option<PeerClose> {
+        let slot = self.slots.get_mut(&conn)?;
+        if let Some(close) = slot.closed.take() {
+            self.slots.remove(&conn);
+            return Some(close);
+        }
+        if let Some(abort) = slot.abort.take() {
+            let _ = abort.send((code, reason));
+        }
+        None
+    }
+
     /// The peer ended `conn`: returns the end if the core may have it now, or keeps it
     /// behind the connection's held messages (see [`Conns::next_ready`]).
     pub(crate) fn peer_closed(&mut self, conn: ConnId, close: PeerClose) -> Option<PeerClose> {
         let slot = self.slots.get_mut(&conn)?;
         if slot.paused || !slot.held.is_empty() {
             slot.closed = Some(close);
+            self.mark(conn);
             return None;
         }
         self.slots.remove(&conn);
@@ -188,6 +223,7 @@ impl Conns {
         if let Some(slot) = self.slots.get_mut(&conn) {
             slot.paused = false;
         }
+        self.mark(conn);
     }
 
     /// A message arrived on `conn`: returns it if the core may have it now (then call
@@ -196,31 +232,42 @@ impl Conns {
         let slot = self.slots.get_mut(&conn)?;
         if slot.paused || !slot.held.is_empty() {
             slot.held.push_back(message);
+            self.mark(conn);
             return None;
         }
+        slot.handed = message.len();
         Some(message)
     }
 
-    /// The core consumed one message of `conn`: its reader may read another.
+    /// The core consumed the message of `conn` last handed to it: its reader may read
+    /// another.
     pub(crate) fn consumed(&mut self, conn: ConnId) {
-        if let Some(slot) = self.slots.get(&conn) {
-            slot.credit.give();
+        if let Some(slot) = self.slots.get_mut(&conn) {
+            slot.credit.give(std::mem::take(&mut slot.handed));
         }
     }
 
     /// The next held message, or held end, of a connection that is no longer paused.
+    /// Connections take turns, one message each.
     pub(crate) fn next_ready(&mut self) -> Option<Ready> {
-        let (conn, slot) = self
-            .slots
-            .iter_mut()
-            .find(|(_, slot)| !slot.paused && (!slot.held.is_empty() || slot.closed.is_some()))?;
-        let conn = *conn;
-        if let Some(message) = slot.held.pop_front() {
-            return Some(Ready::Message(conn, message));
+        loop {
+            let conn = self.ready.pop_front()?;
+            let Some(slot) = self.slots.get_mut(&conn) else {
+                continue;
+            };
+            slot.queued = false;
+            if !slot.is_ready() {
+                continue; // paused again since it was queued
+            }
+            if let Some(message) = slot.held.pop_front() {
+                slot.handed = message.len();
+                self.mark(conn);
+                return Some(Ready::Message(conn, message));
+            }
+            let close = slot.closed.take()?;
+            self.slots.remove(&conn);
+            return Some(Ready::Closed(conn, close));
         }
-        let close = slot.closed.take()?;
-        self.slots.remove(&conn);
-        Some(Ready::Closed(conn, close))
     }
 
     /// Forgets `conn`.
@@ -232,167 +279,4 @@ impl Conns {
     pub(crate) fn len(&self) -> usize {
         self.slots.len()
     }
-}
-
-fn to_core(message: WsMessage) -> Option<Result<Message, PeerClose>> {
-    match message {
-        WsMessage::Text(text) => {
-            // tungstenite has validated UTF-8; the core's constructor checks again.
-            Some(
-                Text::from_utf8(text.into())
-                    .map(Message::Text)
-                    .map_err(|_| PeerClose::Lost),
-            )
-        }
-        WsMessage::Binary(bytes) => Some(Ok(Message::Binary(bytes))),
-        WsMessage::Close(frame) => Some(Err(PeerClose::Frame {
-            code: frame.as_ref().map(|f| CloseCode(u16::from(f.code))),
-            reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
-        })),
-        WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => None,
-    }
-}
-
-fn to_ws(message: Message) -> WsMessage {
-    match message {
-        Message::Binary(bytes) => WsMessage::Binary(bytes),
-        Message::Text(text) => match text.into_bytes().try_into() {
-            Ok(utf8) => WsMessage::Text(utf8),
-            Err(_) => WsMessage::Text("".into()),
-        },
-    }
-}
-
-/// Runs one connection until both directions are done, then reports `Closed` exactly once.
-pub(crate) async fn pump<R, S, In>(
-    rt: R,
-    ws: WebSocketStream<S>,
-    conn: ConnId,
-    ends: ConnEnds,
-    events: UnboundedSender<In>,
-    wrap: fn(ConnEvent) -> In,
-) where
-    R: Runtime,
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    In: Send + 'static,
-{
-    let (mut sink, mut stream) = ws.split();
-    let ConnEnds {
-        mut outbound,
-        credit,
-    } = ends;
-    let report = |event: ConnEvent| {
-        let _ = events.unbounded_send(wrap(event));
-    };
-
-    let too_big = std::sync::atomic::AtomicBool::new(false);
-    let reader = async {
-        loop {
-            credit.take().await;
-            let message = match stream.next().await {
-                Some(Ok(message)) => message,
-                Some(Err(WsError::Capacity(_))) => {
-                    too_big.store(true, Ordering::Relaxed);
-                    return PeerClose::Frame {
-                        code: Some(CloseCode::TOO_BIG),
-                        reason: "message too large".to_owned(),
-                    };
-                }
-                Some(Err(_)) | None => return PeerClose::Lost,
-            };
-            match to_core(message) {
-                None => credit.give(),
-                Some(Ok(message)) => report(ConnEvent::Message(conn, message)),
-                Some(Err(close)) => return close,
-            }
-        }
-    };
-
-    let writer = async {
-        while let Some(first) = outbound.next().await {
-            let mut next = Some(first);
-            let mut sent = 0;
-            // Feed everything already queued, then flush once.
-            while let Some(item) = next.take() {
-                match item {
-                    Outbound::Message(message) => {
-                        if sink.feed(to_ws(message)).await.is_err() {
-                            return;
-                        }
-                        sent += 1;
-                        if let Ok(item) = outbound.try_recv() {
-                            next = Some(item);
-                        }
-                    }
-                    Outbound::Close(code, reason) => {
-                        let frame = code.map(|code| CloseFrame {
-                            code: WsCloseCode::from(code.0),
-                            reason: reason.into(),
-                        });
-                        let _ = sink.send(WsMessage::Close(frame)).await;
-                        if sent > 0 {
-                            report(ConnEvent::Sent(conn, sent));
-                        }
-                        return;
-                    }
-                }
-            }
-            if sink.flush().await.is_err() {
-                return;
-            }
-            report(ConnEvent::Sent(conn, sent));
-        }
-    };
-
-    let we_closed = {
-        let reader = std::pin::pin!(reader);
-        let writer = std::pin::pin!(writer);
-        match future::select(reader, writer).await {
-            Either::Left((close, writer)) => {
-                // The peer closed or vanished: tell the core now. It drops this
-                // connection's queue, which lets the writer finish what was queued before
-                // (tungstenite also answers the peer's Close there); bounded by a grace.
-                report(ConnEvent::Closed(conn, close));
-                let grace = rt.sleep_until(crate::runtime::now() + CLOSE_GRACE);
-                let _ = future::select(writer, grace).await;
-                false
-            }
-            Either::Right(((), _reader)) => true,
-        }
-    };
-    if we_closed {
-        // We closed (or the core dropped us): read until the peer's Close reply, briefly,
-        // then report. The core wants nothing more from this connection, so what arrives
-        // meanwhile is dropped without read-ahead credit: a paused peer still gets to
-        // read our Close and answer it, and its unread data does not turn our close into
-        // a reset.
-        let reply = async {
-            loop {
-                match stream.next().await {
-                    Some(Ok(message)) => {
-                        if let Some(Err(close)) = to_core(message) {
-                            return close;
-                        }
-                    }
-                    Some(Err(_)) | None => return PeerClose::Lost,
-                }
-            }
-        };
-        let grace = rt.sleep_until(crate::runtime::now() + CLOSE_GRACE);
-        let close = match future::select(std::pin::pin!(reply), grace).await {
-            Either::Left((close, _)) => close,
-            Either::Right(_) => PeerClose::Lost,
-        };
-        report(ConnEvent::Closed(conn, close));
-    }
-    if too_big.load(Ordering::Relaxed) {
-        // The WebSocket layer refused an oversized message before the core saw it: tell
-        // the peer why, with the code the core uses for that (1009).
-        let frame = CloseFrame {
-            code: WsCloseCode::from(CloseCode::TOO_BIG.0),
-            reason: "message too large".into(),
-        };
-        let _ = sink.send(WsMessage::Close(Some(frame))).await;
-    }
-    let _ = SinkExt::close(&mut sink).await;
 }

@@ -129,6 +129,12 @@ impl Pipe {
         Some(item)
     }
 
+    /// The sender abandons what it wrote and the socket has not accepted (an aborted
+    /// connection).
+    pub fn abandon_waiting(&mut self) {
+        self.waiting.clear();
+    }
+
     /// Bytes written but not yet read (waiting plus in flight).
     pub fn unread_bytes(&self) -> usize {
         self.flight_bytes + self.waiting.iter().map(Item::len).sum::<usize>()

@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use iii_core::channel::{channel_url, ChannelRef, ChannelRefs};
 use iii_core::engine::{Engine, EngineConfig, EngineEvent, EngineOutput};
+use iii_core::upgrade::UpgradeRequest;
 use iii_core::wire::control::{to_payload, Payload};
 use iii_core::wire::ErrorBody;
 use iii_core::worker::{
     CallOutcome, ConnectTarget, EndId, EndOutcome, FunctionSpec, Worker, WorkerConfig, WorkerEvent,
     WorkerIdentity, WorkerOutput,
 };
-use iii_core::{ConnId, InvocationId, PeerClose};
+use iii_core::{CloseCode, ConnId, InvocationId, PeerClose};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde_json::Value;
@@ -749,6 +750,32 @@ impl Sim {
         }
     }
 
+    /// The engine closes `conn` (dropping what it had not written yet when `abort`).
+    fn engine_close(&mut self, conn: ConnId, code: Option<CloseCode>, reason: &str, abort: bool) {
+        assert!(
+            !self.engine_closed.contains(&conn),
+            "engine closed {conn} twice"
+        );
+        let elapsed = self.elapsed();
+        let verb = if abort { "abort" } else { "close" };
+        self.transcript
+            .record(format!("{elapsed:?} E->{conn} {verb} {code:?} {reason}"));
+        self.engine_closed.insert(conn);
+        let close = PeerClose::Frame {
+            code,
+            reason: reason.to_owned(),
+        };
+        if let Some(link) = self.engine_link(conn) {
+            if abort {
+                link.down.abandon_waiting();
+            }
+            link.down.push(Item::Close(close.clone()));
+            link.engine_done = true;
+        }
+        let now = self.now;
+        self.engine.handle_closed(now, conn, close);
+    }
+
     fn drain_engine(&mut self) -> bool {
         let mut any = false;
         while let Some(output) = self.engine.poll_output() {
@@ -767,23 +794,10 @@ impl Sim {
                     }
                 }
                 EngineOutput::Close { conn, code, reason } => {
-                    assert!(
-                        !self.engine_closed.contains(&conn),
-                        "engine closed {conn} twice"
-                    );
-                    self.transcript
-                        .record(format!("{elapsed:?} E->{conn} close {code:?} {reason}"));
-                    self.engine_closed.insert(conn);
-                    let close = PeerClose::Frame {
-                        code,
-                        reason: reason.to_owned(),
-                    };
-                    if let Some(link) = self.engine_link(conn) {
-                        link.down.push(Item::Close(close.clone()));
-                        link.engine_done = true;
-                    }
-                    let now = self.now;
-                    self.engine.handle_closed(now, conn, close);
+                    self.engine_close(conn, code, reason, false);
+                }
+                EngineOutput::Abort { conn, code, reason } => {
+                    self.engine_close(conn, Some(code), reason, true);
                 }
                 EngineOutput::PauseRead { conn } => {
                     self.transcript
@@ -825,7 +839,7 @@ impl Sim {
             ConnectTarget::Control => "/".to_owned(),
             ConnectTarget::Channel(channel_ref) => channel_url("", channel_ref),
         };
-        let accepted = self.engine.accept(now, &path, None);
+        let accepted = self.engine.accept(now, &UpgradeRequest::to(&path));
         self.transcript.record(format!(
             "{:?} W{w} connect {conn} {path} -> {accepted:?}",
             self.elapsed()

@@ -2,106 +2,49 @@
 //! 127.0.0.1:49134; every limit is a flag (see `--help`). Once listening it prints its
 //! URL (`ws://ip:port`) as one line on standard output; logs go to standard error
 //! (`RUST_LOG` sets the level, default `info`).
+//!
+//! Exit status: 0 after a clean stop (SIGTERM/SIGINT), 1 when it cannot listen or its
+//! engine task ends unexpectedly (a supervisor should restart it), 2 for settings that
+//! cannot work.
 
-use std::time::Duration;
+mod args;
 
-use clap::Parser;
-use iii_tokio::engine::{bind, EngineSettings, DEFAULT_ADDR};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches};
+use iii_tokio::engine::{bind, EngineExit, EngineSettings};
 use tracing_subscriber::EnvFilter;
 
-/// An iii engine: workers connect at ws://ADDR/, channel ends at ws://ADDR/ws/channels/….
-#[derive(Debug, Parser)]
-#[command(version)]
-struct Args {
-    /// Address to listen on.
-    #[arg(long, env = "III_ENGINE_ADDR", default_value = DEFAULT_ADDR)]
-    addr: String,
-    /// Require `Authorization: Bearer <TOKEN>` on worker control connections (401 otherwise).
-    #[arg(long, env = "III_ENGINE_TOKEN")]
-    token: Option<String>,
-    /// Largest control message from a worker, in bytes (1009 beyond).
-    #[arg(long, default_value_t = defaults().core.max_control_message_bytes)]
-    max_control_message_bytes: usize,
-    /// Control messages queued for one slow worker, in bytes, before it is closed (1008).
-    #[arg(long, default_value_t = defaults().core.max_control_queue_bytes)]
-    max_control_queue_bytes: usize,
-    /// Messages in flight per connection before the engine waits for the socket.
-    #[arg(long, default_value_t = defaults().core.send_credit)]
-    send_credit: usize,
-    /// Channel buffer in messages when a channel is created without `buffer_size`.
-    #[arg(long, default_value_t = defaults().core.default_channel_buffer)]
-    default_channel_buffer: usize,
-    /// Largest channel `buffer_size` (larger requests are clamped).
-    #[arg(long, default_value_t = defaults().core.max_channel_buffer)]
-    max_channel_buffer: usize,
-    /// Bytes one channel may hold; its writer is paused before exceeding it.
-    #[arg(long, default_value_t = defaults().core.channel_buffer_bytes)]
-    channel_buffer_bytes: usize,
-    /// Largest single channel message, in bytes (writer 1009, reader 1011 beyond).
-    #[arg(long, default_value_t = defaults().core.max_channel_message_bytes)]
-    max_channel_message_bytes: usize,
-    /// Seconds a channel waits for an end that never attaches before it expires.
-    #[arg(long, default_value_t = defaults().core.channel_attach_timeout.as_secs())]
-    channel_attach_timeout_secs: u64,
-    /// Channels that may exist at once.
-    #[arg(long, default_value_t = defaults().core.max_channels)]
-    max_channels: usize,
-    /// Connections that may exist at once (503 beyond).
-    #[arg(long, default_value_t = defaults().core.max_connections)]
-    max_connections: usize,
-    /// Milliseconds a new TCP connection has to send its upgrade request.
-    #[arg(long, default_value_t = defaults().handshake_timeout.as_millis() as u64)]
-    handshake_timeout_ms: u64,
-    /// Largest HTTP upgrade request head, in bytes (431 beyond).
-    #[arg(long, default_value_t = defaults().max_request_head)]
-    max_request_head_bytes: usize,
-    /// WebSocket read buffer per connection, in bytes: what an idle connection keeps.
-    #[arg(long, default_value_t = defaults().read_buffer_bytes)]
-    read_buffer_bytes: usize,
-    /// Largest single socket read, in bytes (its buffer exists only while data arrives).
-    #[arg(long, default_value_t = defaults().socket_read_bytes)]
-    socket_read_bytes: usize,
-    /// WebSocket write buffer per connection, in bytes.
-    #[arg(long, default_value_t = defaults().write_buffer_bytes)]
-    write_buffer_bytes: usize,
-    /// Runtime threads. 1 runs everything on one thread (lowest call latency: no
-    /// cross-thread wake-ups); more spread channel streams over cores. Default: one per
-    /// core.
-    #[arg(long)]
-    threads: Option<std::num::NonZeroUsize>,
-}
+use args::{token_on_command_line, Args};
 
-/// The documented defaults, from the one place that defines them.
-fn defaults() -> EngineSettings {
-    EngineSettings::default()
-}
+/// Exit status for settings that cannot work.
+const BAD_SETTINGS: u8 = 2;
 
-impl Args {
-    fn settings(&self) -> EngineSettings {
-        let mut settings = EngineSettings::default();
-        let core = &mut settings.core;
-        core.max_control_message_bytes = self.max_control_message_bytes;
-        core.max_control_queue_bytes = self.max_control_queue_bytes;
-        core.send_credit = self.send_credit;
-        core.default_channel_buffer = self.default_channel_buffer;
-        core.max_channel_buffer = self.max_channel_buffer;
-        core.channel_buffer_bytes = self.channel_buffer_bytes;
-        core.max_channel_message_bytes = self.max_channel_message_bytes;
-        core.channel_attach_timeout = Duration::from_secs(self.channel_attach_timeout_secs);
-        core.max_channels = self.max_channels;
-        core.max_connections = self.max_connections;
-        core.auth_token = self.token.clone().filter(|t| !t.trim().is_empty());
-        settings.handshake_timeout = Duration::from_millis(self.handshake_timeout_ms);
-        settings.max_request_head = self.max_request_head_bytes;
-        settings.read_buffer_bytes = self.read_buffer_bytes;
-        settings.socket_read_bytes = self.socket_read_bytes;
-        settings.write_buffer_bytes = self.write_buffer_bytes;
-        settings
+fn main() -> ExitCode {
+    let matches = Args::command().get_matches();
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(error) => error.exit(),
+    };
+    init_logging();
+    if token_on_command_line(&matches) {
+        tracing::warn!(
+            "the token was given with --token: other users can read it in the process list; \
+             use --token-file or III_ENGINE_TOKEN"
+        );
     }
-}
-
-fn main() -> std::process::ExitCode {
-    let args = Args::parse();
+    let settings = match args.token().map(|token| args.settings(token)) {
+        Ok(settings) => settings,
+        Err(error) => {
+            tracing::error!(%error, "invalid settings");
+            return ExitCode::from(BAD_SETTINGS);
+        }
+    };
+    if let Err(error) = settings.validate() {
+        tracing::error!(%error, "invalid settings");
+        return ExitCode::from(BAD_SETTINGS);
+    }
+    raise_open_files_limit(&settings);
     let runtime = match args.threads.map(std::num::NonZeroUsize::get) {
         Some(1) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -115,40 +58,88 @@ fn main() -> std::process::ExitCode {
             .build(),
     };
     match runtime {
-        Ok(runtime) => runtime.block_on(serve(args)),
+        Ok(runtime) => runtime.block_on(serve(&args.addr, settings)),
         Err(error) => {
-            eprintln!("iii-engine: cannot start the runtime: {error}");
-            std::process::ExitCode::FAILURE
+            tracing::error!(%error, "cannot start the runtime");
+            ExitCode::FAILURE
         }
     }
 }
 
-async fn serve(args: Args) -> std::process::ExitCode {
+/// Logs to standard error at `RUST_LOG` (default `info`). The WebSocket library is held
+/// at `info` whatever `RUST_LOG` says: at `debug` and `trace` it prints frames and URLs,
+/// which carry reattach tokens and channel keys.
+fn init_logging() {
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    for quiet in ["tungstenite=info", "async_tungstenite=info"] {
+        if let Ok(directive) = quiet.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .init();
-    let settings = args.settings();
-    if let Err(error) = settings.core.validate() {
-        tracing::error!(%error, "invalid settings");
-        return std::process::ExitCode::from(2);
+}
+
+/// Raises the soft limit on open files to the hard limit: every connection is a file
+/// descriptor, and the default soft limit (often 1024) is far below what the connection
+/// limits allow.
+fn raise_open_files_limit(settings: &EngineSettings) {
+    let wanted = settings
+        .core
+        .max_connections
+        .saturating_add(settings.max_handshakes) as u64;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < wanted => tracing::warn!(
+            open_files = limit,
+            wanted,
+            "the open-files limit is below max_connections + max_handshakes; \
+             connections beyond it are shed"
+        ),
+        Ok(limit) => tracing::info!(open_files = limit, "open-files limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open-files limit"),
     }
-    let server = match bind(&args.addr, settings).await {
+}
+
+async fn serve(addr: &str, settings: EngineSettings) -> ExitCode {
+    let auth = settings.core.auth_token.is_some();
+    let origins = settings.core.allowed_origins.clone();
+    let server = match bind(addr, settings).await {
         Ok(server) => server,
+        Err(error) if error.kind() == std::io::ErrorKind::InvalidInput => {
+            tracing::error!(%addr, %error, "cannot start the engine");
+            return ExitCode::from(BAD_SETTINGS);
+        }
         Err(error) => {
-            tracing::error!(addr = %args.addr, %error, "cannot listen");
-            return std::process::ExitCode::FAILURE;
+            tracing::error!(%addr, %error, "cannot listen");
+            return ExitCode::FAILURE;
         }
     };
     let stop = stop_signal();
     println!("{}", server.url());
-    tracing::info!(url = %server.url(), "iii engine ready; Ctrl-C to stop");
-    stop.await;
-    tracing::info!("shutting down");
-    server.shutdown().await;
-    std::process::ExitCode::SUCCESS
+    tracing::info!(
+        url = %server.url(),
+        auth = if auth { "bearer token required" } else { "off: any local process may connect" },
+        allowed_origins = ?origins,
+        "iii engine ready; Ctrl-C to stop"
+    );
+    let engine = server.handle().clone();
+    tokio::select! {
+        () = stop => {
+            tracing::info!("shutting down");
+            server.shutdown().await;
+            ExitCode::SUCCESS
+        }
+        exit = engine.stopped() => {
+            // Nothing can be served any more: exit so that a supervisor restarts us.
+            tracing::error!(?exit, "the engine task ended; exiting");
+            match exit {
+                EngineExit::Shutdown => ExitCode::SUCCESS,
+                EngineExit::Panicked | EngineExit::Abandoned => ExitCode::FAILURE,
+            }
+        }
+    }
 }
 
 /// Watches Ctrl-C and, on Unix, SIGTERM from now on (the handlers are installed before

@@ -1,0 +1,248 @@
+//! The command line of `iii-engine`: every setting is a flag with an `III_ENGINE_*`
+//! environment variable, and its default comes from `EngineSettings::default()`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Parser};
+use iii_tokio::engine::{EngineSettings, DEFAULT_ADDR};
+
+/// An iii engine: workers connect at ws://ADDR/, channel ends at ws://ADDR/ws/channels/….
+///
+/// Every limit below is enforced per connection or per worker so that no peer can take
+/// the engine down; refusals are answered with typed errors and logged.
+#[derive(Debug, Parser)]
+#[command(version)]
+pub(crate) struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "III_ENGINE_ADDR", default_value = DEFAULT_ADDR)]
+    pub(crate) addr: String,
+    /// Require `Authorization: Bearer <TOKEN>` on worker control connections (401
+    /// otherwise). Visible to other users in `ps` when given as a flag: prefer
+    /// --token-file or III_ENGINE_TOKEN.
+    #[arg(
+        long,
+        env = "III_ENGINE_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
+    pub(crate) token: Option<String>,
+    /// Read the token from this file (surrounding whitespace is ignored).
+    #[arg(long, env = "III_ENGINE_TOKEN_FILE")]
+    pub(crate) token_file: Option<PathBuf>,
+    /// An origin (scheme://host[:port]) whose web pages may connect; repeatable. Upgrades
+    /// that carry any other `Origin` header get 403.
+    #[arg(
+        long = "allowed-origin",
+        env = "III_ENGINE_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub(crate) allowed_origins: Vec<String>,
+    /// Largest control message from a worker, in bytes (1009 beyond).
+    #[arg(long, env = "III_ENGINE_MAX_CONTROL_MESSAGE_BYTES", default_value_t = defaults().core.max_control_message_bytes)]
+    pub(crate) max_control_message_bytes: usize,
+    /// Bytes queued or in flight to one worker before it is dropped as a slow consumer.
+    #[arg(long, env = "III_ENGINE_MAX_CONTROL_QUEUE_BYTES", default_value_t = defaults().core.max_control_queue_bytes)]
+    pub(crate) max_control_queue_bytes: usize,
+    /// Messages in flight per connection before the engine waits for the socket.
+    #[arg(long, env = "III_ENGINE_SEND_CREDIT", default_value_t = defaults().core.send_credit)]
+    pub(crate) send_credit: usize,
+    /// Channel buffer in messages when a channel is created without `buffer_size`.
+    #[arg(long, env = "III_ENGINE_DEFAULT_CHANNEL_BUFFER", default_value_t = defaults().core.default_channel_buffer)]
+    pub(crate) default_channel_buffer: usize,
+    /// Largest channel `buffer_size` (larger requests are clamped).
+    #[arg(long, env = "III_ENGINE_MAX_CHANNEL_BUFFER", default_value_t = defaults().core.max_channel_buffer)]
+    pub(crate) max_channel_buffer: usize,
+    /// Bytes the engine may hold for one channel, read-ahead included.
+    #[arg(long, env = "III_ENGINE_CHANNEL_BUFFER_BYTES", default_value_t = defaults().core.channel_buffer_bytes)]
+    pub(crate) channel_buffer_bytes: usize,
+    /// Largest single channel message, in bytes (writer 1009, reader 1011 beyond).
+    #[arg(long, env = "III_ENGINE_MAX_CHANNEL_MESSAGE_BYTES", default_value_t = defaults().core.max_channel_message_bytes)]
+    pub(crate) max_channel_message_bytes: usize,
+    /// Bytes read from a socket ahead of the engine, per connection.
+    #[arg(long, env = "III_ENGINE_READ_AHEAD_BYTES", default_value_t = defaults().core.read_ahead_bytes)]
+    pub(crate) read_ahead_bytes: usize,
+    /// Bytes all channels together may hold; writers pause beyond it.
+    #[arg(long, env = "III_ENGINE_MAX_BUFFERED_CHANNEL_BYTES", default_value_t = defaults().core.max_buffered_channel_bytes)]
+    pub(crate) max_buffered_channel_bytes: usize,
+    /// Seconds a channel waits for an end that never attaches before it expires.
+    #[arg(long, env = "III_ENGINE_CHANNEL_ATTACH_TIMEOUT_SECS", default_value_t = defaults().core.channel_attach_timeout.as_secs())]
+    pub(crate) channel_attach_timeout_secs: u64,
+    /// Seconds the half-attached channels of a disconnected worker live on.
+    #[arg(long, env = "III_ENGINE_ORPHAN_CHANNEL_TIMEOUT_SECS", default_value_t = defaults().core.orphan_channel_timeout.as_secs())]
+    pub(crate) orphan_channel_timeout_secs: u64,
+    /// Channels that may exist at once.
+    #[arg(long, env = "III_ENGINE_MAX_CHANNELS", default_value_t = defaults().core.max_channels)]
+    pub(crate) max_channels: usize,
+    /// Connections that may exist at once (503 beyond).
+    #[arg(long, env = "III_ENGINE_MAX_CONNECTIONS", default_value_t = defaults().core.max_connections)]
+    pub(crate) max_connections: usize,
+    /// Milliseconds between a change of the function set and its notification.
+    #[arg(long, env = "III_ENGINE_FUNCTIONS_AVAILABLE_DELAY_MS", default_value_t = defaults().core.functions_available_delay.as_millis() as u64)]
+    pub(crate) functions_available_delay_ms: u64,
+    /// Answer an invocation the called worker has not answered within this many
+    /// milliseconds with an `invocation_timeout` error (default: no engine-side timeout).
+    #[arg(long, env = "III_ENGINE_INVOCATION_TIMEOUT_MS")]
+    pub(crate) invocation_timeout_ms: Option<u64>,
+    /// Deepest nesting of arrays and objects accepted in a payload.
+    #[arg(long, env = "III_ENGINE_MAX_PAYLOAD_DEPTH", default_value_t = defaults().core.max_payload_depth)]
+    pub(crate) max_payload_depth: usize,
+    /// Largest answer of a listing built-in, in bytes (longer ones are paged).
+    #[arg(long, env = "III_ENGINE_MAX_LIST_BYTES", default_value_t = defaults().core.max_list_bytes)]
+    pub(crate) max_list_bytes: usize,
+    /// Functions one worker may register.
+    #[arg(long, env = "III_ENGINE_MAX_FUNCTIONS_PER_WORKER", default_value_t = defaults().core.quotas.functions)]
+    pub(crate) max_functions_per_worker: usize,
+    /// Trigger types one worker may register.
+    #[arg(long, env = "III_ENGINE_MAX_TRIGGER_TYPES_PER_WORKER", default_value_t = defaults().core.quotas.trigger_types)]
+    pub(crate) max_trigger_types_per_worker: usize,
+    /// Trigger bindings one worker may hold.
+    #[arg(long, env = "III_ENGINE_MAX_BINDINGS_PER_WORKER", default_value_t = defaults().core.quotas.bindings)]
+    pub(crate) max_bindings_per_worker: usize,
+    /// Bindings one worker may hold on the engine's own trigger types.
+    #[arg(long, env = "III_ENGINE_MAX_ENGINE_BINDINGS_PER_WORKER", default_value_t = defaults().core.quotas.engine_bindings)]
+    pub(crate) max_engine_bindings_per_worker: usize,
+    /// Unanswered invocations one worker may have started.
+    #[arg(long, env = "III_ENGINE_MAX_PENDING_INVOCATIONS_PER_WORKER", default_value_t = defaults().core.quotas.pending_invocations)]
+    pub(crate) max_pending_invocations_per_worker: usize,
+    /// Live channels one worker may have created.
+    #[arg(long, env = "III_ENGINE_MAX_CHANNELS_PER_WORKER", default_value_t = defaults().core.quotas.channels)]
+    pub(crate) max_channels_per_worker: usize,
+    /// Bytes of one registration's payloads (metadata, formats, configs).
+    #[arg(long, env = "III_ENGINE_MAX_REGISTRATION_BYTES", default_value_t = defaults().core.quotas.registration_bytes)]
+    pub(crate) max_registration_bytes: usize,
+    /// Bytes of all of one worker's registrations.
+    #[arg(long, env = "III_ENGINE_MAX_REGISTRATION_BYTES_PER_WORKER", default_value_t = defaults().core.quotas.total_registration_bytes)]
+    pub(crate) max_registration_bytes_per_worker: usize,
+    /// Milliseconds a new TCP connection has to send its upgrade request.
+    #[arg(long, env = "III_ENGINE_HANDSHAKE_TIMEOUT_MS", default_value_t = defaults().handshake_timeout.as_millis() as u64)]
+    pub(crate) handshake_timeout_ms: u64,
+    /// Connections that may be in their HTTP upgrade at once (503 beyond).
+    #[arg(long, env = "III_ENGINE_MAX_HANDSHAKES", default_value_t = defaults().max_handshakes)]
+    pub(crate) max_handshakes: usize,
+    /// Largest HTTP upgrade request head, in bytes (431 beyond).
+    #[arg(long, env = "III_ENGINE_MAX_REQUEST_HEAD_BYTES", default_value_t = defaults().max_request_head)]
+    pub(crate) max_request_head_bytes: usize,
+    /// Seconds a peer may accept no bytes while the engine writes to it.
+    #[arg(long, env = "III_ENGINE_WRITE_TIMEOUT_SECS", default_value_t = defaults().write_timeout.as_secs())]
+    pub(crate) write_timeout_secs: u64,
+    /// Seconds of silence after which the engine pings a connection.
+    #[arg(long, env = "III_ENGINE_PING_INTERVAL_SECS", default_value_t = defaults().ping_interval.as_secs())]
+    pub(crate) ping_interval_secs: u64,
+    /// Seconds of silence (pongs included) after which a connection is dropped.
+    #[arg(long, env = "III_ENGINE_IDLE_TIMEOUT_SECS", default_value_t = defaults().idle_timeout.as_secs())]
+    pub(crate) idle_timeout_secs: u64,
+    /// Seconds of silence before TCP keepalive probes start (0 turns keepalive off).
+    #[arg(long, env = "III_ENGINE_TCP_KEEPALIVE_SECS", default_value_t = defaults().tcp_keepalive.map_or(0, |d| d.as_secs()))]
+    pub(crate) tcp_keepalive_secs: u64,
+    /// WebSocket read buffer per connection, in bytes: what an idle connection keeps.
+    #[arg(long, env = "III_ENGINE_READ_BUFFER_BYTES", default_value_t = defaults().read_buffer_bytes)]
+    pub(crate) read_buffer_bytes: usize,
+    /// Largest single socket read, in bytes (its buffer exists only while data arrives).
+    #[arg(long, env = "III_ENGINE_SOCKET_READ_BYTES", default_value_t = defaults().socket_read_bytes)]
+    pub(crate) socket_read_bytes: usize,
+    /// WebSocket write buffer per connection, in bytes.
+    #[arg(long, env = "III_ENGINE_WRITE_BUFFER_BYTES", default_value_t = defaults().write_buffer_bytes)]
+    pub(crate) write_buffer_bytes: usize,
+    /// Runtime threads. 1 runs everything on one thread (lowest call latency: no
+    /// cross-thread wake-ups); more spread channel streams over cores. Default: one per
+    /// core.
+    #[arg(long, env = "III_ENGINE_THREADS")]
+    pub(crate) threads: Option<std::num::NonZeroUsize>,
+}
+
+/// The documented defaults, from the one place that defines them.
+fn defaults() -> EngineSettings {
+    EngineSettings::default()
+}
+
+/// A setting that cannot be used; the binary exits with status 2.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ArgsError {
+    /// The token is empty or blank.
+    #[error("the token is empty: give a non-blank token, or none to run without auth")]
+    BlankToken,
+    /// The token file cannot be read.
+    #[error("cannot read the token file {path}: {error}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+impl Args {
+    /// The token, from the flag, the environment or the file; a blank one is an error.
+    pub(crate) fn token(&self) -> Result<Option<String>, ArgsError> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(token), _) => Some(token.clone()),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|error| ArgsError::TokenFile {
+                        path: path.clone(),
+                        error,
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        match token {
+            Some(token) if token.trim().is_empty() => Err(ArgsError::BlankToken),
+            other => Ok(other),
+        }
+    }
+
+    /// The settings these flags describe (checked by `EngineSettings::validate`).
+    pub(crate) fn settings(&self, token: Option<String>) -> EngineSettings {
+        let mut settings = EngineSettings::default();
+        let core = &mut settings.core;
+        core.max_control_message_bytes = self.max_control_message_bytes;
+        core.max_control_queue_bytes = self.max_control_queue_bytes;
+        core.send_credit = self.send_credit;
+        core.default_channel_buffer = self.default_channel_buffer;
+        core.max_channel_buffer = self.max_channel_buffer;
+        core.channel_buffer_bytes = self.channel_buffer_bytes;
+        core.max_channel_message_bytes = self.max_channel_message_bytes;
+        core.read_ahead_bytes = self.read_ahead_bytes;
+        core.max_buffered_channel_bytes = self.max_buffered_channel_bytes;
+        core.channel_attach_timeout = Duration::from_secs(self.channel_attach_timeout_secs);
+        core.orphan_channel_timeout = Duration::from_secs(self.orphan_channel_timeout_secs);
+        core.max_channels = self.max_channels;
+        core.max_connections = self.max_connections;
+        core.auth_token = token;
+        core.allowed_origins = self.allowed_origins.clone();
+        core.functions_available_delay = Duration::from_millis(self.functions_available_delay_ms);
+        core.invocation_timeout = self.invocation_timeout_ms.map(Duration::from_millis);
+        core.max_payload_depth = self.max_payload_depth;
+        core.max_list_bytes = self.max_list_bytes;
+        let quotas = &mut core.quotas;
+        quotas.functions = self.max_functions_per_worker;
+        quotas.trigger_types = self.max_trigger_types_per_worker;
+        quotas.bindings = self.max_bindings_per_worker;
+        quotas.engine_bindings = self.max_engine_bindings_per_worker;
+        quotas.pending_invocations = self.max_pending_invocations_per_worker;
+        quotas.channels = self.max_channels_per_worker;
+        quotas.registration_bytes = self.max_registration_bytes;
+        quotas.total_registration_bytes = self.max_registration_bytes_per_worker;
+        settings.handshake_timeout = Duration::from_millis(self.handshake_timeout_ms);
+        settings.max_handshakes = self.max_handshakes;
+        settings.max_request_head = self.max_request_head_bytes;
+        settings.write_timeout = Duration::from_secs(self.write_timeout_secs);
+        settings.ping_interval = Duration::from_secs(self.ping_interval_secs);
+        settings.idle_timeout = Duration::from_secs(self.idle_timeout_secs);
+        settings.tcp_keepalive =
+            (self.tcp_keepalive_secs > 0).then(|| Duration::from_secs(self.tcp_keepalive_secs));
+        settings.read_buffer_bytes = self.read_buffer_bytes;
+        settings.socket_read_bytes = self.socket_read_bytes;
+        settings.write_buffer_bytes = self.write_buffer_bytes;
+        settings
+    }
+}
+
+/// True when the token was typed on the command line (and so is visible in `ps`).
+pub(crate) fn token_on_command_line(matches: &ArgMatches) -> bool {
+    matches.value_source("token") == Some(ValueSource::CommandLine)
+}
