@@ -9,10 +9,14 @@
 //! for the channel, read-ahead included, then never exceeds `channel_buffer_bytes`.
 //! It is resumed once the channel has drained to half of that (and half its messages).
 //!
-//! The engine-wide budget works the same way over the sum of all channels: a writer
-//! whose message brings the total within `reserve` of `max_buffered_channel_bytes` is
-//! paused, and writers paused only for the budget are resumed in the order they were
-//! paused once the total has fallen an eighth below the budget.
+//! The engine-wide budget works the same way over everything committed: the bytes in all
+//! channels plus, for every paused writer, the read-ahead its connection may still hold
+//! (`read_ahead_bytes` + one message). A writer whose message brings that within
+//! `reserve` of `max_buffered_channel_bytes` is paused, and writers paused only for the
+//! budget are resumed in the order they were paused once it has fallen an eighth below
+//! the budget. A writer that is not paused may have its read-ahead in transit on top
+//! (at most `read_ahead_bytes` + one message each), which is what the engine can hold
+//! beyond the budget.
 
 use uuid::Uuid;
 
@@ -35,16 +39,40 @@ impl Engine {
             .saturating_sub(self.writer_reserve())
     }
 
+    /// What a paused writer's connection may still hold in the adapter.
+    fn read_ahead_reserve(&self) -> usize {
+        self.config
+            .read_ahead_bytes
+            .saturating_add(self.config.max_channel_message_bytes)
+    }
+
+    /// Bytes counted against the engine-wide budget: every channel's buffer and the
+    /// read-ahead of every paused writer.
+    pub(super) fn committed_channel_bytes(&self) -> usize {
+        self.channel_bytes.saturating_add(
+            self.paused_writers
+                .saturating_mul(self.read_ahead_reserve()),
+        )
+    }
+
     /// True when the engine-wide budget has no room for another writer's reserve.
     fn budget_spent(&self) -> bool {
-        self.channel_bytes.saturating_add(self.writer_reserve())
+        self.committed_channel_bytes()
+            .saturating_add(self.writer_reserve())
             > self.config.max_buffered_channel_bytes
     }
 
     /// True when writers paused for the budget may be resumed.
     fn budget_recovered(&self) -> bool {
         let budget = self.config.max_buffered_channel_bytes;
-        self.channel_bytes.saturating_add(self.writer_reserve()) <= budget - budget / 8
+        self.committed_channel_bytes()
+            .saturating_add(self.writer_reserve())
+            <= budget - budget / 8
+    }
+
+    /// A paused writer stopped counting (resumed, detached or removed).
+    pub(super) fn writer_unpaused(&mut self) {
+        self.paused_writers = self.paused_writers.saturating_sub(1);
     }
 
     /// Pauses the writer `conn` of channel `id` if its channel or the engine-wide budget
@@ -56,17 +84,32 @@ impl Engine {
             return;
         };
         let (bytes, frames) = channel.held();
-        let full = frames >= channel.frame_limit() || bytes > high_water || budget_spent;
-        if full && channel.paused_since.is_none() {
+        let own_full = frames >= channel.frame_limit() || bytes > high_water;
+        if (own_full || budget_spent) && channel.paused_since.is_none() {
             channel.paused_since = Some(now);
+            self.paused_writers += 1;
             self.out.push_back(EngineOutput::PauseRead { conn });
+            if !own_full {
+                // Only the budget holds it: its own reader may never make progress, so
+                // it waits in line for the budget instead.
+                channel.waiting_for_budget = true;
+                self.budget_waiters.push_back(id);
+            }
         }
     }
 
     /// The channel's reader made progress: resume its paused writer if the channel has
     /// drained, or queue it for the budget if only the budget holds it back.
     pub(super) fn resume_if_drained(&mut self, now: Instant, id: Uuid) {
-        let low_water = self.channel_high_water() / 2;
+        self.resume(now, id, false);
+    }
+
+    /// Resumes the writer of channel `id` if its channel has room again (drained to half
+    /// its high water, or, when `only_budget` held it, merely below its high water) and
+    /// the budget has recovered; otherwise queues it for the budget if only the budget
+    /// holds it back.
+    fn resume(&mut self, now: Instant, id: Uuid, only_budget: bool) {
+        let high_water = self.channel_high_water();
         let budget_recovered = self.budget_recovered();
         let Some(channel) = self.channels.get_mut(&id) else {
             return;
@@ -75,7 +118,13 @@ impl Engine {
             return;
         };
         let (bytes, frames) = channel.held();
-        if bytes > low_water || frames > channel.frame_limit() / 2 {
+        let limit = channel.frame_limit();
+        let (byte_room, frame_room) = if only_budget {
+            (high_water, limit.saturating_sub(1))
+        } else {
+            (high_water / 2, limit / 2)
+        };
+        if bytes > byte_room || frames > frame_room {
             return;
         }
         if !budget_recovered {
@@ -88,6 +137,7 @@ impl Engine {
         channel.paused_since = None;
         channel.waiting_for_budget = false;
         channel.add_blocked(since, now);
+        self.paused_writers = self.paused_writers.saturating_sub(1);
         if let Some(writer) = channel.writer_conn() {
             if self.is_open(writer) {
                 self.out
@@ -110,7 +160,7 @@ impl Engine {
                 continue; // resumed or finished since it queued
             }
             channel.waiting_for_budget = false;
-            self.resume_if_drained(now, id);
+            self.resume(now, id, true);
         }
     }
 

@@ -42,10 +42,12 @@ pub struct EngineConfig {
     /// at most `read_ahead_bytes` plus one message are in transit. The core reserves room
     /// for it in every channel's and the engine's byte budgets. Default 256 KiB.
     pub read_ahead_bytes: usize,
-    /// Bytes all channels together may hold (the engine-wide budget). When a writer's
-    /// message would bring the total past it, that writer is paused until the total has
-    /// fallen by an eighth; each writer that is not paused can add at most its
-    /// read-ahead (`read_ahead_bytes` + one message) on top. Default 256 MiB.
+    /// Bytes all channels together may hold (the engine-wide budget), counting every
+    /// channel's buffer and the read-ahead a paused writer's connection may still hold
+    /// (`read_ahead_bytes` + one message). A writer whose message brings that within
+    /// one writer's reserve of the budget is paused until it has fallen by an eighth; a
+    /// writer that is not paused may have its read-ahead in transit on top. Default
+    /// 256 MiB.
     pub max_buffered_channel_bytes: usize,
     /// A channel whose end has not attached this long after creation expires: the
     /// attached end is closed with 1011 and later attempts get 404. Default 300 s.
@@ -91,7 +93,7 @@ pub struct EngineConfig {
 }
 
 /// What one worker connection may hold at once. Every refusal is typed: an error answer
-/// where the protocol has one, and always an [`super::EngineEvent::QuotaExceeded`].
+/// where the protocol has one, and always an [`super::EngineEvent::Refused`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerQuotas {
     /// Registered functions. Default 10 000.

@@ -27,6 +27,15 @@ pub(super) struct Pending {
     /// Whose quota it counts against.
     pub(super) origin: Option<ConnId>,
     pub(super) function_id: String,
+    /// The caller's own trace context, echoed in its result (see `result_from`).
+    pub(super) caller_trace: CallerTrace,
+}
+
+/// The `traceparent` and `baggage` a caller sent with its call.
+#[derive(Debug, Default)]
+pub(super) struct CallerTrace {
+    traceparent: Option<String>,
+    baggage: Option<String>,
 }
 
 /// Where a call goes once resolved.
@@ -115,7 +124,14 @@ impl Engine {
                     namespace: None,
                 };
                 let caller = reply_to.map(|id| (conn, id));
-                self.forward(now, owner, forwarded, caller, Some(conn));
+                let caller_trace = match caller {
+                    Some(_) => CallerTrace {
+                        traceparent: forwarded.traceparent.clone(),
+                        baggage: forwarded.baggage.clone(),
+                    },
+                    None => CallerTrace::default(),
+                };
+                self.forward(now, owner, forwarded, caller, Some(conn), caller_trace);
             }
         }
     }
@@ -162,6 +178,7 @@ impl Engine {
         mut call: InvokeFunction,
         caller: Option<(ConnId, Uuid)>,
         origin: Option<ConnId>,
+        caller_trace: CallerTrace,
     ) {
         let mut id = caller.map_or_else(|| self.ids.uuid(), |(_, id)| id);
         while self.pending.contains_key(&(owner, id)) {
@@ -174,6 +191,7 @@ impl Engine {
                 caller,
                 origin,
                 function_id: call.function_id.clone(),
+                caller_trace,
             },
         );
         if let Some(origin) = origin {
@@ -219,7 +237,7 @@ impl Engine {
             metadata,
             namespace: None,
         };
-        self.forward(now, owner, call, None, Some(origin));
+        self.forward(now, owner, call, None, Some(origin), CallerTrace::default());
     }
 
     /// Removes the pending invocation `key` and its bookkeeping.
@@ -260,17 +278,19 @@ impl Engine {
             }
             payload => (payload, result.error),
         };
-        // The callee's trace context stays with the callee: a result carries no
-        // `traceparent`/`baggage` back (W3C trace context propagates from caller to
-        // callee; the caller's own span is still the current one when the result
-        // arrives). This matches the reference engine.
+        // The callee's trace context stays with the callee. In the W3C trace-context
+        // model `traceparent` names the caller's span to a callee: it flows with the
+        // request, never back. A callee's `traceparent` in a result would make a caller
+        // that adopts it parent its next spans under a span of another process (and
+        // reveal that process's trace ids). The caller gets its own context back, as
+        // the reference engine does, so SDKs that read the field see a consistent one.
         let answer = InvocationResult {
             invocation_id: caller_id,
             function_id: pending.function_id,
             result: result_payload,
             error,
-            traceparent: None,
-            baggage: None,
+            traceparent: pending.caller_trace.traceparent,
+            baggage: pending.caller_trace.baggage,
         };
         self.send_control(now, caller, &ControlMessage::InvocationResult(answer));
     }

@@ -19,8 +19,16 @@ use crate::ids::ConnId;
 use crate::wire::control::{null_payload, Payload};
 use crate::Instant;
 
-/// The name listings show as the owner of the engine's own functions and trigger types.
-pub(super) const ENGINE_WORKER_NAME: &str = "iii-engine";
+/// The name listings show as the owner of the engine's own functions (the reference
+/// engine's in-process worker of the same functions has this name).
+pub(super) const ENGINE_FUNCTIONS_WORKER: &str = "iii-engine-functions";
+
+/// The name listings show as the provider of the engine's own trigger types (as the
+/// reference engine does).
+pub(super) const ENGINE_TRIGGERS_WORKER: &str = "engine";
+
+/// Bytes kept free in a page for `],"next_offset":<n>}`.
+const NEXT_OFFSET_ROOM: usize = 40;
 
 /// Longest `config_summary` of `engine::registered-triggers::list`, in characters.
 const CONFIG_SUMMARY_CHARS: usize = 80;
@@ -162,7 +170,8 @@ fn paged<T: Serialize>(
         let Ok(text) = serde_json::to_string(&row) else {
             continue;
         };
-        if taken > 0 && out.len() + text.len() + 2 > page.max_bytes {
+        // Room for this row, the closing brackets and a `next_offset`.
+        if taken > 0 && out.len() + text.len() + NEXT_OFFSET_ROOM > page.max_bytes {
             next = Some(page.offset.saturating_add(taken));
             break;
         }
@@ -258,7 +267,7 @@ impl Engine {
             row: FunctionRow {
                 function_id: id,
                 namespace: DEFAULT_NAMESPACE,
-                worker_name: ENGINE_WORKER_NAME,
+                worker_name: ENGINE_FUNCTIONS_WORKER,
                 description: Some(description),
                 metadata: None,
             },
@@ -366,7 +375,7 @@ impl Engine {
                 id: &key.1,
                 namespace: &key.0,
                 worker_name: match trigger_type.provider {
-                    Provider::Engine => ENGINE_WORKER_NAME,
+                    Provider::Engine => ENGINE_TRIGGERS_WORKER,
                     Provider::Worker(conn) => self.worker_name(conn),
                 },
                 description: &trigger_type.description,
@@ -463,7 +472,7 @@ mod tests {
         let small = Page {
             offset: 0,
             limit: usize::MAX,
-            max_bytes: 22,
+            max_bytes: 20 + NEXT_OFFSET_ROOM,
         };
         assert_eq!(
             paged("xs", rows.clone(), small, "").get(),

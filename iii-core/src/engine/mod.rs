@@ -90,6 +90,11 @@ pub struct EngineStats {
     pub bindings: usize,
     /// Channel writers paused because the engine-wide channel budget is spent.
     pub writers_waiting_for_budget: usize,
+    /// Channel writers paused (for their channel or for the budget).
+    pub paused_writers: usize,
+    /// What counts against the engine-wide budget: channel buffers plus the read-ahead
+    /// a paused writer's connection may hold.
+    pub committed_channel_bytes: usize,
 }
 
 /// Why `create_channel` failed.
@@ -151,6 +156,8 @@ pub struct Engine {
     channel_frames: usize,
     /// Writers paused for the engine-wide budget, oldest first.
     budget_waiters: VecDeque<Uuid>,
+    /// Channel writers currently paused (their read-ahead counts against the budget).
+    paused_writers: usize,
     timers: TimerTable<Timer>,
     out: VecDeque<EngineOutput>,
 }
@@ -176,6 +183,7 @@ impl Engine {
             channel_bytes: 0,
             channel_frames: 0,
             budget_waiters: VecDeque::new(),
+            paused_writers: 0,
             timers: TimerTable::default(),
             out: VecDeque::new(),
         })
@@ -351,6 +359,8 @@ impl Engine {
             workers: self.workers.len(),
             bindings: self.triggers.bindings.len(),
             writers_waiting_for_budget: self.budget_waiters_len(),
+            paused_writers: self.paused_writers,
+            committed_channel_bytes: self.committed_channel_bytes(),
         }
     }
 

@@ -435,11 +435,16 @@ impl Engine {
                 }
                 channel.writer = End::Done;
                 channel.waiting_for_budget = false;
-                if let Some(since) = channel.paused_since.take() {
+                let was_paused = channel.paused_since.take().map(|since| {
                     channel.add_blocked(since, now);
-                }
+                });
                 if close.is_some_and(PeerClose::is_clean) {
                     channel.end = Some(StreamEnd::Clean);
+                }
+                if was_paused.is_some() {
+                    self.writer_unpaused();
+                }
+                if close.is_some_and(PeerClose::is_clean) {
                     self.pump(now, id);
                 } else {
                     self.fail_reader(now, id, ChannelOutcome::WriterLost);
@@ -494,6 +499,9 @@ impl Engine {
         self.channel_bytes -= channel.bytes;
         self.channel_frames -= channel.buffer.len();
         self.timers.cancel(&Timer::ChannelExpiry(id));
+        if channel.paused_since.is_some() {
+            self.writer_unpaused();
+        }
         if let Some(owner) = channel.owner_conn {
             if let Some(owned) = self.channels_by_owner.get_mut(&owner) {
                 owned.remove(&id);
@@ -502,7 +510,7 @@ impl Engine {
                 }
             }
         }
-        if channel.bytes > 0 {
+        if channel.bytes > 0 || channel.paused_since.is_some() {
             self.release_budget(now);
         }
         self.emit(EngineEvent::ChannelRemoved {

@@ -63,11 +63,11 @@ impl Triggers {
         for (id, description) in [
             (
                 FUNCTIONS_AVAILABLE,
-                "Fires when the set of registered functions changes",
+                "Fires when functions are registered or unregistered",
             ),
             (
                 WORKERS_AVAILABLE,
-                "Fires when a worker connects, announces or disconnects",
+                "Fires when a worker connects, announces itself or disconnects",
             ),
         ] {
             triggers.types.insert(
