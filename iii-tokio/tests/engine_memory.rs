@@ -1,16 +1,18 @@
-//! A fast writer and a slow reader (4 MiB/s) through the `iii-engine` binary: the engine's
-//! resident memory stays within idle + the channel byte limit + a fixed allowance.
+//! A fast writer and a slow reader (4 MiB/s), then a reader that stops reading, through
+//! the `iii-engine` binary: the engine's resident memory stays within idle + the channel
+//! byte limit + a fixed allowance.
 //!
 //! The bound checked here is the one documented in the README: peak RSS ≤ idle RSS +
 //! `channel_buffer_bytes` (4 MiB by default) + 8 MiB for socket, WebSocket and allocator
 //! buffers.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use async_tungstenite::tokio::connect_async;
 use async_tungstenite::tungstenite::Message;
+use common::Engine;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
@@ -19,55 +21,11 @@ const ALLOWANCE: u64 = 8 << 20;
 const READ_RATE: u64 = 4 << 20; // bytes per second
 const TOTAL: u64 = 40 << 20;
 
-struct Engine {
-    child: Child,
-    url: String,
-}
+type Ws = async_tungstenite::WebSocketStream<async_tungstenite::tokio::ConnectStream>;
 
-impl Engine {
-    fn start() -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_iii-engine"))
-            .args(["--addr", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start iii-engine");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("engine prints its URL");
-        Self {
-            child,
-            url: line.trim().to_owned(),
-        }
-    }
-
-    fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            .map_or(0, |kib| kib * 1024)
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_reader_keeps_the_engines_memory_bounded() {
-    if !std::path::Path::new("/proc/self/status").exists() {
-        eprintln!("skipped: needs /proc to read the engine's RSS");
-        return;
-    }
-    let engine = Engine::start();
+/// Creates a channel, measures the engine's idle RSS, and attaches both ends; returns
+/// the idle RSS, the reader, the writer and the control connection (keep it open).
+async fn open_channel(engine: &Engine) -> (u64, Ws, Ws, Ws) {
     let (mut control, _) = connect_async(&engine.url).await.expect("control");
     control.next().await; // workerregistered
     let call = json!({"type": "invokefunction", "invocation_id": "6f1c2a3e-6c9d-4f7a-9b1e-0d2c3b4a5f60",
@@ -92,9 +50,52 @@ async fn a_slow_reader_keeps_the_engines_memory_bounded() {
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     let idle = engine.rss_bytes();
-    let (mut reader, _) = connect_async(url(&refs["reader"])).await.expect("reader");
-    let (mut writer, _) = connect_async(url(&refs["writer"])).await.expect("writer");
+    let (reader, _) = connect_async(url(&refs["reader"])).await.expect("reader");
+    let (writer, _) = connect_async(url(&refs["writer"])).await.expect("writer");
+    (idle, reader, writer, control)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_reading_costs_at_most_the_channel_limit() {
+    if !std::path::Path::new("/proc/self/status").exists() {
+        eprintln!("skipped: needs /proc to read the engine's RSS");
+        return;
+    }
+    let engine = Engine::start();
+    let (idle, _reader, mut writer, _control) = open_channel(&engine).await;
+    // Write until the engine stops reading the writer (its sends stop completing).
+    let chunk = vec![0xa5u8; 64 * 1024];
+    let mut sent = 0u64;
+    loop {
+        let send = writer.send(Message::binary(chunk.clone()));
+        match tokio::time::timeout(Duration::from_secs(2), send).await {
+            Ok(result) => {
+                result.expect("write");
+                sent += chunk.len() as u64;
+            }
+            Err(_) => break, // paused: the socket buffers are full
+        }
+        assert!(sent < (1 << 30), "the writer was never paused");
+    }
+    let peak = engine.rss_bytes();
+    let bound = idle + CHANNEL_BUFFER_BYTES + ALLOWANCE;
+    eprintln!(
+        "stopped reader: idle {} KiB, held {} KiB, {} KiB written before the pause",
+        idle / 1024,
+        peak / 1024,
+        sent / 1024
+    );
+    assert!(peak <= bound, "engine RSS {peak} bytes, over {bound}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_keeps_the_engines_memory_bounded() {
+    if !std::path::Path::new("/proc/self/status").exists() {
+        eprintln!("skipped: needs /proc to read the engine's RSS");
+        return;
+    }
+    let engine = Engine::start();
+    let (idle, mut reader, mut writer, _control) = open_channel(&engine).await;
     let writing = tokio::spawn(async move {
         let chunk = vec![0x5au8; 64 * 1024];
         let mut sent = 0u64;

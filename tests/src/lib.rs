@@ -6,6 +6,7 @@ pub mod adapter;
 pub mod fuzzing;
 pub mod interop;
 pub mod ops;
+pub mod peer;
 pub mod raw;
 pub mod sim;
 pub mod transcript;

@@ -48,6 +48,7 @@ pub struct RawEngine {
     /// Report sends at once (true) or leave them to `flush`.
     pub auto_sent: bool,
     unsent: BTreeMap<ConnId, usize>,
+    calls: u64,
 }
 
 impl RawEngine {
@@ -63,6 +64,7 @@ impl RawEngine {
             events: Vec::new(),
             auto_sent: true,
             unsent: BTreeMap::new(),
+            calls: 0,
         }
     }
 
@@ -112,6 +114,23 @@ impl RawEngine {
         self.engine
             .handle_message(self.now, conn, Message::Binary(bytes.into()));
         self.drain();
+    }
+
+    /// Calls `function_id` from `conn` with `data` under a fresh invocation id and
+    /// returns the `invocationresult` that answers it (other messages `conn` received
+    /// meanwhile are dropped). Panics if no answer arrived.
+    pub fn call(&mut self, conn: ConnId, function_id: &str, data: Value) -> Value {
+        self.calls += 1;
+        let id = format!("00000000-0000-4000-8000-{:012x}", self.calls);
+        self.send(
+            conn,
+            serde_json::json!({"type": "invokefunction", "invocation_id": id,
+                               "function_id": function_id, "data": data}),
+        );
+        self.take_json(conn)
+            .into_iter()
+            .find(|m| m["type"] == "invocationresult" && m["invocation_id"] == id.as_str())
+            .unwrap_or_else(|| panic!("no answer to {function_id}"))
     }
 
     /// The peer closes `conn`.

@@ -66,7 +66,8 @@ fn invoke_reuses_the_callers_id_injects_caller_and_relays_the_result_verbatim() 
         answers,
         vec![
             json!({"type": "invocationresult", "invocation_id": ID1, "function_id": "math::add",
-                    "error": {"code": "invocation_failed", "message": "boom", "stacktrace": "at x"}})
+                    "error": {"code": "invocation_failed", "message": "boom", "stacktrace": "at x"},
+                    "traceparent": "00-abc-def-01"})
         ]
     );
 }
