@@ -31,7 +31,7 @@ pub(crate) struct Args {
     /// Read the token from this file (surrounding whitespace is ignored).
     #[arg(long, env = "III_ENGINE_TOKEN_FILE")]
     pub(crate) token_file: Option<PathBuf>,
-    /// An origin (scheme://host[:port]) whose web pages may connect; repeatable. Upgrades
+    /// An origin (`scheme://host[:port]`) whose web pages may connect; repeatable. Upgrades
     /// that carry any other `Origin` header get 403.
     #[arg(
         long = "allowed-origin",
