@@ -59,16 +59,15 @@ impl Status {
         match self {
             Status::Success => "success",
             Status::FunctionFailed => {
-                "the function (or the engine for it, e.g. function_not_found, \
-                 invocation_stopped) answered with an error"
+                "the function failed (or the engine for it: function_not_found, invocation_stopped)"
             }
             Status::Usage => "bad arguments, payload or URL",
             Status::Connection => {
-                "cannot connect, connection refused (e.g. HTTP 401), or lost before the answer"
+                "cannot connect, refused (e.g. HTTP 401), or lost before the answer"
             }
             Status::Timeout => "no answer within --timeout",
             Status::Stream => {
-                "the channel failed (aborted, lost) while the function reported no error"
+                "the channel failed (aborted, lost) and the function reported no error"
             }
             Status::LocalIo => "reading the input or writing the output failed",
             Status::Interrupted => "interrupted (Ctrl-C); an open channel is aborted",
@@ -241,6 +240,21 @@ mod tests {
         for status in Status::ALL {
             assert!(help.contains(&format!("{:>3}  {}", status.code(), status.meaning())));
         }
+    }
+
+    #[test]
+    fn the_readme_lists_the_same_statuses() {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("| status | meaning |\n|---|---|\n")
+            .nth(1)
+            .expect("the README's exit status table");
+        let rows: Vec<&str> = table.lines().take_while(|l| l.starts_with('|')).collect();
+        let expected: Vec<String> = Status::ALL
+            .iter()
+            .map(|s| format!("| {} | {} |", s.code(), s.meaning()))
+            .collect();
+        assert_eq!(rows, expected, "README.md and --help disagree");
     }
 
     #[test]

@@ -35,7 +35,7 @@ impl Session {
     pub(crate) async fn open(args: &ConnectionArgs) -> Result<Session, Failure> {
         let name = format!("iii-cli:{}", std::process::id());
         let options = WorkerOptions {
-            url: Some(args.url.clone()),
+            url: Some(args.url().to_owned()),
             name: Some(name.clone()),
             token: args.token.clone(),
             invocation_timeout: args.timeout.unwrap_or(DEFAULT_TIMEOUT),
@@ -55,7 +55,7 @@ impl Session {
             Err(reason) => {
                 session.close().await;
                 Err(Failure::Connect {
-                    url: args.url.clone(),
+                    url: args.url().to_owned(),
                     reason,
                 })
             }
@@ -75,7 +75,7 @@ impl Session {
             Err(error) => return Err(error.to_string()),
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
-        if let Some(reason) = diagnose(&args.url, self.token(args), remaining).await {
+        if let Some(reason) = diagnose(args.url(), self.token(args), remaining).await {
             return Err(reason);
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
