@@ -85,10 +85,7 @@ async fn generate(iii: Iii, input: Value) -> Result<Value, ErrorBody> {
     let mut written = 0u64;
     while written < total {
         let n = (block.len() as u64).min(total - written) as usize;
-        writer
-            .write_bytes(block.slice(..n))
-            .await
-            .map_err(failed)?;
+        writer.write_bytes(block.slice(..n)).await.map_err(failed)?;
         let before = written;
         written += n as u64;
         if written / MESSAGE_EVERY > before / MESSAGE_EVERY {

@@ -8,9 +8,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// With a known size.
 const SIZED: &str =
-    "{spinner} {elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}";
+    "{spinner} {elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}";
 /// Without one.
-const UNSIZED: &str = "{spinner} {elapsed_precise} {bytes} {binary_bytes_per_sec}";
+const UNSIZED: &str = "{spinner} {elapsed_precise} {bytes} {binary_bytes_per_sec} {msg}";
 
 /// A bar for `size` bytes (unknown: `None`), hidden when `disabled` or when standard
 /// error is not a terminal.

@@ -16,7 +16,7 @@ use crate::exit::Failure;
 use crate::payload;
 use crate::session::Session;
 
-/// Why copying the input into the channel stopped early.
+/// Why sending the input through the channel failed.
 enum CopyError {
     /// Reading the input failed.
     Local(Failure),
@@ -44,7 +44,7 @@ pub(crate) async fn run(
     tokio::pin!(interrupted, call);
 
     let sent = Cell::new(0u64);
-    let copied = tokio::select! {
+    let sent_all = tokio::select! {
         biased;
         _ = &mut interrupted => {
             writer.abort();
@@ -53,7 +53,7 @@ pub(crate) async fn run(
         answer = &mut call => {
             // The function answered before the input ended: nobody reads the rest.
             writer.abort();
-            let result = answer?;
+            let result = answer.inspect_err(|_| bar.abandon())?;
             bar.finish_and_clear();
             eprintln!(
                 "iii: `{}` returned before the end of the input ({} bytes sent)",
@@ -62,13 +62,9 @@ pub(crate) async fn run(
             );
             return print_json(&mut std::io::stdout().lock(), &result, false);
         }
-        copied = copy(&mut source, &writer, &bar, args.read_bytes as usize, &sent) => copied,
+        sent_all = send_all(&mut source, &writer, &bar, args.read_bytes as usize, &sent) => sent_all,
     };
-    let closed = match copied {
-        Ok(()) => writer.close().await.map_err(CopyError::Channel),
-        Err(error) => Err(error),
-    };
-    match closed {
+    match sent_all {
         Ok(()) => {}
         Err(CopyError::Local(failure)) => {
             writer.abort();
@@ -90,9 +86,10 @@ pub(crate) async fn run(
 }
 
 /// Copies `source` into `writer` in chunks of at most `chunk` bytes, counting into
-/// `sent`. Each write waits until the worker has taken the chunk under its write window,
-/// so at most a window and a chunk are held, whatever the input's size.
-async fn copy(
+/// `sent`, then closes the channel. Each write waits until the worker has taken the
+/// chunk under its write window, so at most a window and a chunk are held, whatever the
+/// input's size.
+async fn send_all(
     source: &mut Source,
     writer: &ChannelWriter,
     bar: &ProgressBar,
@@ -111,5 +108,5 @@ async fn copy(
         sent.set(sent.get() + len);
         bar.set_position(sent.get());
     }
-    Ok(())
+    writer.close().await.map_err(CopyError::Channel)
 }
