@@ -75,7 +75,7 @@ impl Session {
             Err(error) => return Err(error.to_string()),
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
-        if let Some(reason) = diagnose(args.url(), self.token(args), remaining).await {
+        if let Some(reason) = diagnose(args.url(), token(args), remaining).await {
             return Err(reason);
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -88,13 +88,6 @@ impl Session {
             Err(Error::Rejected) => Err("the engine rejected this worker".into()),
             Err(error) => Err(error.to_string()),
         }
-    }
-
-    fn token<'a>(&self, args: &'a ConnectionArgs) -> Option<&'a str> {
-        args.token
-            .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
     }
 
     /// The worker.
@@ -118,6 +111,14 @@ impl Session {
         self.iii.shutdown().await;
         drop(self.parked);
     }
+}
+
+/// The token the worker sends: `--token` or `III_TOKEN` unless blank (as the SDK reads it).
+fn token(args: &ConnectionArgs) -> Option<&str> {
+    args.token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
 }
 
 /// Why `url` does not take a worker connection, found with one upgrade of our own; `None`

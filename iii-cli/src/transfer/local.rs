@@ -2,7 +2,7 @@
 //! standard output `recv` writes. Both are opened before the channel is created, so a
 //! missing file fails before anything happens at the engine.
 
-use std::io;
+use std::io::{self, IsTerminal};
 use std::path::Path;
 
 use bytes::BytesMut;
@@ -23,11 +23,16 @@ impl Source {
     /// Opens `path` (`-`: standard input).
     pub(super) async fn open(path: &PathArg) -> Result<Source, Failure> {
         match path {
-            PathArg::Std => Ok(Source {
-                reader: Box::new(tokio::io::stdin()),
-                size: stdin_size(),
-                name: "standard input".into(),
-            }),
+            PathArg::Std => {
+                if io::stdin().is_terminal() {
+                    eprintln!("iii: reading standard input (Ctrl-D ends it, Ctrl-C aborts)");
+                }
+                Ok(Source {
+                    reader: Box::new(tokio::io::stdin()),
+                    size: stdin_size(),
+                    name: "standard input".into(),
+                })
+            }
             PathArg::File(path) => {
                 let failed = |source| Failure::LocalIo {
                     context: format!("cannot read {}", path.display()),
