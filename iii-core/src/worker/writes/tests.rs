@@ -41,7 +41,10 @@ fn write_all_waits_for_window_space_and_keeps_order_with_text() {
         "bytes",
     );
     queue.push(WriteOp::Text(Text::from("after".to_owned())), "text");
-    assert!(queue.pump(&mut worker, t0, end).is_empty(), "100 of 250 fit");
+    assert!(
+        queue.pump(&mut worker, t0, end).is_empty(),
+        "100 of 250 fit"
+    );
     let conn = connect_conn(&drain(&mut worker));
     worker.handle_connected(t0, conn);
     assert_eq!(binary_sizes(&drain(&mut worker)), [40, 40, 20]);
