@@ -102,7 +102,7 @@ env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS -u RUSTC_WRAPPER -u RUSTC_WORKSPACE_
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld \
   CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_PANIC=abort \
   CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
-  CARGO_PROFILE_RELEASE_OPT_LEVEL=s \
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=z \
   nice -n 5 "$debian_cargo" build --release --locked -p iii-browser \
   --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort --target-dir "$target_dir" \
   2>&1 | tee "$target_dir/build.log"
@@ -114,7 +114,8 @@ fi
 wasm="$target_dir/wasm32-unknown-unknown/release/iii_browser.wasm"
 
 mkdir -p "$out_dir"
-"$bindgen" --target web --out-dir "$out_dir" --out-name iii_browser "$wasm"
+"$bindgen" --target web --remove-name-section --remove-producers-section \
+  --out-dir "$out_dir" --out-name iii_browser "$wasm"
 # wasm-bindgen drops the `?` of an optional parameter whose type is overridden
 # (`unchecked_param_type`); put it back for the two optional option objects.
 sed -i -e 's/(address: string, options: InitOptions)/(address: string, options?: InitOptions)/' \
