@@ -349,7 +349,7 @@ impl Driver {
                     });
                 }
                 None => {
-                    let error = ErrorBody::new("function_not_found", "Function not found");
+                    let error = ErrorBody::function_not_found();
                     let _ = self.core.complete(now, invocation_id, Err(error));
                 }
             },
@@ -365,7 +365,7 @@ impl Driver {
                 metadata,
             } => {
                 let Some(handler) = self.trigger_types.get(&trigger_type).cloned() else {
-                    let error = ErrorBody::new("trigger_type_not_found", "Trigger type not found");
+                    let error = ErrorBody::trigger_type_not_found();
                     let _ = self.core.trigger_registration_result(now, &id, Err(error));
                     return;
                 };
