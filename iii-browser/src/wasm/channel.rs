@@ -129,11 +129,9 @@ impl Driver {
         for (_, collected) in &mut slot.collectors {
             collected.extend_from_slice(&data);
         }
-        if !slot.binary.is_empty() {
-            let chunk = JsValue::from(Uint8Array::from(&data[..]));
-            for callback in slot.binary.clone() {
-                self.effect(Effect::Callback(callback, chunk.clone()));
-            }
+        let callbacks = slot.binary.clone();
+        if !callbacks.is_empty() {
+            self.notify(callbacks, Uint8Array::from(&data[..]).into());
         }
         // Delivered: the callbacks and collectors hold it now.
         let _ = self.core.channel_consumed(now, end, data.len());
@@ -143,11 +141,15 @@ impl Driver {
         let Some(slot) = self.ends.get_mut(&end) else {
             return;
         };
-        let value = JsValue::from_str(text.as_str());
-        for callback in slot.text.clone() {
+        let callbacks = slot.text.clone();
+        self.notify(callbacks, JsValue::from_str(text.as_str()));
+        let _ = self.core.channel_consumed(now, end, text.len());
+    }
+
+    fn notify(&mut self, callbacks: Vec<Function>, value: JsValue) {
+        for callback in callbacks {
             self.effect(Effect::Callback(callback, value.clone()));
         }
-        let _ = self.core.channel_consumed(now, end, text.len());
     }
 
     /// An end is over: settle everything waiting on it and free the core's record.
@@ -164,26 +166,13 @@ impl Driver {
         self.pump_writes(now, end);
         let error = ErrorInfo::from_end(&outcome);
         for (deferred, collected) in collectors {
-            self.effect(match &error {
-                None => Effect::Resolve(deferred, Uint8Array::from(&collected[..]).into()),
-                Some(error) => Effect::Reject(deferred, error.clone()),
-            });
+            let value = Uint8Array::from(&collected[..]).into();
+            self.effect(end_effect(deferred, error.as_ref(), value));
         }
         for deferred in finished {
-            self.effect(match &error {
-                None => Effect::Resolve(deferred, JsValue::UNDEFINED),
-                Some(error) => Effect::Reject(deferred, error.clone()),
-            });
+            self.effect(end_effect(deferred, error.as_ref(), JsValue::UNDEFINED));
         }
         self.core.channel_release(now, end);
-    }
-
-    /// A reader's `readAll` / `finished` after its end: settled at once.
-    fn settle_ended(&mut self, outcome: &EndOutcome, deferred: Deferred, value: JsValue) {
-        self.effect(match ErrorInfo::from_end(outcome) {
-            None => Effect::Resolve(deferred, value),
-            Some(error) => Effect::Reject(deferred, error),
-        });
     }
 
     /// Closes a reader here: it stops, pending `readAll`s fail with kind `closed`.
@@ -192,6 +181,15 @@ impl Driver {
             self.core.channel_release(now, end);
             self.channel_ended(now, end, EndOutcome::Closed);
         }
+    }
+}
+
+/// How a promise waiting on an end settles: with `value` at a clean end (`error` is
+/// `None`), with the end's error otherwise.
+fn end_effect(deferred: Deferred, error: Option<&ErrorInfo>, value: JsValue) -> Effect {
+    match error {
+        None => Effect::Resolve(deferred, value),
+        Some(error) => Effect::Reject(deferred, error.clone()),
     }
 }
 
@@ -387,7 +385,8 @@ impl ChannelReader {
                 } else {
                     JsValue::UNDEFINED
                 };
-                driver.settle_ended(&outcome, deferred, value);
+                let error = ErrorInfo::from_end(&outcome);
+                driver.effect(end_effect(deferred, error.as_ref(), value));
                 return;
             }
             if collect {
