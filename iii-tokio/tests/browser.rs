@@ -16,18 +16,21 @@
 //! 5. a writer in the page is closed by navigating away: the Rust reader fails with a
 //!    typed error (`Error::Channel`, code 1011), after every byte written before.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use iii_tokio::worker::{
     connect, ChannelItem, ChannelReader, ChannelRef, ChannelWriter, Error, Iii, WorkerOptions,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use support::EngineProcess as Engine;
 
 const STREAM_BYTES: u64 = 16 << 20;
 const LEAVE_BYTES: usize = 1 << 20;
@@ -56,44 +59,6 @@ fn build_package() {
         "iii-browser/build.sh: {:.1} s",
         started.elapsed().as_secs_f64()
     );
-}
-
-/// The `iii-engine` binary on `addr`; killed on drop.
-struct Engine {
-    child: Child,
-    url: String,
-}
-
-impl Engine {
-    fn start(addr: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_iii-engine"))
-            .args(["--addr", addr])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start iii-engine");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("the engine prints its URL");
-        assert!(line.starts_with("ws://"), "engine printed {line:?}");
-        Self {
-            child,
-            url: line.trim().to_owned(),
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// `iii-browser/web/host.mjs`: serves the pages and keeps Chromium on one; stops when

@@ -5,8 +5,6 @@
 //! `channel_buffer_bytes` (4 MiB by default) + 8 MiB for socket, WebSocket and allocator
 //! buffers.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use async_tungstenite::tokio::connect_async;
@@ -19,46 +17,18 @@ const ALLOWANCE: u64 = 8 << 20;
 const READ_RATE: u64 = 4 << 20; // bytes per second
 const TOTAL: u64 = 40 << 20;
 
-struct Engine {
-    child: Child,
-    url: String,
-}
+mod support;
 
-impl Engine {
-    fn start() -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_iii-engine"))
-            .args(["--addr", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start iii-engine");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("engine prints its URL");
-        Self {
-            child,
-            url: line.trim().to_owned(),
-        }
-    }
+use support::EngineProcess as Engine;
 
-    fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            .map_or(0, |kib| kib * 1024)
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn rss_bytes(engine: &Engine) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", engine.child.id())).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,7 +37,7 @@ async fn a_slow_reader_keeps_the_engines_memory_bounded() {
         eprintln!("skipped: needs /proc to read the engine's RSS");
         return;
     }
-    let engine = Engine::start();
+    let engine = Engine::start("127.0.0.1:0");
     let (mut control, _) = connect_async(&engine.url).await.expect("control");
     control.next().await; // workerregistered
     let call = json!({"type": "invokefunction", "invocation_id": "6f1c2a3e-6c9d-4f7a-9b1e-0d2c3b4a5f60",
@@ -91,7 +61,7 @@ async fn a_slow_reader_keeps_the_engines_memory_bounded() {
         )
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let idle = engine.rss_bytes();
+    let idle = rss_bytes(&engine);
     let (mut reader, _) = connect_async(url(&refs["reader"])).await.expect("reader");
     let (mut writer, _) = connect_async(url(&refs["writer"])).await.expect("writer");
 
@@ -127,7 +97,7 @@ async fn a_slow_reader_keeps_the_engines_memory_bounded() {
         // Pace the reader to READ_RATE.
         let due = start + Duration::from_secs_f64(received as f64 / READ_RATE as f64);
         tokio::time::sleep_until(due.into()).await;
-        peak = peak.max(engine.rss_bytes());
+        peak = peak.max(rss_bytes(&engine));
     }
     writing.await.expect("writer task");
     assert_eq!(received, TOTAL);
