@@ -146,6 +146,32 @@ impl Harness {
     }
 }
 
+/// One cell of the channel matrix: `writer` streams to `reader` through our engine
+/// ([`checks::stream_cell`]); the peers are started on first use.
+pub fn matrix_cell(writer: &str, reader: &str, number: usize) {
+    let h = harness();
+    h.ensure(&[writer, reader]);
+    h.block_on(checks::stream_cell(
+        peer::by_name(writer),
+        peer::by_name(reader),
+        number,
+    ));
+}
+
+/// Declares one `#[test]` per matrix cell, `name: "writer" => "reader", number;`, each
+/// running [`matrix_cell`].
+#[macro_export]
+macro_rules! matrix_cells {
+    ($($name:ident: $writer:literal => $reader:literal, $n:literal;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::interop::matrix_cell($writer, $reader, $n);
+            }
+        )*
+    };
+}
+
 /// The last lines of a peer log, for failure messages.
 pub fn log_tail(log: &std::path::Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
