@@ -56,6 +56,26 @@ iii.registerFunction('e2e.browser.call_backend', async () => {
     thrown = e
   }
   check(thrown?.kind === 'remote' && thrown.message.includes('asked to'), `e2e.backend.fail gave ${thrown?.message}`)
+  const late = await iii.trigger({ function_id: 'e2e.backend.slow', payload: {}, timeoutMs: 100 }).catch((e) => e)
+  check(late?.kind === 'timeout', `a call past its timeoutMs gave ${late?.kind}: ${late?.message}`)
+  const fired = await iii.trigger({ function_id: 'e2e.backend.add', payload: {}, action: { type: 'void' } })
+  check(fired === undefined, 'a void call resolves with undefined')
+  const typo = await iii.trigger({ function_id: 'e2e.backend.add', timeout: 5 }).catch((e) => e)
+  check(typo?.kind === 'invalid', `an unknown TriggerRequest key gave ${typo?.kind}`)
+  let badUrl
+  try {
+    registerWorker('http://127.0.0.1:1')
+  } catch (e) {
+    badUrl = e
+  }
+  check(badUrl?.name === 'IIIError' && badUrl.kind === 'invalid', `registerWorker('http://…') gave ${badUrl}`)
+  let duplicate
+  try {
+    iii.registerFunction('e2e.browser.double', async () => null)
+  } catch (e) {
+    duplicate = e
+  }
+  check(duplicate?.kind === 'invalid', `a duplicate registerFunction gave ${duplicate}`)
   return { sum, workerId: iii.workerId }
 })
 

@@ -8,7 +8,8 @@
 //! gets in the page; this test calls them and checks the Rust side:
 //!
 //! 1. the backend calls a function the page registered;
-//! 2. the page calls backend functions (a result, `function_not_found`, a thrown error);
+//! 2. the page calls backend functions (a result, `function_not_found`, a thrown error,
+//!    a timeout, a void call) and gets typed errors for bad arguments;
 //! 3. 16 MiB browser → Rust reader and back, SHA-256 checked on both sides, text
 //!    messages in order at their offsets;
 //! 4. the engine is killed and restarted on the same port: both workers reconnect and
@@ -164,6 +165,11 @@ fn backend(url: &str) -> Iii {
         Err::<Value, String>(format!("failing because {}", input["why"]))
     })
     .expect("register fail");
+    iii.register_function("e2e.backend.slow", |_input: Value| async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok::<_, Error>(Value::Null)
+    })
+    .expect("register slow");
     let me = iii.clone();
     iii.register_function("e2e.backend.relay", move |input: Value| {
         relay(me.clone(), input)
