@@ -65,7 +65,12 @@ struct Pending<T> {
     token: T,
 }
 
-/// Requests on one writer end, in order. See the [module docs](self).
+/// Requests on one writer end, in order, each with the adapter's token `T` (a reply
+/// channel, a JavaScript promise). The adapter calls [`pump`](Self::pump) after a request
+/// and after [`WorkerEvent::ChannelWritable`](super::WorkerEvent::ChannelWritable) for
+/// the end, and [`end`](Self::end) at
+/// [`WorkerEvent::ChannelEnded`](super::WorkerEvent::ChannelEnded); each request comes
+/// back from `pump` exactly once with its result.
 #[derive(Debug)]
 pub struct WriteQueue<T> {
     ops: VecDeque<Pending<T>>,
