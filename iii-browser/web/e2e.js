@@ -133,6 +133,15 @@ iii.registerFunction('e2e.browser.write_and_leave', async ({ writer, size }) => 
   return { written: size }
 })
 
+// Writes `size` bytes, then aborts: the Rust reader must fail, not end cleanly.
+iii.registerFunction('e2e.browser.write_and_abort', async ({ writer, size }) => {
+  await writer.sendBinary(randomBytes(size))
+  writer.abort()
+  const late = await writer.sendMessage('after the abort').catch((e) => e)
+  check(late?.name === 'IIIError', `a write after abort() gave ${late}`)
+  return { written: size }
+})
+
 iii.registerFunction('e2e.browser.states', async () => ({ states, state: iii.connectionState }))
 
 // Registered last: the test waits until it can call it.

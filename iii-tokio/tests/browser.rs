@@ -213,6 +213,58 @@ async fn calls_both_ways(iii: &Iii, browser: &Browser) {
     assert!(called["workerId"].is_string(), "{called}");
 }
 
+/// Calls `function` with a fresh writer ref (straight from the engine: no local writer
+/// end here) while a Rust reader reads its channel: the reader must fail with
+/// `Error::Channel` (code 1011) after `size` bytes (all of them when `all_before`).
+async fn writer_fails_its_reader(
+    iii: &Iii,
+    browser: &Browser,
+    function: &str,
+    size: usize,
+    all_before: bool,
+) {
+    let refs = call(iii, "engine::channels::create", json!({}), browser).await;
+    let mut reader = ChannelReader::new(iii, &channel_ref(&refs["reader"]).expect("reader ref"));
+    let received = Arc::new(AtomicUsize::new(0));
+    let counted = received.clone();
+    let reading = tokio::spawn(async move {
+        loop {
+            match reader.next_binary().await {
+                Ok(Some(chunk)) => counted.fetch_add(chunk.len(), Ordering::Relaxed),
+                Ok(None) => return Ok(()),
+                Err(error) => return Err(error),
+            };
+        }
+    });
+    let result = call(
+        iii,
+        function,
+        json!({"writer": refs["writer"], "size": size}),
+        browser,
+    )
+    .await;
+    assert_eq!(result["written"], size);
+    let outcome = tokio::time::timeout(Duration::from_secs(30), reading)
+        .await
+        .unwrap_or_else(|_| panic!("{function}: the reader did not end"))
+        .expect("reader task");
+    match outcome {
+        Err(Error::Channel(iii_core::worker::EndOutcome::Aborted { code, .. })) => {
+            assert_eq!(code.map(|c| c.0), Some(1011), "{function}: the engine's code");
+        }
+        other => panic!(
+            "{function}: the Rust reader must fail with a typed error, got {other:?}\n--- browser log\n{}",
+            browser.log()
+        ),
+    }
+    let got = received.load(Ordering::Relaxed);
+    if all_before {
+        assert_eq!(got, size, "{function}: every byte written before");
+    } else {
+        assert!(got <= size, "{function}: {got} bytes of {size}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_worker_calls_streams_reconnects_and_fails_typed() {
     tokio::task::block_in_place(build_package);
@@ -261,50 +313,24 @@ async fn a_browser_worker_calls_streams_reconnects_and_fails_typed() {
         "the page saw {seen:?}"
     );
 
-    // 5. The refs come from the engine directly: no local writer end here.
-    let refs = call(&iii, "engine::channels::create", json!({}), &browser).await;
-    let mut reader = ChannelReader::new(&iii, &channel_ref(&refs["reader"]).expect("reader ref"));
-    let received = Arc::new(AtomicUsize::new(0));
-    let counted = received.clone();
-    let reading = tokio::spawn(async move {
-        loop {
-            match reader.next_binary().await {
-                Ok(Some(chunk)) => counted.fetch_add(chunk.len(), Ordering::Relaxed),
-                Ok(None) => return Ok(()),
-                Err(error) => return Err(error),
-            };
-        }
-    });
-    let left = call(
+    // An aborted page writer (it goes out as 4011: a page may not send 1011).
+    writer_fails_its_reader(
         &iii,
-        "e2e.browser.write_and_leave",
-        json!({"writer": refs["writer"], "size": LEAVE_BYTES}),
         &browser,
+        "e2e.browser.write_and_abort",
+        LEAVE_BYTES,
+        false,
     )
     .await;
-    assert_eq!(left["written"], LEAVE_BYTES);
-    let outcome = tokio::time::timeout(Duration::from_secs(30), reading)
-        .await
-        .expect("the reader ends once the page is gone")
-        .expect("reader task");
-    match outcome {
-        Err(Error::Channel(iii_core::worker::EndOutcome::Aborted { code, .. })) => {
-            assert_eq!(
-                code.map(|c| c.0),
-                Some(1011),
-                "the engine's code for a lost writer"
-            );
-        }
-        other => panic!(
-            "the Rust reader must fail with a typed error, got {other:?}\n--- browser log\n{}",
-            browser.log()
-        ),
-    }
-    assert_eq!(
-        received.load(Ordering::Relaxed),
+    // 5.
+    writer_fails_its_reader(
+        &iii,
+        &browser,
+        "e2e.browser.write_and_leave",
         LEAVE_BYTES,
-        "every byte written before"
-    );
+        true,
+    )
+    .await;
     iii.shutdown().await;
     engine.kill();
 }
