@@ -25,6 +25,9 @@ extern "C" {
     fn clear_timeout(handle: &JsValue);
 }
 
+/// The longest delay `setTimeout` takes (2^31 - 1 ms, about 24.8 days).
+const MAX_TIMEOUT_MS: f64 = 2_147_483_647.0;
+
 /// The worker's connection state, as `connectionState` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ConnectionState {
@@ -190,7 +193,10 @@ impl Driver {
         self.timer.at = at;
         if let Some(at) = at {
             let ms = at.saturating_duration_since(now).as_secs_f64() * 1000.0;
-            let handle = set_timeout(self.timer.callback.as_ref().unchecked_ref(), ms.ceil());
+            // setTimeout fires at once beyond 2^31 - 1 ms; a farther deadline (a call
+            // timeout of weeks) wakes the core early, which it ignores, and re-arms.
+            let ms = ms.ceil().min(MAX_TIMEOUT_MS);
+            let handle = set_timeout(self.timer.callback.as_ref().unchecked_ref(), ms);
             self.timer.handle = Some(handle);
         }
     }
