@@ -18,7 +18,7 @@
 # into .cache/ (git-ignored; about 7 minutes the first time). playwright-core (pinned
 # below) goes to .cache/browser-node/ and drives Debian's /usr/bin/chromium (a test
 # tool's own browser download cannot work here); @noble/hashes is the interop page's
-# SHA-256.
+# SHA-256; typescript checks the generated definitions.
 #
 # Environment: III_BROWSER_PKG overrides the output directory; III_BROWSER_NO_INSTALL=1
 # never installs anything (fails with the list instead).
@@ -39,6 +39,7 @@ bindgen_root="$root/.cache/wasm-bindgen-cli-$bindgen_version"
 bindgen="$bindgen_root/bin/wasm-bindgen"
 playwright_version=1.65.1
 noble_hashes_version=2.4.0
+typescript_version=5.9.3
 node_prefix="$root/.cache/browser-node"
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
@@ -78,16 +79,17 @@ if [ ! -x "$bindgen" ] || [ "$("$bindgen" --version)" != "wasm-bindgen $bindgen_
 fi
 npm_version() { node -p "require('$node_prefix/node_modules/$1/package.json').version" 2>/dev/null || true; }
 if [ "$(npm_version playwright-core)" != "$playwright_version" ] ||
-  [ "$(npm_version @noble/hashes)" != "$noble_hashes_version" ]; then
+  [ "$(npm_version @noble/hashes)" != "$noble_hashes_version" ] ||
+  [ "$(npm_version typescript)" != "$typescript_version" ]; then
   if [ "${III_BROWSER_NO_INSTALL:-0}" = 1 ]; then
-    echo "missing npm playwright-core@$playwright_version or @noble/hashes@$noble_hashes_version in $node_prefix" >&2
+    echo "missing npm playwright-core@$playwright_version, @noble/hashes@$noble_hashes_version or typescript@$typescript_version in $node_prefix" >&2
     exit 1
   fi
-  echo "== installing playwright-core@$playwright_version and @noble/hashes@$noble_hashes_version into $node_prefix (npm registry)"
+  echo "== installing playwright-core@$playwright_version, @noble/hashes@$noble_hashes_version and typescript@$typescript_version into $node_prefix (npm registry)"
   mkdir -p "$node_prefix"
   [ -f "$node_prefix/package.json" ] || echo '{"private": true}' >"$node_prefix/package.json"
   npm install --prefix "$node_prefix" --no-audit --no-fund --silent "playwright-core@$playwright_version" \
-    "@noble/hashes@$noble_hashes_version"
+    "@noble/hashes@$noble_hashes_version" "typescript@$typescript_version"
 fi
 [ "${1:-}" = --check ] && { echo "ok: $("$debian_rustc" --version), $("$bindgen" --version)"; exit 0; }
 
@@ -126,4 +128,16 @@ if [ "$(grep -cE 'options\?: (InitOptions|RegisterFunctionOptions)\)' "$out_dir/
   exit 1
 fi
 cp iii-browser/js/index.js iii-browser/js/index.d.ts iii-browser/js/package.json "$out_dir/"
+# The definitions must compile, and every documented call shape with them
+# (wasm-bindgen's classes use Symbol.dispose: lib esnext).
+types_check=$(mktemp -d)
+cp "$out_dir"/*.d.ts iii-browser/js/check.ts "$types_check/"
+if ! "$node_prefix/node_modules/.bin/tsc" --noEmit --strict --target es2022 --module es2022 \
+  --moduleResolution bundler --lib esnext,dom "$types_check/check.ts" >"$types_check/tsc.log" 2>&1; then
+  cat "$types_check/tsc.log" >&2
+  echo "the package's TypeScript definitions do not type-check iii-browser/js/check.ts" >&2
+  rm -rf "$types_check"
+  exit 1
+fi
+rm -rf "$types_check"
 echo "ok: $out_dir ($(stat -c %s "$out_dir/iii_browser_bg.wasm") bytes of wasm, $(( $(date +%s) - started )) s)"
