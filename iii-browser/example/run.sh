@@ -12,7 +12,9 @@ check=0
 [ "${1:-}" = --check ] && check=1
 
 iii-browser/build.sh
-cargo build --quiet -p iii-tokio --bin iii-engine --example browser_backend
+# The test profile (opt-level 1, dependencies 2; output in target/debug like dev): what
+# `cargo test --workspace` has built already, so CI's run after the tests is quick.
+cargo build --quiet --profile test -p iii-tokio --bin iii-engine --example browser_backend
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 
 work=$(mktemp -d)
