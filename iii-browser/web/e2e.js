@@ -142,6 +142,40 @@ iii.registerFunction('e2e.browser.write_and_abort', async ({ writer, size }) => 
   return { written: size }
 })
 
+// maxRetries gives up ('failed', queued calls rejected); shutdown() rejects pending calls.
+iii.registerFunction('e2e.browser.lifecycle', async () => {
+  const doomed = registerWorker('ws://127.0.0.1:1', {
+    workerName: 'e2e-doomed',
+    reconnectionConfig: { initialDelayMs: 10, maxDelayMs: 20, maxRetries: 2 },
+  })
+  const seen = []
+  const failed = new Promise((resolve) =>
+    doomed.onConnectionStateChange((state) => {
+      seen.push(state)
+      if (state === 'failed') resolve()
+    }),
+  )
+  const queued = doomed.trigger({ function_id: 'e2e.backend.add', payload: {} }).catch((e) => e)
+  await failed
+  check(JSON.stringify(seen) === '["reconnecting","failed"]', `a worker that cannot connect went ${seen}`)
+  const offline = await queued
+  check(offline?.kind === 'disconnected' || offline?.kind === 'closed', `its queued call gave ${offline?.kind}`)
+  const after = await doomed.trigger({ function_id: 'e2e.backend.add', payload: {} }).catch((e) => e)
+  check(after?.kind === 'closed', `a call after it failed gave ${after?.kind}`)
+
+  const second = registerWorker(engine, { workerName: 'e2e-second' })
+  const pending = second.trigger({ function_id: 'e2e.backend.slow', payload: {} }).catch((e) => e)
+  const channel = await second.createChannel()
+  const reading = channel.reader.readAll().catch((e) => e)
+  await second.shutdown()
+  const stopped = await pending
+  check(stopped?.kind === 'disconnected', `shutdown() left a pending call with ${stopped?.kind}`)
+  const ended = await reading
+  check(ended?.kind === 'closed', `shutdown() left a readAll with ${ended?.kind ?? ended}`)
+  check(second.connectionState === 'disconnected', `after shutdown: ${second.connectionState}`)
+  return { doomed: seen, second: second.connectionState }
+})
+
 iii.registerFunction('e2e.browser.states', async () => ({ states, state: iii.connectionState }))
 
 // Registered last: the test waits until it can call it.

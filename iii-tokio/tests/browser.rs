@@ -9,7 +9,8 @@
 //!
 //! 1. the backend calls a function the page registered;
 //! 2. the page calls backend functions (a result, `function_not_found`, a thrown error,
-//!    a timeout, a void call) and gets typed errors for bad arguments;
+//!    a timeout, a void call) and gets typed errors for bad arguments; a worker that
+//!    cannot connect gives up after `maxRetries`, and `shutdown()` rejects what waits;
 //! 3. 16 MiB browser → Rust reader and back, SHA-256 checked on both sides, text
 //!    messages in order at their offsets;
 //! 4. the engine is killed and restarted on the same port: both workers reconnect and
@@ -277,6 +278,10 @@ async fn a_browser_worker_calls_streams_reconnects_and_fails_typed() {
 
     // 1, 2.
     calls_both_ways(&iii, &browser).await;
+
+    // maxRetries, shutdown (checked in the page).
+    let lifecycle = call(&iii, "e2e.browser.lifecycle", json!({}), &browser).await;
+    assert_eq!(lifecycle["second"], "disconnected");
 
     // 3.
     let started = Instant::now();
