@@ -55,8 +55,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
   echo "== installing Debian packages: ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  apt-get update -qq || { echo "apt-get update failed (Debian's package index)" >&2; exit 1; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null ||
+    { echo "apt-get install ${missing[*]} failed (Debian's packages)" >&2; exit 1; }
 fi
 for package in "${debian_packages[@]}"; do
   installed "$package" || { echo "missing Debian package after install: $package" >&2; exit 1; }
@@ -75,7 +76,8 @@ if [ ! -x "$bindgen" ] || [ "$("$bindgen" --version)" != "wasm-bindgen $bindgen_
   fi
   echo "== installing wasm-bindgen-cli $bindgen_version into $bindgen_root (crates.io, ~7 min)"
   # Not --locked: the CLI's lockfile names a crate version the registry no longer has.
-  nice -n 5 cargo install wasm-bindgen-cli --version "$bindgen_version" --root "$bindgen_root" --quiet
+  nice -n 5 cargo install wasm-bindgen-cli --version "$bindgen_version" --root "$bindgen_root" --quiet ||
+    { echo "cargo install wasm-bindgen-cli $bindgen_version failed (crates.io)" >&2; exit 1; }
 fi
 npm_version() { node -p "require('$node_prefix/node_modules/$1/package.json').version" 2>/dev/null || true; }
 if [ "$(npm_version playwright-core)" != "$playwright_version" ] ||
@@ -88,8 +90,9 @@ if [ "$(npm_version playwright-core)" != "$playwright_version" ] ||
   echo "== installing playwright-core@$playwright_version, @noble/hashes@$noble_hashes_version and typescript@$typescript_version into $node_prefix (npm registry)"
   mkdir -p "$node_prefix"
   [ -f "$node_prefix/package.json" ] || echo '{"private": true}' >"$node_prefix/package.json"
-  npm install --prefix "$node_prefix" --no-audit --no-fund --silent "playwright-core@$playwright_version" \
-    "@noble/hashes@$noble_hashes_version" "typescript@$typescript_version"
+  npm install --prefix "$node_prefix" --no-audit --no-fund --loglevel=error "playwright-core@$playwright_version" \
+    "@noble/hashes@$noble_hashes_version" "typescript@$typescript_version" ||
+    { echo "npm install failed (the npm registry)" >&2; exit 1; }
 fi
 [ "${1:-}" = --check ] && { echo "ok: $("$debian_rustc" --version), $("$bindgen" --version)"; exit 0; }
 
