@@ -127,9 +127,17 @@ iii.registerFunction('e2e.browser.stream', async ({ size }) => {
 iii.registerFunction('e2e.browser.write_and_leave', async ({ writer, size }) => {
   check(writer.constructor.name === 'ChannelWriter', `the ref arrived as ${writer?.constructor?.name}`)
   await writer.sendBinary(randomBytes(size))
+  // Leave only once the Rust reader has every byte, so that what it sees next is the
+  // navigation's close and nothing else.
+  for (let tries = 0; ; tries++) {
+    const { received } = await iii.trigger({ function_id: 'e2e.backend.received', payload: {} })
+    if (received >= size) break
+    check(tries < 200, `the Rust reader got ${received} of ${size} bytes`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
   setTimeout(() => {
     location.href = 'about:blank'
-  }, 300)
+  }, 50)
   return { written: size }
 })
 

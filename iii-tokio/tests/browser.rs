@@ -22,7 +22,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod support;
@@ -36,6 +35,10 @@ use support::EngineProcess as Engine;
 
 const STREAM_BYTES: u64 = 16 << 20;
 const LEAVE_BYTES: usize = 1 << 20;
+
+/// Bytes the Rust reader of the current failing-writer check has read
+/// (`e2e.backend.received` tells the page).
+static RECEIVED: AtomicUsize = AtomicUsize::new(0);
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -166,6 +169,10 @@ fn backend(url: &str) -> Iii {
         Err::<Value, String>(format!("failing because {}", input["why"]))
     })
     .expect("register fail");
+    iii.register_function("e2e.backend.received", |_input: Value| async move {
+        Ok::<_, Error>(json!({ "received": RECEIVED.load(Ordering::Relaxed) }))
+    })
+    .expect("register received");
     iii.register_function("e2e.backend.slow", |_input: Value| async move {
         tokio::time::sleep(Duration::from_secs(2)).await;
         Ok::<_, Error>(Value::Null)
@@ -226,12 +233,11 @@ async fn writer_fails_its_reader(
 ) {
     let refs = call(iii, "engine::channels::create", json!({}), browser).await;
     let mut reader = ChannelReader::new(iii, &channel_ref(&refs["reader"]).expect("reader ref"));
-    let received = Arc::new(AtomicUsize::new(0));
-    let counted = received.clone();
+    RECEIVED.store(0, Ordering::Relaxed);
     let reading = tokio::spawn(async move {
         loop {
             match reader.next_binary().await {
-                Ok(Some(chunk)) => counted.fetch_add(chunk.len(), Ordering::Relaxed),
+                Ok(Some(chunk)) => RECEIVED.fetch_add(chunk.len(), Ordering::Relaxed),
                 Ok(None) => return Ok(()),
                 Err(error) => return Err(error),
             };
@@ -258,7 +264,7 @@ async fn writer_fails_its_reader(
             browser.log()
         ),
     }
-    let got = received.load(Ordering::Relaxed);
+    let got = RECEIVED.load(Ordering::Relaxed);
     if all_before {
         assert_eq!(got, size, "{function}: every byte written before");
     } else {
