@@ -5,30 +5,9 @@
 //! Rows (writers) and columns (readers) are `peer::all()`: the four published SDKs and
 //! our own worker SDK on tokio and on smol (36 cells).
 
-use iii_tests::interop::{checks, harness, peer};
+use iii_tests::interop::peer;
 
-fn cell(writer: &str, reader: &str, number: usize) {
-    let h = harness();
-    h.ensure(&[writer, reader]);
-    h.block_on(checks::stream_cell(
-        peer::by_name(writer),
-        peer::by_name(reader),
-        number,
-    ));
-}
-
-macro_rules! cells {
-    ($($name:ident: $writer:literal => $reader:literal, $n:literal;)*) => {
-        $(
-            #[test]
-            fn $name() {
-                cell($writer, $reader, $n);
-            }
-        )*
-    };
-}
-
-cells! {
+iii_tests::matrix_cells! {
     py023_to_py023: "py023" => "py023", 0;
     py023_to_py025: "py023" => "py025", 1;
     py023_to_node: "py023" => "node", 2;

@@ -66,11 +66,13 @@ pub struct EngineConfig {
     /// `Authorization: Bearer <token>` (401 otherwise). Channel ends are authorized by
     /// their key alone. Default none.
     pub auth_token: Option<String>,
-    /// Origins (`scheme://host[:port]`, compared exactly and case-insensitively) whose
-    /// pages may open connections. An upgrade that carries an `Origin` header not in
-    /// this list is refused with 403, so a web page cannot drive the engine through the
-    /// visitor's browser. Requests without `Origin` (every non-browser SDK) are not
-    /// affected. Default empty: no browser origin is allowed.
+    /// Origins (`scheme://host[:port]`, compared case-insensitively) whose pages may open
+    /// connections. A pattern may use `*` for the port (`http://127.0.0.1:*`, any port)
+    /// or as the first label of the host (`https://*.example.com`, any subdomain, not the
+    /// domain itself). An upgrade that carries an `Origin` header matching none is
+    /// refused with 403, so a web page cannot drive the engine through the visitor's
+    /// browser. Requests without `Origin` (every non-browser SDK) are not affected.
+    /// Default empty: no browser origin is allowed.
     pub allowed_origins: Vec<String>,
     /// Delay between a change of the registered functions and the
     /// `engine::functions-available` notification, so a burst of registrations gives one
@@ -276,25 +278,55 @@ impl EngineConfig {
 
     /// True when a request carrying `Origin: origin` may connect.
     pub fn origin_allowed(&self, origin: &str) -> bool {
-        let origin = origin.trim();
+        let origin = origin.trim().to_ascii_lowercase();
         self.allowed_origins
             .iter()
-            .any(|allowed| allowed.eq_ignore_ascii_case(origin))
+            .any(|allowed| origin_matches(&allowed.to_ascii_lowercase(), &origin))
     }
 }
 
-/// `scheme://host[:port]` with no path, query or whitespace.
-fn is_origin(text: &str) -> bool {
-    let Some((scheme, rest)) = text.split_once("://") else {
+/// `scheme`, `host` and `port` of `scheme://host[:port]` (port `None` when absent).
+fn origin_parts(text: &str) -> Option<(&str, &str, Option<&str>)> {
+    let (scheme, rest) = text.split_once("://")?;
+    // IPv6 hosts are bracketed; the port follows the bracket.
+    let (host, port) = match rest.rfind(':') {
+        Some(at) if !rest[at..].contains(']') => (&rest[..at], Some(&rest[at + 1..])),
+        _ => (rest, None),
+    };
+    Some((scheme, host, port))
+}
+
+/// True when `origin` matches the allowed origin or pattern `allowed` (both lowercase).
+fn origin_matches(allowed: &str, origin: &str) -> bool {
+    let (Some((a_scheme, a_host, a_port)), Some((scheme, host, port))) =
+        (origin_parts(allowed), origin_parts(origin))
+    else {
         return false;
     };
+    let host_ok = match a_host.strip_prefix("*.") {
+        Some(domain) => host
+            .strip_suffix(domain)
+            .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+        None => a_host == host,
+    };
+    let port_ok = a_port == Some("*") || a_port == port;
+    a_scheme == scheme && host_ok && port_ok
+}
+
+/// `scheme://host[:port]` (or a pattern of one) with no path, query or whitespace.
+fn is_origin(text: &str) -> bool {
+    let Some((scheme, host, port)) = origin_parts(text) else {
+        return false;
+    };
+    let host = host.strip_prefix("*.").unwrap_or(host);
     !scheme.is_empty()
         && scheme
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-        && !rest.is_empty()
-        && !rest.contains(['/', '?', '#'])
-        && !rest.chars().any(char::is_whitespace)
+        && !host.is_empty()
+        && !host.contains(['/', '?', '#', '*', '@'])
+        && !text.chars().any(char::is_whitespace)
+        && port.is_none_or(|p| p == "*" || (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
 }
 
 #[cfg(test)]
@@ -341,7 +373,29 @@ mod tests {
         assert!(config.origin_allowed("http://127.0.0.1:8080"));
         assert!(!config.origin_allowed("http://127.0.0.1:8081"));
         assert!(!config.origin_allowed("https://app.example.evil"));
-        for bad in ["app.example", "https://a/b", "https://", "https://a b"] {
+        assert!(!config.origin_allowed("http://127.0.0.1"));
+        let patterns = EngineConfig {
+            allowed_origins: vec!["http://127.0.0.1:*".into(), "https://*.example.com".into()],
+            ..EngineConfig::default()
+        };
+        assert_eq!(patterns.validate(), Ok(()));
+        assert!(patterns.origin_allowed("http://127.0.0.1:5173"));
+        assert!(!patterns.origin_allowed("https://127.0.0.1:5173"));
+        assert!(!patterns.origin_allowed("http://127.0.0.2:5173"));
+        assert!(patterns.origin_allowed("https://app.example.com"));
+        assert!(patterns.origin_allowed("https://a.b.example.com"));
+        assert!(!patterns.origin_allowed("https://example.com"));
+        assert!(!patterns.origin_allowed("https://evilexample.com"));
+        assert!(!patterns.origin_allowed("https://app.example.com:8443"));
+        for bad in [
+            "app.example",
+            "https://a/b",
+            "https://",
+            "https://a b",
+            "https://*",
+            "https://a*.b",
+            "http://h:8x",
+        ] {
             let config = EngineConfig {
                 allowed_origins: vec![bad.into()],
                 ..EngineConfig::default()

@@ -260,10 +260,7 @@ impl Worker {
                             id: request.id,
                             trigger_type: request.trigger_type,
                             function_id: request.function_id,
-                            error: Some(ErrorBody::new(
-                                "trigger_type_not_found",
-                                "Trigger type not found",
-                            )),
+                            error: Some(ErrorBody::trigger_type_not_found()),
                         });
                     self.push_control(reply.encode());
                     self.pump_control();
@@ -298,7 +295,7 @@ impl Worker {
     fn invoked(&mut self, call: InvokeFunction) {
         if !self.registry.has_function(&call.function_id) {
             if let Some(invocation_id) = call.invocation_id {
-                let error = ErrorBody::new("function_not_found", "Function not found");
+                let error = ErrorBody::function_not_found();
                 self.send_result(invocation_id, call.function_id, None, Some(error));
             }
             return;

@@ -13,6 +13,7 @@ mod ends;
 mod error;
 mod events;
 mod session;
+mod writes;
 
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,7 @@ pub use events::{
     CallOutcome, ConnectTarget, EndId, EndOutcome, FunctionSpec, TriggerSpec, TriggerTypeSpec,
     WorkerEvent, WorkerOutput,
 };
+pub use writes::{WriteFailure, WriteOp, WriteQueue, WriteResult};
 
 use crate::ids::{ConnId, IdGen, InvocationId};
 use crate::timers::TimerTable;

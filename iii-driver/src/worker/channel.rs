@@ -127,7 +127,6 @@ impl<R: Runtime> ChannelWriter<R> {
         let op = WriterOp::Write {
             data,
             all: true,
-            accepted: 0,
             reply,
         };
         self.submit(op, answer).wait().await.map(|_| ())
@@ -157,10 +156,7 @@ impl<R: Runtime> ChannelWriter<R> {
             Err(_) => return Err(Error::Closed),
         }
         let (reply, answer) = oneshot::channel();
-        let op = WriterOp::Close {
-            requested: false,
-            reply,
-        };
+        let op = WriterOp::Close { reply };
         self.submit(op, answer).wait().await
     }
 
@@ -222,7 +218,6 @@ impl<R: Runtime> AsyncWrite for ChannelWriter<R> {
             let op = WriterOp::Write {
                 data: Bytes::copy_from_slice(buf),
                 all: false,
-                accepted: 0,
                 reply,
             };
             match this.submit(op, answer) {
@@ -249,10 +244,7 @@ impl<R: Runtime> AsyncWrite for ChannelWriter<R> {
                 Err(_) => return Poll::Ready(Err(Error::Closed.into())),
             }
             let (reply, answer) = oneshot::channel();
-            let op = WriterOp::Close {
-                requested: false,
-                reply,
-            };
+            let op = WriterOp::Close { reply };
             match this.submit(op, answer) {
                 Op::Waiting(answer) => this.pending_close = Some(answer),
                 Op::Failed(error) => return Poll::Ready(Err(error.into())),

@@ -20,9 +20,14 @@ pub(crate) struct Engine {
 impl Engine {
     /// Starts `iii-engine --addr 127.0.0.1:0 <args>` with `env`, stderr to `stderr`.
     pub(crate) fn start_with(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Self {
+        Self::start_on("127.0.0.1:0", args, env, stderr)
+    }
+
+    /// Starts `iii-engine --addr <addr> <args>` with `env`, stderr to `stderr`.
+    pub(crate) fn start_on(addr: &str, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_iii-engine"));
         command
-            .args(["--addr", "127.0.0.1:0"])
+            .args(["--addr", addr])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(stderr);
@@ -75,6 +80,12 @@ impl Engine {
     /// The log collected so far.
     pub(crate) fn log_text(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Stops it at once (SIGKILL).
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// `host:port` of the engine.

@@ -51,7 +51,10 @@ pub fn harness() -> &'static Harness {
             .build()
             .expect("tokio runtime");
         let (engine, driver) = runtime.block_on(async {
-            let engine = iii_tokio::bind("127.0.0.1:0", EngineSettings::default())
+            // The browser peer's page is served on 127.0.0.1 at a free port.
+            let mut settings = EngineSettings::default();
+            settings.core.allowed_origins = vec!["http://127.0.0.1:*".to_owned()];
+            let engine = iii_tokio::bind("127.0.0.1:0", settings)
                 .await
                 .expect("bind our engine on 127.0.0.1:0");
             let driver = Driver::connect(&engine.url()).await.expect("driver");
@@ -144,6 +147,32 @@ impl Harness {
             )),
         }
     }
+}
+
+/// One cell of the channel matrix: `writer` streams to `reader` through our engine
+/// ([`checks::stream_cell`]); the peers are started on first use.
+pub fn matrix_cell(writer: &str, reader: &str, number: usize) {
+    let h = harness();
+    h.ensure(&[writer, reader]);
+    h.block_on(checks::stream_cell(
+        peer::by_name(writer),
+        peer::by_name(reader),
+        number,
+    ));
+}
+
+/// Declares one `#[test]` per matrix cell, `name: "writer" => "reader", number;`, each
+/// running [`matrix_cell`].
+#[macro_export]
+macro_rules! matrix_cells {
+    ($($name:ident: $writer:literal => $reader:literal, $n:literal;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::interop::matrix_cell($writer, $reader, $n);
+            }
+        )*
+    };
 }
 
 /// The last lines of a peer log, for failure messages.

@@ -56,10 +56,20 @@ impl Drop for PeerProcess {
 
 fn spawn(
     clients: &Clients,
-    mut command: Command,
+    command: Command,
     url: &str,
     name: &str,
 ) -> std::io::Result<Box<dyn RunningPeer>> {
+    let (child, log) = spawn_process(clients, command, url, name)?;
+    Ok(Box::new(PeerProcess { child, log }))
+}
+
+fn spawn_process(
+    clients: &Clients,
+    mut command: Command,
+    url: &str,
+    name: &str,
+) -> std::io::Result<(Child, PathBuf)> {
     let log = clients
         .logs
         .join(format!("{name}.{}.log", std::process::id()));
@@ -73,7 +83,7 @@ fn spawn(
         .stdout(out)
         .stderr(err);
     let child = command.spawn()?;
-    Ok(Box::new(PeerProcess { child, log }))
+    Ok((child, log))
 }
 
 /// A published Python `iii-sdk` run by its own venv's interpreter.
@@ -205,10 +215,96 @@ pub fn all() -> [&'static dyn Peer; 6] {
     [&PY023, &PY025, &NODE, &RUST023, &OURS_TOKIO, &OURS_SMOL]
 }
 
-/// The peer called `name` (one of [`all`]'s names). Panics on an unknown name.
+/// The peer called `name` (one of [`all`]'s names, or `browser`). Panics on an unknown
+/// name.
 pub fn by_name(name: &str) -> &'static dyn Peer {
     all()
         .into_iter()
+        .chain([&BROWSER as &dyn Peer])
         .find(|p| p.name() == name)
         .unwrap_or_else(|| panic!("no peer called {name}"))
+}
+
+/// Our browser worker (`iii-browser`, compiled to wasm) in headless Chromium:
+/// `iii-browser/web/host.mjs` serves `iii-browser/web/interop.html` and opens it. The
+/// package is built (and Chromium, playwright-core installed) by `iii-browser/build.sh`,
+/// run once per test process. Only the functions the channel cells use are served:
+/// `echo`, `fail`, `write`, `read`, `on_fire`, `fired`.
+pub struct Browser;
+
+/// The browser peer.
+pub static BROWSER: Browser = Browser;
+
+static BROWSER_PACKAGE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+
+fn browser_package(repo: &std::path::Path) -> std::io::Result<()> {
+    let built = BROWSER_PACKAGE.get_or_init(|| {
+        let output = Command::new("bash")
+            .arg(repo.join("iii-browser/build.sh"))
+            .output()
+            .map_err(|e| format!("cannot run iii-browser/build.sh: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "iii-browser/build.sh failed:\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    });
+    built.clone().map_err(std::io::Error::other)
+}
+
+/// The browser host process: asked to stop by closing its standard input (it closes
+/// Chromium), killed if it has not exited 5 s later.
+struct BrowserProcess(PeerProcess);
+
+impl RunningPeer for BrowserProcess {
+    fn kill(&mut self) {
+        drop(self.0.child.stdin.take());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.0.kill();
+    }
+
+    fn log(&self) -> Option<PathBuf> {
+        self.0.log()
+    }
+}
+
+impl Drop for BrowserProcess {
+    fn drop(&mut self) {
+        RunningPeer::kill(self);
+    }
+}
+
+impl Peer for Browser {
+    fn name(&self) -> &'static str {
+        "browser"
+    }
+
+    fn label(&self) -> &'static str {
+        "iii-rs browser worker (wasm in Chromium)"
+    }
+
+    fn start(&self, url: &str, name: &str) -> std::io::Result<Box<dyn RunningPeer>> {
+        let clients = clients();
+        browser_package(&clients.repo)?;
+        let web = clients.repo.join("iii-browser/web");
+        let mut command = Command::new("node");
+        command
+            .arg(web.join("host.mjs"))
+            .arg("--root")
+            .arg(&web)
+            .arg("--open")
+            .arg(format!("interop.html?engine={url}&name={name}"));
+        let (child, log) = spawn_process(clients, command, url, name)?;
+        Ok(Box::new(BrowserProcess(PeerProcess { child, log })))
+    }
 }

@@ -109,7 +109,8 @@ impl<R: Runtime> Task<R> {
             } => self.open_end(now, key, channel_ref, items),
             Command::Writer { key, op } => match self.slots.get_mut(&key) {
                 Some(slot) => {
-                    slot.ops.push_back(op);
+                    let (op, reply) = op.into_queued();
+                    slot.writes.push(op, reply);
                     self.pump_writer(now, key);
                 }
                 None => op.fail(Error::Closed),

@@ -1,15 +1,14 @@
 //! Channel end slots: opening, writer operations under the window, reader delivery,
 //! ends and releases.
 
-use std::collections::VecDeque;
 use std::time::Instant;
 
 use futures_channel::mpsc::UnboundedSender;
 use iii_core::channel::ChannelRef;
-use iii_core::worker::{EndId, EndOutcome, WriteError};
+use iii_core::worker::{EndId, EndOutcome, WriteError, WriteFailure, WriteQueue};
 use iii_core::CloseCode;
 
-use super::{ReaderItem, Slot, Task, WriterOp};
+use super::{ReaderItem, Slot, Task};
 use crate::runtime::Runtime;
 use crate::worker::error::reader_end;
 use crate::worker::Error;
@@ -27,7 +26,7 @@ impl<R: Runtime> Task<R> {
         let slot = Slot {
             end,
             items,
-            ops: VecDeque::new(),
+            writes: WriteQueue::new(),
             ended: None,
             dropped: false,
         };
@@ -45,107 +44,29 @@ impl<R: Runtime> Task<R> {
             self.release(now, key);
             return;
         }
-        let closing = slot
-            .ops
-            .iter()
-            .any(|op| matches!(op, WriterOp::Close { .. }));
-        if !closing {
+        if !slot.writes.has_close() {
             let _ = self.core.channel_abort(now, slot.end, CloseCode::INTERNAL);
         }
     }
 
     pub(super) fn release(&mut self, now: Instant, key: u64) {
-        if let Some(slot) = self.slots.remove(&key) {
+        if let Some(mut slot) = self.slots.remove(&key) {
             self.keys.remove(&slot.end);
             self.core.channel_release(now, slot.end);
-            for op in slot.ops {
-                op.fail(Error::Closed);
+            let closed = WriteFailure::Refused(WriteError::Stopped);
+            for (reply, result) in slot.writes.fail_all(closed) {
+                reply.send(result.map_err(write_error));
             }
         }
     }
 
     /// Runs a writer's queued operations as far as its window allows.
     pub(super) fn pump_writer(&mut self, now: Instant, key: u64) {
-        loop {
-            let Some(slot) = self.slots.get_mut(&key) else {
-                return;
-            };
-            let end = slot.end;
-            if let Some(outcome) = slot.ended.clone() {
-                for op in slot.ops.drain(..) {
-                    match op {
-                        WriterOp::Close { reply, .. } if outcome == EndOutcome::Closed => {
-                            let _ = reply.send(Ok(()));
-                        }
-                        op => op.fail(Error::Channel(outcome.clone())),
-                    }
-                }
-                return;
-            }
-            let Some(op) = slot.ops.front_mut() else {
-                return;
-            };
-            let error = match op {
-                WriterOp::Write {
-                    data,
-                    all,
-                    accepted,
-                    ..
-                } => {
-                    if *accepted < data.len() {
-                        match self.core.channel_write(now, end, data.slice(*accepted..)) {
-                            Ok(n) => {
-                                *accepted += n;
-                                if *accepted < data.len() && (*all || n == 0) {
-                                    return;
-                                }
-                                None
-                            }
-                            Err(WriteError::Blocked(_)) => return,
-                            Err(error) => Some(error),
-                        }
-                    } else {
-                        None
-                    }
-                }
-                WriterOp::Text { text, .. } => {
-                    match self.core.channel_send_text(now, end, text.clone()) {
-                        Ok(()) => None,
-                        Err(WriteError::Blocked(_)) => return,
-                        Err(error) => Some(error),
-                    }
-                }
-                WriterOp::Close { requested, .. } => {
-                    if *requested {
-                        return;
-                    }
-                    match self.core.channel_close(now, end) {
-                        Ok(()) => {
-                            *requested = true;
-                            // Answered at `ChannelEnded`, which may already be queued.
-                            return;
-                        }
-                        Err(error) => Some(error),
-                    }
-                }
-            };
-            let Some(op) = slot.ops.pop_front() else {
-                return;
-            };
-            match (op, error) {
-                (op, Some(error)) => op.fail(write_error(error, slot.ended.as_ref())),
-                (
-                    WriterOp::Write {
-                        accepted, reply, ..
-                    },
-                    None,
-                ) => {
-                    let _ = reply.send(Ok(accepted));
-                }
-                (WriterOp::Text { reply, .. } | WriterOp::Close { reply, .. }, None) => {
-                    let _ = reply.send(Ok(()));
-                }
-            }
+        let Some(slot) = self.slots.get_mut(&key) else {
+            return;
+        };
+        for (reply, result) in slot.writes.pump(&mut self.core, now, slot.end) {
+            reply.send(result.map_err(write_error));
         }
     }
 
@@ -164,6 +85,7 @@ impl<R: Runtime> Task<R> {
             return;
         };
         slot.ended = Some(outcome.clone());
+        slot.writes.end(outcome.clone());
         if let Some(items) = &slot.items {
             let _ = items.unbounded_send(ReaderItem::End(reader_end(outcome)));
         }
@@ -175,10 +97,10 @@ impl<R: Runtime> Task<R> {
     }
 }
 
-fn write_error(error: WriteError, ended: Option<&EndOutcome>) -> Error {
-    match (error, ended) {
-        (WriteError::Ended(_), Some(outcome)) => Error::Channel(outcome.clone()),
-        (WriteError::Stopped, _) => Error::Closed,
-        (error, _) => Error::Write(error),
+fn write_error(failure: WriteFailure) -> Error {
+    match failure {
+        WriteFailure::Ended(outcome) => Error::Channel(outcome),
+        WriteFailure::Refused(WriteError::Stopped) => Error::Closed,
+        WriteFailure::Refused(error) => Error::Write(error),
     }
 }

@@ -5,7 +5,7 @@
 //! or the deadline), reads the clock once, feeds the input, feeds messages held for
 //! resumed connections, and executes every output the core produced.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
@@ -21,7 +21,7 @@ use iii_core::channel::{channel_url, ChannelRef, ChannelRefs};
 use iii_core::wire::{ErrorBody, Payload};
 use iii_core::worker::{
     ConnectTarget, EndId, EndOutcome, FunctionSpec, TriggerSpec, TriggerTypeSpec, Worker,
-    WorkerOutput,
+    WorkerOutput, WriteOp, WriteQueue,
 };
 use iii_core::{ConnId, InvocationId, Text};
 use serde_json::Value;
@@ -45,13 +45,13 @@ pub(crate) enum ReaderItem {
     End(Result<(), Error>),
 }
 
-/// One operation of a writer handle, executed in order.
+/// One operation of a writer handle, executed in order (by the core's
+/// [`WriteQueue`](iii_core::worker::WriteQueue)).
 pub(crate) enum WriterOp {
     /// Write `data` (all of it, or as much as fits once something fits).
     Write {
         data: Bytes,
         all: bool,
-        accepted: usize,
         reply: oneshot::Sender<Result<usize, Error>>,
     },
     /// Send one text message.
@@ -61,19 +61,42 @@ pub(crate) enum WriterOp {
     },
     /// Close cleanly; answered once the end is over.
     Close {
-        requested: bool,
         reply: oneshot::Sender<Result<(), Error>>,
     },
 }
 
+/// Where a writer operation's result goes.
+pub(crate) enum WriterReply {
+    Written(oneshot::Sender<Result<usize, Error>>),
+    Done(oneshot::Sender<Result<(), Error>>),
+}
+
 impl WriterOp {
-    fn fail(self, error: Error) {
+    /// The core's request and where its result goes.
+    pub(crate) fn into_queued(self) -> (WriteOp, WriterReply) {
         match self {
-            WriterOp::Write { reply, .. } => {
-                let _ = reply.send(Err(error));
+            WriterOp::Write { data, all, reply } => {
+                (WriteOp::Bytes { data, all }, WriterReply::Written(reply))
             }
-            WriterOp::Text { reply, .. } | WriterOp::Close { reply, .. } => {
-                let _ = reply.send(Err(error));
+            WriterOp::Text { text, reply } => (WriteOp::Text(text), WriterReply::Done(reply)),
+            WriterOp::Close { reply } => (WriteOp::Close, WriterReply::Done(reply)),
+        }
+    }
+
+    fn fail(self, error: Error) {
+        self.into_queued().1.send(Err(error));
+    }
+}
+
+impl WriterReply {
+    /// Answers the handle.
+    pub(crate) fn send(self, result: Result<usize, Error>) {
+        match self {
+            WriterReply::Written(reply) => {
+                let _ = reply.send(result);
+            }
+            WriterReply::Done(reply) => {
+                let _ = reply.send(result.map(|_| ()));
             }
         }
     }
@@ -148,7 +171,7 @@ struct Slot {
     /// Readers: where items go.
     items: Option<UnboundedSender<ReaderItem>>,
     /// Writers: operations in order.
-    ops: VecDeque<WriterOp>,
+    writes: WriteQueue<WriterReply>,
     ended: Option<EndOutcome>,
     /// The handle was dropped: release the end once it is over.
     dropped: bool,
