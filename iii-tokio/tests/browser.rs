@@ -26,12 +26,12 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+use common::Engine;
 use iii_tokio::worker::{
     connect, ChannelItem, ChannelReader, ChannelRef, ChannelWriter, Error, Iii, WorkerOptions,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use common::Engine;
 
 /// The page is served on 127.0.0.1 at a port chosen when it starts.
 const PAGE_ORIGINS: &str = "http://127.0.0.1:*";
