@@ -18,14 +18,20 @@ use futures_channel::oneshot;
 use futures_util::future::{self, Either, Shared};
 use futures_util::{FutureExt, StreamExt};
 use iii_core::engine::{
-    Accepted, ConfigError, Engine, EngineConfig, EngineEvent, EngineOutput, EngineStats,
+    Accepted, ConfigError, Engine, EngineConfig, EngineEvent, EngineMetrics, EngineOutput,
+    EngineStats,
 };
 use iii_core::upgrade::{parse_target, Rejection, UpgradeRequest};
 use iii_core::PeerClose;
+use subtle::ConstantTimeEq;
 
 use crate::conn::{pump, ConnEnds, ConnEvent, ConnOptions, Conns, Liveness, Ready};
-use crate::handshake::{read_request, refusal_for, refuse, switch, HeadError, Refusal};
+use crate::handshake::{
+    read_request, refusal_for, refuse, respond, switch, Endpoint, HeadError, PlainRequest, Refusal,
+    Request,
+};
 use crate::log_limit::LogLimit;
+use crate::metrics::{self, Snapshot, TransportCounters};
 use crate::read_batch::ReadBatch;
 use crate::runtime::{now, try_os_seed, BoxFuture, Runtime};
 use crate::write_deadline::WriteDeadline;
@@ -69,6 +75,9 @@ pub struct EngineSettings {
     /// TCP keepalive on accepted sockets: probes start after this much silence. `None`
     /// turns keepalive off. Default 60 s.
     pub tcp_keepalive: Option<Duration>,
+    /// Bearer token of `GET /metrics` and `GET /healthz`. Unset, they take the workers'
+    /// token (`core.auth_token`) when there is one, and are open otherwise. Default none.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for EngineSettings {
@@ -85,6 +94,7 @@ impl Default for EngineSettings {
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
             tcp_keepalive: Some(Duration::from_secs(60)),
+            metrics_token: None,
         }
     }
 }
@@ -143,7 +153,21 @@ impl EngineSettings {
                 "`{name}` must be greater than zero"
             )));
         }
+        if let Some(token) = &self.metrics_token {
+            if token.is_empty() || token.chars().any(char::is_whitespace) {
+                return Err(StartError::Transport(
+                    "`metrics_token` must be non-empty and contain no whitespace".to_owned(),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The token `/metrics` and `/healthz` require, if any.
+    fn endpoint_token(&self) -> Option<&str> {
+        self.metrics_token
+            .as_deref()
+            .or(self.core.auth_token.as_deref())
     }
 
     fn conn_options(&self, accepted: &Accepted) -> ConnOptions {
@@ -168,10 +192,24 @@ enum Input {
     },
     Conn(ConnEvent),
     Stats(oneshot::Sender<EngineStats>),
+    Metrics(oneshot::Sender<(EngineMetrics, EngineStats)>),
+    Drain {
+        until: Instant,
+        done: oneshot::Sender<DrainOutcome>,
+    },
     Shutdown(oneshot::Sender<()>),
     /// Fault injection for tests: make the engine task panic.
     #[cfg(feature = "fault-injection")]
     Panic,
+}
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainOutcome {
+    /// Every invocation was answered and every channel finished.
+    Idle,
+    /// The drain timeout passed; what was left was closed with 1001.
+    TimedOut,
 }
 
 /// How the engine task ended.
@@ -191,7 +229,9 @@ pub struct EngineHandle {
     tx: UnboundedSender<Input>,
     settings: Arc<EngineSettings>,
     running: Arc<AtomicBool>,
+    draining: Arc<AtomicBool>,
     exit: Shared<oneshot::Receiver<EngineExit>>,
+    pub(crate) transport: Arc<TransportCounters>,
 }
 
 impl std::fmt::Debug for EngineHandle {
@@ -228,6 +268,48 @@ impl EngineHandle {
         self.running.load(Ordering::Acquire)
     }
 
+    /// True once a drain has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// True while the engine takes new workers: running and not draining (what
+    /// `GET /healthz` answers 200 for).
+    pub fn is_serving(&self) -> bool {
+        self.is_running() && !self.is_draining()
+    }
+
+    /// Drains, then stops: from now on new workers are refused (503) while connected
+    /// workers go on, in-flight invocations finish and open channels drain; once nothing
+    /// is in flight, or after `timeout`, every connection is closed with 1001 and the
+    /// engine task stops.
+    pub async fn drain(&self, timeout: Duration) -> DrainOutcome {
+        self.draining.store(true, Ordering::Release);
+        let (done, outcome) = oneshot::channel();
+        let until = now().checked_add(timeout).unwrap_or_else(now);
+        if self
+            .tx
+            .unbounded_send(Input::Drain { until, done })
+            .is_err()
+        {
+            return DrainOutcome::Idle;
+        }
+        outcome.await.unwrap_or(DrainOutcome::Idle)
+    }
+
+    /// What `GET /metrics` shows, now.
+    async fn snapshot(&self) -> Option<Snapshot> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.unbounded_send(Input::Metrics(reply)).ok()?;
+        let (metrics, stats) = answer.await.ok()?;
+        Some(Snapshot::new(
+            metrics,
+            stats,
+            &self.transport,
+            self.is_draining(),
+        ))
+    }
+
     /// Resolves when the engine task has ended, with how.
     pub async fn stopped(&self) -> EngineExit {
         self.exit.clone().await.unwrap_or(EngineExit::Abandoned)
@@ -260,7 +342,9 @@ pub fn start<R: Runtime>(rt: R, settings: EngineSettings) -> Result<EngineHandle
         tx,
         settings: settings.clone(),
         running: running.clone(),
+        draining: Arc::new(AtomicBool::new(false)),
         exit: exit_rx.shared(),
+        transport: Arc::new(TransportCounters::default()),
     };
     let task = AssertUnwindSafe(run(rt.clone(), engine, rx, settings)).catch_unwind();
     rt.spawn(Box::pin(async move {
@@ -334,8 +418,14 @@ pub(crate) async fn serve_counted<R: Runtime, G>(
         }
     };
     let request = match head {
-        Ok(request) => request,
+        Ok(Request::Upgrade(request)) => request,
+        Ok(Request::Plain(request)) => {
+            drop(handshake);
+            serve_endpoint(&engine, &mut tcp, request, peer).await;
+            return;
+        }
         Err(HeadError::Refuse(refusal)) => {
+            engine.transport.refused(refusal.status);
             log_refusal(peer, &refusal, refusal.body);
             refuse(&mut tcp, refusal).await;
             return;
@@ -345,6 +435,7 @@ pub(crate) async fn serve_counted<R: Runtime, G>(
     // Pure routing first: no engine state is touched for a malformed URL.
     if let Err(rejection) = parse_target(&request.target) {
         let refusal = refusal_for(rejection);
+        engine.transport.refused(refusal.status);
         log_refusal(peer, &refusal, rejection.reason());
         refuse(&mut tcp, refusal).await;
         return;
@@ -393,6 +484,65 @@ pub(crate) async fn serve_counted<R: Runtime, G>(
     pump(rt, ws, conn, ends, engine.tx.clone(), Input::Conn).await;
 }
 
+/// Answers `GET /metrics` or `GET /healthz`: the same token and origin rules as
+/// upgrades (see [`EngineSettings::metrics_token`]).
+async fn serve_endpoint<S>(
+    engine: &EngineHandle,
+    tcp: &mut S,
+    request: PlainRequest,
+    peer: SocketAddr,
+) where
+    S: futures_io::AsyncWrite + Unpin,
+{
+    let settings = &engine.settings;
+    let foreign = request
+        .origin
+        .as_deref()
+        .is_some_and(|origin| !settings.core.origin_allowed(origin));
+    let authorized = settings.endpoint_token().is_none_or(|expected| {
+        let presented = request
+            .authorization
+            .as_deref()
+            .and_then(iii_core::upgrade::bearer_token)
+            .unwrap_or("");
+        bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
+    });
+    let refusal = if foreign {
+        Some((Rejection::Forbidden, "origin not allowed"))
+    } else if !authorized {
+        Some((Rejection::Unauthorized, "missing or wrong token"))
+    } else {
+        None
+    };
+    if let Some((rejection, reason)) = refusal {
+        let refusal = refusal_for(rejection);
+        engine.transport.refused(refusal.status);
+        log_refusal(peer, &refusal, reason);
+        refuse(tcp, refusal).await;
+        return;
+    }
+    match request.endpoint {
+        Endpoint::Health if engine.is_serving() => {
+            respond(tcp, (200, "OK"), "text/plain", "ok\n").await
+        }
+        Endpoint::Health => {
+            let body = if engine.is_running() {
+                "draining\n"
+            } else {
+                "stopped\n"
+            };
+            respond(tcp, (503, "Service Unavailable"), "text/plain", body).await
+        }
+        Endpoint::Metrics => match engine.snapshot().await {
+            Some(snapshot) => {
+                let text = snapshot.encode();
+                respond(tcp, (200, "OK"), metrics::CONTENT_TYPE, &text).await
+            }
+            None => respond(tcp, (503, "Service Unavailable"), "text/plain", "stopped\n").await,
+        },
+    }
+}
+
 /// The engine task: owns the core and the connection table.
 async fn run<R: Runtime>(
     rt: R,
@@ -403,9 +553,35 @@ async fn run<R: Runtime>(
     let mut conns = Conns::default();
     let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
     let mut shutdown: Option<oneshot::Sender<()>> = None;
+    // A drain in progress: its deadline and who waits for its end.
+    let mut drain: Option<(Instant, Vec<oneshot::Sender<DrainOutcome>>)> = None;
     loop {
-        // Re-arm the timer only when the deadline moved.
-        match (engine.poll_timeout(), &timer) {
+        if let Some((until, _)) = &drain {
+            let timed_out = now() >= *until;
+            if timed_out || engine.is_idle() {
+                let outcome = if timed_out {
+                    DrainOutcome::TimedOut
+                } else {
+                    DrainOutcome::Idle
+                };
+                tracing::info!(?outcome, "drained; closing what is left");
+                engine.shutdown(now());
+                execute(&mut engine, &mut conns, now());
+                for done in drain.take().map(|(_, d)| d).unwrap_or_default() {
+                    let _ = done.send(outcome);
+                }
+                break;
+            }
+        }
+        // Re-arm the timer only when the deadline moved (the core's, or the drain's).
+        let wake = match (
+            engine.poll_timeout(),
+            drain.as_ref().map(|(until, _)| *until),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match (wake, &timer) {
             (Some(at), Some((armed, _))) if *armed == at => {}
             (Some(at), _) => timer = Some((at, rt.sleep_until(at))),
             (None, _) => timer = None,
@@ -466,6 +642,20 @@ async fn run<R: Runtime>(
                 }
                 Input::Stats(reply) => {
                     let _ = reply.send(engine.stats());
+                }
+                Input::Metrics(reply) => {
+                    let _ = reply.send((engine.metrics().clone(), engine.stats()));
+                }
+                Input::Drain { until, done } => {
+                    if drain.is_none() {
+                        tracing::info!(
+                            "draining: new workers are refused until in-flight work ends"
+                        );
+                        engine.drain(now);
+                    }
+                    let entry = drain.get_or_insert_with(|| (until, Vec::new()));
+                    entry.0 = entry.0.min(until);
+                    entry.1.push(done);
                 }
                 Input::Shutdown(done) => {
                     engine.shutdown(now);

@@ -20,6 +20,34 @@ pub(crate) struct UpgradeRequest {
     pub(crate) leftover: Vec<u8>,
 }
 
+/// A plain HTTP request for one of the engine's operational endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// `GET /metrics`: Prometheus exposition.
+    Metrics,
+    /// `GET /healthz`: 200 while serving, 503 otherwise.
+    Health,
+}
+
+/// A plain (not upgrading) request for an [`Endpoint`].
+#[derive(Debug)]
+pub(crate) struct PlainRequest {
+    pub(crate) endpoint: Endpoint,
+    /// The `Authorization` header, if any.
+    pub(crate) authorization: Option<String>,
+    /// The `Origin` header, if any.
+    pub(crate) origin: Option<String>,
+}
+
+/// What a connection asked for.
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// A WebSocket upgrade.
+    Upgrade(UpgradeRequest),
+    /// An operational endpoint.
+    Plain(PlainRequest),
+}
+
 /// A request that cannot be upgraded, with the status to answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Refusal {
@@ -68,10 +96,7 @@ fn header_has_token(value: &[u8], token: &str) -> bool {
 }
 
 /// Reads and validates an upgrade request head of at most `max_head` bytes.
-pub(crate) async fn read_request<S>(
-    stream: &mut S,
-    max_head: usize,
-) -> Result<UpgradeRequest, HeadError>
+pub(crate) async fn read_request<S>(stream: &mut S, max_head: usize) -> Result<Request, HeadError>
 where
     S: AsyncRead + Unpin,
 {
@@ -95,10 +120,7 @@ where
     }
 }
 
-fn validate(
-    request: &httparse::Request<'_, '_>,
-    leftover: Vec<u8>,
-) -> Result<UpgradeRequest, HeadError> {
+fn validate(request: &httparse::Request<'_, '_>, leftover: Vec<u8>) -> Result<Request, HeadError> {
     let refuse = |r| Err(HeadError::Refuse(r));
     if request.method != Some("GET") {
         return refuse(NOT_GET);
@@ -111,8 +133,28 @@ fn validate(
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value)
     };
+    let text = |name: &str| {
+        header(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_owned)
+    };
     let upgrade = header("upgrade").is_some_and(|v| header_has_token(v, "websocket"));
     let connection = header("connection").is_some_and(|v| header_has_token(v, "upgrade"));
+    if !upgrade {
+        let path = target.split_once('?').map_or(target.as_str(), |(p, _)| p);
+        let endpoint = match path {
+            "/metrics" => Some(Endpoint::Metrics),
+            "/healthz" => Some(Endpoint::Health),
+            _ => None,
+        };
+        if let Some(endpoint) = endpoint {
+            return Ok(Request::Plain(PlainRequest {
+                endpoint,
+                authorization: text("authorization"),
+                origin: text("origin"),
+            }));
+        }
+    }
     if !upgrade || !connection {
         return refuse(NOT_UPGRADE);
     }
@@ -122,18 +164,32 @@ fn validate(
     let Some(key) = header("sec-websocket-key").and_then(|v| std::str::from_utf8(v).ok()) else {
         return refuse(MALFORMED);
     };
-    let text = |name: &str| {
-        header(name)
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .map(str::to_owned)
-    };
-    Ok(UpgradeRequest {
+    Ok(Request::Upgrade(UpgradeRequest {
         target,
         authorization: text("authorization"),
         origin: text("origin"),
         key: key.trim().to_owned(),
         leftover,
-    })
+    }))
+}
+
+/// Answers a plain request with `status` and a body of `content_type`, then ends the
+/// exchange.
+pub(crate) async fn respond<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    status: (u16, &str),
+    content_type: &str,
+    body: &str,
+) {
+    let response = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        status.0,
+        status.1,
+        body.len(),
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.flush().await;
+    let _ = stream.close().await;
 }
 
 /// Answers with `refusal` (plain text) and ends the exchange.

@@ -2,16 +2,19 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
 use futures_util::future::{self, Either};
 
-use crate::engine::{log_refusal, serve_counted, start, EngineHandle, EngineSettings};
+use crate::engine::{
+    log_refusal, serve_counted, start, DrainOutcome, EngineHandle, EngineSettings,
+};
 use crate::handshake::{refuse, OVERLOADED};
 use crate::log_limit::LogLimit;
+use crate::metrics::TransportCounters;
 use crate::runtime::{now, Runtime};
 use crate::write_deadline::WriteDeadline;
 
@@ -91,6 +94,15 @@ impl EngineServer {
         self.handle.shutdown().await;
     }
 
+    /// Drains, then stops (see [`EngineHandle::drain`]): new workers get 503 while
+    /// in-flight invocations finish and open channels drain, at most `timeout`; then
+    /// every connection is closed with 1001 and accepting stops.
+    pub async fn drain(mut self, timeout: Duration) -> DrainOutcome {
+        let outcome = self.handle.drain(timeout).await;
+        self.stop_accepting().await;
+        outcome
+    }
+
     async fn stop_accepting(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -114,11 +126,11 @@ impl Drop for EngineServer {
 static ACCEPT_ERROR_LOG: LogLimit = LogLimit::new(5, Duration::from_secs(1));
 
 /// Connections in their HTTP upgrade; decremented when the guard drops.
-struct HandshakeSlot(Arc<AtomicUsize>);
+struct HandshakeSlot(Arc<TransportCounters>);
 
 impl Drop for HandshakeSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.in_handshake.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -141,7 +153,7 @@ async fn accept_loop<R: Runtime>(
     mut stop: oneshot::Receiver<()>,
 ) {
     let settings = engine.settings().clone();
-    let handshakes = Arc::new(AtomicUsize::new(0));
+    let transport = engine.transport.clone();
     let mut reserve = reserve_descriptor();
     loop {
         let accepted = match future::select(rt.accept(&listener), &mut stop).await {
@@ -177,9 +189,10 @@ async fn accept_loop<R: Runtime>(
                 tracing::debug!(%peer, %error, "cannot turn on TCP keepalive");
             }
         }
-        let in_handshake = handshakes.fetch_add(1, Ordering::AcqRel) + 1;
-        let slot = HandshakeSlot(handshakes.clone());
+        let in_handshake = transport.in_handshake.fetch_add(1, Ordering::AcqRel) + 1;
+        let slot = HandshakeSlot(transport.clone());
         if in_handshake > settings.max_handshakes || !engine.is_running() {
+            transport.refused(OVERLOADED.status);
             let refused_rt = rt.clone();
             let write_timeout = settings.write_timeout;
             rt.spawn(Box::pin(async move {

@@ -3,7 +3,9 @@
 use std::io;
 
 pub use iii_core::engine::{EngineConfig, EngineStats};
-pub use iii_driver::engine::{EngineHandle, EngineSettings, EngineStopped};
+pub use iii_driver::engine::{
+    DrainOutcome, EngineExit, EngineHandle, EngineSettings, EngineStopped, StartError,
+};
 pub use iii_driver::server::{EngineServer, DEFAULT_ADDR};
 
 use crate::runtime::Smol;

@@ -3,7 +3,9 @@
 use std::io;
 
 pub use iii_core::engine::{EngineConfig, EngineStats};
-pub use iii_driver::engine::{EngineExit, EngineHandle, EngineSettings, EngineStopped, StartError};
+pub use iii_driver::engine::{
+    DrainOutcome, EngineExit, EngineHandle, EngineSettings, EngineStopped, StartError,
+};
 pub use iii_driver::server::DEFAULT_ADDR;
 
 use crate::runtime::Tokio;

@@ -88,6 +88,7 @@ impl Engine {
         if (own_full || budget_spent) && channel.paused_since.is_none() {
             channel.paused_since = Some(now);
             self.paused_writers += 1;
+            self.metrics.writer_pauses += 1;
             self.out.push_back(EngineOutput::PauseRead { conn });
             if !own_full {
                 // Only the budget holds it: its own reader may never make progress, so

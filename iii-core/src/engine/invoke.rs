@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 
 use uuid::Uuid;
 
+use super::metrics::InvocationOutcome;
 use super::session::DEFAULT_NAMESPACE;
 use super::{Engine, EngineEvent, FnKey, Quota, RefusalReason, Timer, Violation};
 use crate::ids::ConnId;
@@ -29,6 +30,8 @@ pub(super) struct Pending {
     pub(super) function_id: String,
     /// The caller's own trace context, echoed in its result (see `result_from`).
     pub(super) caller_trace: CallerTrace,
+    /// When the engine forwarded it (for the latency histogram).
+    pub(super) started: Instant,
 }
 
 /// The `traceparent` and `baggage` a caller sent with its call.
@@ -54,7 +57,14 @@ impl Engine {
         let caller_worker_id = session.worker_id.clone();
         let void = matches!(call.action, Some(Action::Void));
         let reply_to = if void { None } else { call.invocation_id };
+        // An answer from the engine itself: counted, and sent unless the call is void.
         let reply = |engine: &mut Engine, outcome: Result<Payload, ErrorBody>| {
+            let counted = match &outcome {
+                Ok(_) => InvocationOutcome::Ok,
+                Err(error) if error.code == "function_not_found" => InvocationOutcome::NotFound,
+                Err(_) => InvocationOutcome::Error,
+            };
+            engine.metrics.invocation(counted, None);
             if let Some(id) = reply_to {
                 engine.reply(now, conn, id, &call.function_id, outcome);
             }
@@ -192,6 +202,7 @@ impl Engine {
                 origin,
                 function_id: call.function_id.clone(),
                 caller_trace,
+                started: now,
             },
         );
         if let Some(origin) = origin {
@@ -262,6 +273,12 @@ impl Engine {
             self.violation(conn, Violation::UnknownResult);
             return;
         };
+        let outcome = match result.error {
+            Some(_) => InvocationOutcome::Error,
+            None => InvocationOutcome::Ok,
+        };
+        let latency = now.saturating_duration_since(pending.started);
+        self.metrics.invocation(outcome, Some(latency));
         let Some((caller, caller_id)) = pending.caller else {
             return;
         };
@@ -300,6 +317,9 @@ impl Engine {
         let Some(pending) = self.take_pending((owner, id)) else {
             return;
         };
+        let latency = now.saturating_duration_since(pending.started);
+        self.metrics
+            .invocation(InvocationOutcome::Timeout, Some(latency));
         self.emit(EngineEvent::InvocationTimedOut {
             conn: owner,
             function_id: pending.function_id.clone(),
@@ -353,6 +373,7 @@ impl Engine {
             let Some(pending) = self.take_pending(key) else {
                 continue;
             };
+            self.metrics.invocation(InvocationOutcome::Stopped, None);
             if let Some((caller, caller_id)) = pending.caller {
                 let error = ErrorBody::new("invocation_stopped", "Invocation stopped");
                 self.reply(now, caller, caller_id, &pending.function_id, Err(error));
@@ -360,7 +381,9 @@ impl Engine {
         }
         if let Some(originated) = self.pending_by_origin.remove(&conn) {
             for key in originated {
-                self.pending.remove(&key);
+                if self.pending.remove(&key).is_some() {
+                    self.metrics.invocation(InvocationOutcome::Stopped, None);
+                }
                 self.timers.cancel(&Timer::Invocation(key.0, key.1));
             }
         }

@@ -11,6 +11,7 @@ mod config;
 mod control;
 mod invoke;
 mod listing;
+mod metrics;
 mod output;
 mod quota;
 mod relay;
@@ -23,6 +24,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use uuid::Uuid;
 
 pub use config::{ConfigError, EngineConfig, WorkerQuotas, MAX_TIMEOUT};
+pub use metrics::{
+    EngineMetrics, InvocationOutcome, LatencyHistogram, RefusedUpgrades, CHANNEL_OUTCOMES,
+    LATENCY_BUCKETS, OTHER_REFUSALS, QUOTAS,
+};
 pub use output::{
     ChannelOutcome, ChannelStats, EngineEvent, EngineOutput, Quota, RefusalReason, Violation,
 };
@@ -72,6 +77,8 @@ pub struct Accepted {
 pub struct EngineStats {
     /// Open connections of every kind.
     pub connections: usize,
+    /// Open connections by kind: control, telemetry, channel reader, channel writer.
+    pub connections_by_kind: [usize; 4],
     /// Live channels.
     pub channels: usize,
     /// Bytes held in all channel buffers (queued plus in flight to readers).
@@ -158,6 +165,10 @@ pub struct Engine {
     budget_waiters: VecDeque<Uuid>,
     /// Channel writers currently paused (their read-ahead counts against the budget).
     paused_writers: usize,
+    /// What happened since the start.
+    metrics: EngineMetrics,
+    /// New workers are refused while in-flight work finishes (see [`Engine::drain`]).
+    draining: bool,
     timers: TimerTable<Timer>,
     out: VecDeque<EngineOutput>,
 }
@@ -184,6 +195,8 @@ impl Engine {
             channel_frames: 0,
             budget_waiters: VecDeque::new(),
             paused_writers: 0,
+            metrics: EngineMetrics::default(),
+            draining: false,
             timers: TimerTable::default(),
             out: VecDeque::new(),
         })
@@ -207,6 +220,19 @@ impl Engine {
         now: Instant,
         request: &UpgradeRequest<'_>,
     ) -> Result<Accepted, Rejection> {
+        let decision = self.decide(now, request);
+        match &decision {
+            Ok(accepted) => self.metrics.accepted(accepted.kind),
+            Err(rejection) => self.metrics.refused_upgrade(*rejection),
+        }
+        decision
+    }
+
+    fn decide(
+        &mut self,
+        now: Instant,
+        request: &UpgradeRequest<'_>,
+    ) -> Result<Accepted, Rejection> {
         let route = parse_target(request.target)?;
         if let Some(origin) = request.origin {
             if !self.config.origin_allowed(origin) {
@@ -219,6 +245,9 @@ impl Engine {
         match route {
             Route::Control | Route::Telemetry => {
                 self.check_token(request.authorization)?;
+                if self.draining {
+                    return Err(Rejection::Unavailable);
+                }
                 let conn = self.alloc_conn();
                 if route == Route::Telemetry {
                     self.insert_conn(conn, ConnKind::Telemetry);
@@ -346,10 +375,49 @@ impl Engine {
         }
     }
 
+    /// Stops taking new workers: control and telemetry upgrades are refused (503) from
+    /// now on, while connected workers go on and channel ends may still attach, so that
+    /// in-flight invocations finish and open channels drain. Poll [`Engine::is_idle`]
+    /// and call [`Engine::shutdown`] once it holds (or a drain timeout passes).
+    pub fn drain(&mut self, now: Instant) {
+        let _ = now;
+        self.draining = true;
+    }
+
+    /// True while draining (see [`Engine::drain`]).
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// True when nothing is in flight: no invocation waits for an answer and no channel
+    /// has an attached end or buffered data.
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty() && self.channels.values().all(Channel::is_idle)
+    }
+
+    /// What the engine counted since it started.
+    pub fn metrics(&self) -> &EngineMetrics {
+        &self.metrics
+    }
+
     /// Current counts.
     pub fn stats(&self) -> EngineStats {
+        let mut connections_by_kind = [0; 4];
+        for conn in self.conns.values() {
+            let index = match &conn.kind {
+                ConnKind::Control(_) => 0,
+                ConnKind::Telemetry => 1,
+                ConnKind::Channel {
+                    direction: Direction::Read,
+                    ..
+                } => 2,
+                ConnKind::Channel { .. } => 3,
+            };
+            connections_by_kind[index] += 1;
+        }
         EngineStats {
             connections: self.conns.len(),
+            connections_by_kind,
             channels: self.channels.len(),
             channel_buffered_bytes: self.channel_bytes,
             channel_buffered_frames: self.channel_frames,
@@ -435,6 +503,7 @@ impl Engine {
         }
         let text = message.encode();
         if state.outbox.push(Message::Text(text), limit).is_err() {
+            self.metrics.slow_consumers += 1;
             self.out
                 .push_back(EngineOutput::Event(EngineEvent::SlowConsumer { conn }));
             self.abort(now, conn, CloseCode::POLICY, "outbound queue full");

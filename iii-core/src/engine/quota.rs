@@ -31,6 +31,7 @@ impl Engine {
         id: Option<String>,
         reason: RefusalReason,
     ) {
+        self.metrics.refused(reason);
         self.emit(EngineEvent::Refused {
             conn,
             what,

@@ -95,6 +95,13 @@ pub struct ChannelInfo {
 }
 
 impl Channel {
+    /// True when it holds no data and no end is attached (nothing to drain).
+    pub(super) fn is_idle(&self) -> bool {
+        self.bytes == 0
+            && !matches!(self.reader, End::Attached(_))
+            && !matches!(self.writer, End::Attached(_))
+    }
+
     /// True while an end has never attached (the channel can still expire).
     pub(super) fn half_attached(&self) -> bool {
         self.reader == End::Waiting || self.writer == End::Waiting
@@ -220,6 +227,7 @@ impl Engine {
         if let Some(conn) = owner_conn {
             self.channels_by_owner.entry(conn).or_default().insert(id);
         }
+        self.metrics.channels_created += 1;
         self.timers.set_after(
             Timer::ChannelExpiry(id),
             now,
@@ -321,6 +329,8 @@ impl Engine {
         channel.bytes += len;
         channel.stats.frames_in += 1;
         channel.stats.bytes_in += len as u64;
+        self.metrics.channel_messages += 1;
+        self.metrics.channel_bytes += len as u64;
         self.channel_bytes += len;
         self.channel_frames += 1;
         self.pause_if_full(now, id, conn);
@@ -499,6 +509,7 @@ impl Engine {
         self.channel_bytes -= channel.bytes;
         self.channel_frames -= channel.buffer.len();
         self.timers.cancel(&Timer::ChannelExpiry(id));
+        self.metrics.channel_removed(outcome);
         if channel.paused_since.is_some() {
             self.writer_unpaused();
         }

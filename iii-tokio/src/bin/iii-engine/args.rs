@@ -145,6 +145,23 @@ pub(crate) struct Args {
     /// WebSocket write buffer per connection, in bytes.
     #[arg(long, env = "III_ENGINE_WRITE_BUFFER_BYTES", default_value_t = defaults().write_buffer_bytes)]
     pub(crate) write_buffer_bytes: usize,
+    /// Bearer token of GET /metrics and GET /healthz (default: the workers' token, if
+    /// any; otherwise they are open).
+    #[arg(
+        long,
+        env = "III_ENGINE_METRICS_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "metrics_token_file"
+    )]
+    pub(crate) metrics_token: Option<String>,
+    /// Read the metrics token from this file.
+    #[arg(long, env = "III_ENGINE_METRICS_TOKEN_FILE")]
+    pub(crate) metrics_token_file: Option<PathBuf>,
+    /// Seconds a SIGTERM/SIGINT lets in-flight invocations finish and open channels
+    /// drain (new workers get 503) before what is left is closed with 1001; a second
+    /// signal stops at once.
+    #[arg(long, env = "III_ENGINE_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
+    pub(crate) drain_timeout_secs: u64,
     /// Runtime threads. 1 runs everything on one thread (lowest call latency: no
     /// cross-thread wake-ups); more spread channel streams over cores. Default: one per
     /// core.
@@ -176,25 +193,38 @@ pub(crate) enum ArgsError {
 impl Args {
     /// The token, from the flag, the environment or the file; a blank one is an error.
     pub(crate) fn token(&self) -> Result<Option<String>, ArgsError> {
-        let token = match (&self.token, &self.token_file) {
-            (Some(token), _) => Some(token.clone()),
-            (None, Some(path)) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|error| ArgsError::TokenFile {
-                        path: path.clone(),
-                        error,
-                    })?
-                    .trim()
-                    .to_owned(),
-            ),
-            (None, None) => None,
-        };
-        match token {
-            Some(token) if token.trim().is_empty() => Err(ArgsError::BlankToken),
-            other => Ok(other),
-        }
+        secret(&self.token, &self.token_file)
     }
 
+    /// The metrics token, from the flag, the environment or the file.
+    pub(crate) fn metrics_token(&self) -> Result<Option<String>, ArgsError> {
+        secret(&self.metrics_token, &self.metrics_token_file)
+    }
+}
+
+/// A secret given directly or in a file (surrounding whitespace ignored); a blank one is
+/// an error.
+fn secret(value: &Option<String>, file: &Option<PathBuf>) -> Result<Option<String>, ArgsError> {
+    let token = match (value, file) {
+        (Some(token), _) => Some(token.clone()),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|error| ArgsError::TokenFile {
+                    path: path.clone(),
+                    error,
+                })?
+                .trim()
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
+    match token {
+        Some(token) if token.trim().is_empty() => Err(ArgsError::BlankToken),
+        other => Ok(other),
+    }
+}
+
+impl Args {
     /// The settings these flags describe (checked by `EngineSettings::validate`).
     pub(crate) fn settings(&self, token: Option<String>) -> EngineSettings {
         let mut settings = EngineSettings::default();
@@ -239,6 +269,11 @@ impl Args {
         settings.socket_read_bytes = self.socket_read_bytes;
         settings.write_buffer_bytes = self.write_buffer_bytes;
         settings
+    }
+
+    /// How long a first SIGTERM/SIGINT drains.
+    pub(crate) fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
     }
 }
 

@@ -3,13 +3,18 @@
 //! URL (`ws://ip:port`) as one line on standard output; logs go to standard error
 //! (`RUST_LOG` sets the level, default `info`).
 //!
-//! Exit status: 0 after a clean stop (SIGTERM/SIGINT), 1 when it cannot listen or its
+//! Exit status: 0 after a clean stop (SIGTERM/SIGINT: it drains first, see
+//! `--drain-timeout-secs`; a second signal stops at once), 1 when it cannot listen or its
 //! engine task ends unexpectedly (a supervisor should restart it), 2 for settings that
 //! cannot work.
+//!
+//! Besides the WebSocket routes, the port answers `GET /healthz` (200 while serving, 503
+//! while draining) and `GET /metrics` (Prometheus), behind the token when one is set.
 
 mod args;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches};
 use iii_tokio::engine::{bind, EngineExit, EngineSettings};
@@ -33,9 +38,13 @@ fn main() -> ExitCode {
              use --token-file or III_ENGINE_TOKEN"
         );
     }
-    let settings = match args.token().map(|token| args.settings(token)) {
-        Ok(settings) => settings,
-        Err(error) => {
+    let settings = match (args.token(), args.metrics_token()) {
+        (Ok(token), Ok(metrics_token)) => {
+            let mut settings = args.settings(token);
+            settings.metrics_token = metrics_token;
+            settings
+        }
+        (Err(error), _) | (_, Err(error)) => {
             tracing::error!(%error, "invalid settings");
             return ExitCode::from(BAD_SETTINGS);
         }
@@ -58,7 +67,7 @@ fn main() -> ExitCode {
             .build(),
     };
     match runtime {
-        Ok(runtime) => runtime.block_on(serve(&args.addr, settings)),
+        Ok(runtime) => runtime.block_on(serve(&args.addr, settings, args.drain_timeout())),
         Err(error) => {
             tracing::error!(%error, "cannot start the runtime");
             ExitCode::FAILURE
@@ -102,7 +111,7 @@ fn raise_open_files_limit(settings: &EngineSettings) {
     }
 }
 
-async fn serve(addr: &str, settings: EngineSettings) -> ExitCode {
+async fn serve(addr: &str, settings: EngineSettings, drain_timeout: Duration) -> ExitCode {
     let auth = settings.core.auth_token.is_some();
     let origins = settings.core.allowed_origins.clone();
     let server = match bind(addr, settings).await {
@@ -116,7 +125,7 @@ async fn serve(addr: &str, settings: EngineSettings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let stop = stop_signal();
+    let mut signals = Signals::install();
     println!("{}", server.url());
     tracing::info!(
         url = %server.url(),
@@ -126,49 +135,84 @@ async fn serve(addr: &str, settings: EngineSettings) -> ExitCode {
     );
     let engine = server.handle().clone();
     tokio::select! {
-        () = stop => {
-            tracing::info!("shutting down");
-            server.shutdown().await;
+        () = signals.next() => {}
+        exit = engine.stopped() => return died(exit),
+    }
+    tracing::info!(
+        drain_timeout_secs = drain_timeout.as_secs(),
+        "stopping: new workers get 503 while in-flight work finishes; a second signal stops at once"
+    );
+    let drained = server.drain(drain_timeout);
+    tokio::select! {
+        outcome = drained => {
+            tracing::info!(?outcome, "stopped");
             ExitCode::SUCCESS
         }
-        exit = engine.stopped() => {
-            // Nothing can be served any more: exit so that a supervisor restarts us.
-            tracing::error!(?exit, "the engine task ended; exiting");
-            match exit {
-                EngineExit::Shutdown => ExitCode::SUCCESS,
-                EngineExit::Panicked | EngineExit::Abandoned => ExitCode::FAILURE,
-            }
+        () = signals.next() => {
+            tracing::info!("second signal: stopping now");
+            engine.shutdown().await;
+            ExitCode::SUCCESS
         }
+        exit = engine.stopped() => match exit {
+            EngineExit::Shutdown => ExitCode::SUCCESS,
+            other => died(other),
+        },
     }
 }
 
-/// Watches Ctrl-C and, on Unix, SIGTERM from now on (the handlers are installed before
-/// the URL is printed, so a supervisor that signals as soon as it reads the URL still
-/// gets a clean shutdown); the future completes on the first of them.
-fn stop_signal() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+/// The engine task ended by itself: nothing can be served any more, so exit (non-zero
+/// unless it was a clean shutdown) and let a supervisor restart us.
+fn died(exit: EngineExit) -> ExitCode {
+    tracing::error!(?exit, "the engine task ended; exiting");
+    match exit {
+        EngineExit::Shutdown => ExitCode::SUCCESS,
+        EngineExit::Panicked | EngineExit::Abandoned => ExitCode::FAILURE,
+    }
+}
+
+/// SIGTERM and SIGINT (Ctrl-C), watched from the moment they are installed: before the
+/// URL is printed, so a supervisor that signals as soon as it reads the URL still gets a
+/// clean stop.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut interrupt)) => {
-                return Box::pin(async move {
-                    tokio::select! {
-                        _ = term.recv() => {}
-                        _ = interrupt.recv() => {}
-                    }
-                });
-            }
-            (Err(error), _) | (_, Err(error)) => {
-                tracing::warn!(%error, "cannot watch SIGTERM/SIGINT; Ctrl-C only")
+    unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(term), Ok(interrupt)) => Self {
+                    unix: Some((term, interrupt)),
+                },
+                (Err(error), _) | (_, Err(error)) => {
+                    tracing::warn!(%error, "cannot watch SIGTERM/SIGINT; Ctrl-C only");
+                    Self { unix: None }
+                }
             }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    Box::pin(async {
+
+    /// The next signal.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some((term, interrupt)) = &mut self.unix {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+            return;
+        }
         if let Err(error) = tokio::signal::ctrl_c().await {
             tracing::error!(%error, "cannot wait for Ctrl-C");
+            std::future::pending::<()>().await;
         }
-    })
+    }
 }

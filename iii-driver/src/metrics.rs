@@ -1,0 +1,332 @@
+//! The engine's `/metrics` (Prometheus text exposition) and the counters the transport
+//! keeps next to the core's.
+//!
+//! Nothing here sits on the relay's path: the core counts in plain integers inside the
+//! engine task ([`EngineMetrics`]), the transport counts rare events (refusals before the
+//! engine, connections in their upgrade) in atomics, and a scrape asks the engine task
+//! for one copy of both and encodes it with `prometheus-client`.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use iii_core::engine::{
+    ChannelOutcome, EngineMetrics, EngineStats, InvocationOutcome, Quota, RefusalReason,
+    CHANNEL_OUTCOMES, LATENCY_BUCKETS, OTHER_REFUSALS, QUOTAS,
+};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+/// The HTTP statuses the transport answers itself: before the engine decides on an
+/// upgrade, and for `/metrics` and `/healthz`.
+const TRANSPORT_STATUSES: [u16; 7] = [400, 401, 403, 405, 426, 431, 503];
+
+/// What the transport counts itself.
+#[derive(Debug, Default)]
+pub(crate) struct TransportCounters {
+    /// Connections accepted and still in their HTTP upgrade.
+    pub(crate) in_handshake: AtomicUsize,
+    /// Requests refused before the engine saw them, by [`TRANSPORT_STATUSES`].
+    refused: [AtomicU64; 7],
+}
+
+impl TransportCounters {
+    /// Counts a refusal the transport answered with `status`.
+    pub(crate) fn refused(&self, status: u16) {
+        if let Some(index) = TRANSPORT_STATUSES.iter().position(|s| *s == status) {
+            self.refused[index].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One copy of everything `/metrics` shows.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    pub(crate) metrics: EngineMetrics,
+    pub(crate) stats: EngineStats,
+    pub(crate) in_handshake: usize,
+    pub(crate) transport_refused: [u64; 7],
+    pub(crate) draining: bool,
+}
+
+impl Snapshot {
+    /// Takes the transport's part now; the engine's part comes from its task.
+    pub(crate) fn new(
+        metrics: EngineMetrics,
+        stats: EngineStats,
+        transport: &TransportCounters,
+        draining: bool,
+    ) -> Self {
+        Self {
+            metrics,
+            stats,
+            in_handshake: transport.in_handshake.load(Ordering::Relaxed),
+            transport_refused: std::array::from_fn(|i| {
+                transport.refused[i].load(Ordering::Relaxed)
+            }),
+            draining,
+        }
+    }
+
+    /// The OpenMetrics text of this snapshot.
+    pub(crate) fn encode(self) -> String {
+        let mut registry = Registry::with_prefix("iii");
+        registry.register_collector(Box::new(self));
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+        text
+    }
+}
+
+/// The content type of [`Snapshot::encode`].
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+type Result = std::result::Result<(), std::fmt::Error>;
+
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result {
+    let metric = ConstGauge::new(value as i64);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result {
+    let metric = ConstCounter::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// A family of one label: `(label value, value)` rows.
+fn family(
+    encoder: &mut DescriptorEncoder,
+    (name, help, kind): (&str, &str, MetricType),
+    label: &str,
+    rows: &[(&str, u64)],
+) -> Result {
+    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+    for (value, count) in rows {
+        let labels = [(label, *value)];
+        let mut row = metric.encode_family(&labels)?;
+        match kind {
+            MetricType::Gauge => row.encode_gauge(&(*count as i64))?,
+            _ => row.encode_counter::<NoLabelSet, u64, u64>(count, None)?,
+        }
+    }
+    Ok(())
+}
+
+fn outcome_label(outcome: ChannelOutcome) -> &'static str {
+    match outcome {
+        ChannelOutcome::Completed => "completed",
+        ChannelOutcome::WriterLost => "writer_lost",
+        ChannelOutcome::ReaderGone => "reader_gone",
+        ChannelOutcome::Oversized => "oversized",
+        ChannelOutcome::Expired => "expired",
+        ChannelOutcome::Shutdown => "shutdown",
+    }
+}
+
+fn refusal_label(reason: RefusalReason) -> &'static str {
+    match reason {
+        RefusalReason::TooDeep => "too_deep",
+        RefusalReason::Reserved => "reserved_id",
+        RefusalReason::TriggerTypeOwned => "trigger_type_owned",
+        RefusalReason::FunctionOwned => "function_owned",
+        RefusalReason::ChannelLimit => "channel_limit",
+        RefusalReason::Quota(_) => "quota",
+    }
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result {
+        let (m, s) = (&self.metrics, &self.stats);
+        let e = &mut encoder;
+        family(
+            e,
+            ("connections", "Open connections by kind", MetricType::Gauge),
+            "kind",
+            &[
+                ("control", s.connections_by_kind[0] as u64),
+                ("telemetry", s.connections_by_kind[1] as u64),
+                ("channel_reader", s.connections_by_kind[2] as u64),
+                ("channel_writer", s.connections_by_kind[3] as u64),
+                ("pre_upgrade", self.in_handshake as u64),
+            ],
+        )?;
+        family(
+            e,
+            (
+                "connections_accepted",
+                "Upgrades accepted by kind",
+                MetricType::Counter,
+            ),
+            "kind",
+            &[
+                ("control", m.accepted[0]),
+                ("telemetry", m.accepted[1]),
+                ("channel_reader", m.accepted[2]),
+                ("channel_writer", m.accepted[3]),
+            ],
+        )?;
+        let r = &m.refused_upgrades;
+        let t = &self.transport_refused;
+        family(
+            e,
+            (
+                "upgrades_refused",
+                "Requests refused before an upgrade (and /metrics, /healthz), by HTTP status",
+                MetricType::Counter,
+            ),
+            "status",
+            &[
+                ("400", r.bad_request + t[0]),
+                ("401", r.unauthorized + t[1]),
+                ("403", r.forbidden + t[2]),
+                ("404", r.not_found),
+                ("405", t[3]),
+                ("426", t[4]),
+                ("431", t[5]),
+                ("503", r.unavailable + t[6]),
+            ],
+        )?;
+        gauge(e, "workers", "Connected workers", s.workers as u64)?;
+        gauge(
+            e,
+            "functions",
+            "Registered functions (the engine's own excluded)",
+            s.functions as u64,
+        )?;
+        gauge(e, "trigger_bindings", "Trigger bindings", s.bindings as u64)?;
+        gauge(
+            e,
+            "invocations_pending",
+            "Invocations waiting for a worker's answer",
+            s.pending_invocations as u64,
+        )?;
+        let outcomes: Vec<(&str, u64)> = InvocationOutcome::ALL
+            .iter()
+            .map(|o| (o.label(), m.invocations_with(*o)))
+            .collect();
+        family(
+            e,
+            ("invocations", "Invocations by outcome", MetricType::Counter),
+            "outcome",
+            &outcomes,
+        )?;
+        let histogram = &m.invocation_latency;
+        let mut buckets: Vec<(f64, u64)> = Vec::with_capacity(LATENCY_BUCKETS.len() + 1);
+        let mut below = 0;
+        for (bound, cumulative) in LATENCY_BUCKETS.iter().zip(histogram.buckets) {
+            buckets.push((*bound, cumulative - below));
+            below = cumulative;
+        }
+        buckets.push((f64::MAX, histogram.count - below));
+        e.encode_descriptor(
+            "invocation_duration_seconds",
+            "Time from a call's arrival to its answer, for calls served by workers",
+            None,
+            MetricType::Histogram,
+        )?
+        .encode_histogram::<NoLabelSet>(
+            histogram.sum_seconds,
+            histogram.count,
+            &buckets,
+            None,
+        )?;
+        gauge(e, "channels_open", "Live channels", s.channels as u64)?;
+        counter(
+            e,
+            "channels_created",
+            "Channels created",
+            m.channels_created,
+        )?;
+        let removed: Vec<(&str, u64)> = CHANNEL_OUTCOMES
+            .iter()
+            .zip(m.channels_removed)
+            .map(|(o, n)| (outcome_label(*o), n))
+            .collect();
+        family(
+            e,
+            (
+                "channels_removed",
+                "Channels removed: completed, or aborted by reason",
+                MetricType::Counter,
+            ),
+            "outcome",
+            &removed,
+        )?;
+        counter(
+            e,
+            "channel_bytes",
+            "Channel payload bytes relayed",
+            m.channel_bytes,
+        )?;
+        counter(
+            e,
+            "channel_messages",
+            "Channel messages relayed",
+            m.channel_messages,
+        )?;
+        counter(
+            e,
+            "channel_writer_pauses",
+            "Times a channel writer was paused (backpressure)",
+            m.writer_pauses,
+        )?;
+        gauge(
+            e,
+            "channel_buffered_bytes",
+            "Bytes held in channel buffers",
+            s.channel_buffered_bytes as u64,
+        )?;
+        gauge(
+            e,
+            "channel_committed_bytes",
+            "Bytes counted against the engine-wide channel budget",
+            s.committed_channel_bytes as u64,
+        )?;
+        let quotas: Vec<(&str, u64)> = QUOTAS
+            .iter()
+            .zip(m.quota_refusals)
+            .map(|(q, n)| (Quota::name(*q), n))
+            .collect();
+        family(
+            e,
+            (
+                "quota_refusals",
+                "Requests refused for a per-worker quota",
+                MetricType::Counter,
+            ),
+            "quota",
+            &quotas,
+        )?;
+        let others: Vec<(&str, u64)> = OTHER_REFUSALS
+            .iter()
+            .zip(m.other_refusals)
+            .map(|(r, n)| (refusal_label(*r), n))
+            .collect();
+        family(
+            e,
+            (
+                "requests_refused",
+                "Requests refused for another reason",
+                MetricType::Counter,
+            ),
+            "reason",
+            &others,
+        )?;
+        counter(
+            e,
+            "slow_consumers",
+            "Connections dropped for not reading",
+            m.slow_consumers,
+        )?;
+        gauge(
+            e,
+            "draining",
+            "1 while the engine drains before stopping",
+            u64::from(self.draining),
+        )?;
+        Ok(())
+    }
+}
