@@ -38,10 +38,12 @@ impl Target {
         ))
     }
 
-    /// Spawns `bin --addr 127.0.0.1:0` and reads its URL from the first stdout line.
-    pub fn spawn(bin: &PathBuf) -> Result<Self, BoxError> {
+    /// Spawns `bin --addr 127.0.0.1:0 [extra...]` and reads its URL from the first
+    /// stdout line.
+    pub fn spawn(bin: &PathBuf, extra: &[String]) -> Result<Self, BoxError> {
         let mut child = Command::new(bin)
             .args(["--addr", "127.0.0.1:0"])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
