@@ -164,6 +164,10 @@ pub struct Opts {
     /// The longest wait for a quiet machine before running anyway, in seconds.
     #[arg(long, default_value_t = 60)]
     load_wait: u64,
+    /// A label recorded in each JSON line (`"label"`) and shown with the engine by
+    /// `summarize`, e.g. which engine build a comparison ran against.
+    #[arg(long)]
+    pub label: Option<String>,
     /// Deadline of one run, in seconds.
     #[arg(long, default_value_t = 900)]
     timeout: u64,
@@ -244,6 +248,9 @@ pub async fn one_run(scenario: Scenario, o: &Opts, run: usize) -> Result<Value, 
     let client = scenario.fixed_client().unwrap_or(o.client);
     line.insert("client".into(), json!(client.name()));
     line.insert("engine".into(), json!(engine));
+    if let Some(label) = &o.label {
+        line.insert("label".into(), json!(label));
+    }
     line.insert("run".into(), json!(run));
     let unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
