@@ -81,14 +81,26 @@ pub async fn throughput(target: &Target, o: &Opts) -> Result<Fields, BoxError> {
     let url = target.url();
     let a = Side::connect(o.client, &url, "bench-writer").await?;
     let b = Side::connect(o.client, &url, "bench-reader").await?;
+    let cpu_start = target.cpu();
     let one = streams(&a, &b, 1, o.bytes).await?;
+    let cpu_one = target.cpu();
     let eight = streams(&a, &b, 8, o.bytes).await?;
+    let cpu_eight = target.cpu();
     a.shutdown().await;
     b.shutdown().await;
     let mut f = Fields::new();
     f.insert("bytes".into(), json!(o.bytes));
     f.insert("one_channel_mib_s".into(), json!(round(one)));
     f.insert("eight_channels_mib_s".into(), json!(round(eight)));
+    // The engine's CPU per GiB moved (child engine only): less sensitive than MiB/s to
+    // what else the machine runs.
+    let gib = o.bytes as f64 / (1u64 << 30) as f64;
+    for (name, from, to) in [("one", cpu_start, cpu_one), ("eight", cpu_one, cpu_eight)] {
+        let per_gib = from
+            .zip(to)
+            .map(|(from, to)| round(to.saturating_sub(from).as_secs_f64() * 1e3 / gib));
+        f.insert(format!("{name}_engine_cpu_ms_per_gib"), json!(per_gib));
+    }
     Ok(f)
 }
 
