@@ -1,7 +1,8 @@
 //! `idle_conns`: control throughput on one connection (JSON `ping` -> `pong` with
 //! `--in-flight` outstanding, for `--ping-secs`), alone, then with `--idle-conns` idle
 //! control connections open, then alone again once they are closed; `slowdown_x` is the
-//! mean of the two figures alone over the one with idle connections. An engine that
+//! mean of the two figures alone over the one with idle connections. With a child
+//! engine, its CPU per ping in each phase is recorded too. An engine that
 //! scans every connection per input slows down in proportion to the idle ones; one
 //! that tracks readiness does not.
 //!
@@ -58,17 +59,36 @@ impl Exchange for Pings {
     }
 }
 
-/// Pings per second on `ws` over `duration`, `in_flight` outstanding.
-async fn ping_rate(ws: &mut Ws, duration: Duration, in_flight: usize) -> Result<f64, BoxError> {
+/// One measurement: pings per second, and the engine's CPU per ping (child engine).
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    per_s: f64,
+    engine_cpu_us: Option<f64>,
+}
+
+/// Pings on `ws` over `duration`, `in_flight` outstanding.
+async fn ping_rate(
+    ws: &mut Ws,
+    target: &Target,
+    duration: Duration,
+    in_flight: usize,
+) -> Result<Rate, BoxError> {
     let mut pings = Pings {
         last_answer: Instant::now(),
     };
     let until = Until::Deadline(Instant::now() + duration);
+    let cpu_start = target.cpu();
     let run = pipeline(ws, until, in_flight, &mut pings, &AtomicU64::new(0)).await?;
+    let cpu = cpu_start
+        .zip(target.cpu())
+        .map(|(a, b)| b.saturating_sub(a));
     if run.completed != run.sent {
         return Err(format!("{} pings sent, {} pongs", run.sent, run.completed).into());
     }
-    Ok(run.rate())
+    Ok(Rate {
+        per_s: run.rate(),
+        engine_cpu_us: cpu.map(|cpu| cpu.as_secs_f64() * 1e6 / run.completed.max(1) as f64),
+    })
 }
 
 /// Opens `n` idle control connections, `concurrency` handshakes at a time; each is read
@@ -118,8 +138,8 @@ pub async fn idle_conns(target: &Target, o: &Opts) -> Result<Fields, BoxError> {
     let url = target.url();
     let secs = Duration::from_secs_f64(o.ping_secs);
     let mut ws = raw::control(&url).await?;
-    ping_rate(&mut ws, secs / 5, o.in_flight).await?;
-    let alone = ping_rate(&mut ws, secs, o.in_flight).await?;
+    ping_rate(&mut ws, target, secs / 5, o.in_flight).await?;
+    let alone = ping_rate(&mut ws, target, secs, o.in_flight).await?;
     let rss_alone = target.rss();
     let closed = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -133,7 +153,7 @@ pub async fn idle_conns(target: &Target, o: &Opts) -> Result<Fields, BoxError> {
     let open_wall = start.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_idle = target.rss();
-    let measured = ping_rate(&mut ws, secs, o.in_flight).await;
+    let measured = ping_rate(&mut ws, target, secs, o.in_flight).await;
     let closed = closed.load(Ordering::Relaxed);
     tasks.iter().for_each(JoinHandle::abort);
     let after = match measured {
@@ -141,9 +161,9 @@ pub async fn idle_conns(target: &Target, o: &Opts) -> Result<Fields, BoxError> {
         // the first and the last figure is the machine's, not the engine's.
         Ok(_) => {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            ping_rate(&mut ws, secs, o.in_flight).await
+            ping_rate(&mut ws, target, secs, o.in_flight).await
         }
-        Err(_) => Ok(f64::NAN),
+        Err(_) => Err("not measured".into()),
     };
     let _ = ws.close(None).await;
     let (with_idle, after) = (measured?, after?);
@@ -159,14 +179,26 @@ pub async fn idle_conns(target: &Target, o: &Opts) -> Result<Fields, BoxError> {
     );
     f.insert("in_flight".into(), json!(o.in_flight));
     f.insert("ping_secs".into(), json!(o.ping_secs));
-    f.insert("alone_pings_per_s".into(), json!(alone.round()));
-    f.insert("idle_pings_per_s".into(), json!(with_idle.round()));
-    f.insert("after_pings_per_s".into(), json!(after.round()));
-    let slowdown = (alone + after) / 2.0 / with_idle;
+    for (name, rate) in [("alone", alone), ("idle", with_idle), ("after", after)] {
+        f.insert(format!("{name}_pings_per_s"), json!(rate.per_s.round()));
+        let cpu = rate.engine_cpu_us.map(|us| (us * 100.0).round() / 100.0);
+        f.insert(format!("{name}_engine_cpu_us_per_ping"), json!(cpu));
+    }
+    let slowdown = (alone.per_s + after.per_s) / 2.0 / with_idle.per_s;
     f.insert(
         "slowdown_x".into(),
         json!((slowdown * 100.0).round() / 100.0),
     );
+    // The same in engine CPU per ping: what the idle connections cost each input.
+    let cpu_ratio = match (
+        alone.engine_cpu_us,
+        with_idle.engine_cpu_us,
+        after.engine_cpu_us,
+    ) {
+        (Some(a), Some(i), Some(b)) => json!((i / ((a + b) / 2.0) * 100.0).round() / 100.0),
+        _ => Value::Null,
+    };
+    f.insert("engine_cpu_ratio_x".into(), cpu_ratio);
     f.insert("engine_rss_alone_kib".into(), json!(kib(rss_alone)));
     f.insert("engine_rss_idle_kib".into(), json!(kib(rss_idle)));
     let per = rss_alone
