@@ -5,13 +5,17 @@
 //! checks its own results: a wrong byte count or echo is an error. Everything talks to
 //! 127.0.0.1 only, starts what it needs and stops by itself.
 
+pub mod calls;
 pub mod client;
+pub mod idle;
 pub mod limit;
+pub mod pipeline;
 pub mod published;
 pub mod raw;
 pub mod scenarios;
 pub mod shared;
 pub mod summary;
+pub mod tally;
 pub mod target;
 
 use std::path::PathBuf;
@@ -43,6 +47,12 @@ pub enum Scenario {
     SlowReader,
     /// The machine's raw WebSocket one-hop and relay limit (no engine).
     Limit,
+    /// Control pings/s on one connection alone, then with `--idle-conns` idle
+    /// connections open (raw client only).
+    IdleConns,
+    /// `--soak-calls` checked calls with `--in-flight` outstanding; any lost or
+    /// mismatched answer fails the run.
+    Soak,
 }
 
 impl Scenario {
@@ -55,6 +65,17 @@ impl Scenario {
             Scenario::Fanin => "fanin",
             Scenario::SlowReader => "slow_reader",
             Scenario::Limit => "limit",
+            Scenario::IdleConns => "idle_conns",
+            Scenario::Soak => "soak",
+        }
+    }
+
+    /// The client a scenario always uses, whatever `--client` says (`limit` and
+    /// `idle_conns` speak raw WebSocket only).
+    pub fn fixed_client(self) -> Option<Kind> {
+        match self {
+            Scenario::Limit | Scenario::IdleConns => Some(Kind::Raw),
+            _ => None,
         }
     }
 }
@@ -74,6 +95,14 @@ pub struct Opts {
     /// The `iii-engine` binary for `--spawn-engine` (default: next to this binary).
     #[arg(long)]
     engine_bin: Option<PathBuf>,
+    /// An extra argument for the spawned `iii-engine` (repeatable), e.g.
+    /// `--engine-arg=--read-ahead-bytes=1048576`.
+    #[arg(
+        long = "engine-arg",
+        allow_hyphen_values = true,
+        requires = "spawn_engine"
+    )]
+    engine_args: Vec<String>,
     /// Which client drives the engine.
     #[arg(long, value_enum, default_value_t = Kind::Ours)]
     pub client: Kind,
@@ -101,9 +130,24 @@ pub struct Opts {
     /// Calls made with `--in-flight` outstanding by `latency`.
     #[arg(long, default_value_t = 100_000)]
     pub pipelined_calls: usize,
-    /// Outstanding calls in the pipelined part of `latency`.
+    /// Outstanding calls (`latency`'s pipelined part, `soak`) or pings (`idle_conns`).
     #[arg(long, default_value_t = 64)]
     pub in_flight: usize,
+    /// Calls made by `soak`.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub soak_calls: u64,
+    /// Seconds after which an unanswered call counts as lost (`latency`, `soak`).
+    #[arg(long, default_value_t = 30)]
+    pub call_timeout_secs: u64,
+    /// Idle control connections held open by `idle_conns`.
+    #[arg(long, default_value_t = 10_000)]
+    pub idle_conns: usize,
+    /// Handshakes in progress at once while `idle_conns` opens its connections.
+    #[arg(long, default_value_t = 128)]
+    pub idle_dial_concurrency: usize,
+    /// Seconds of pings per measurement in `idle_conns` (after a fifth of it as warm-up).
+    #[arg(long, default_value_t = 3.0)]
+    pub ping_secs: f64,
     /// Round trips measured by `channel_rtt` (plus 10% warm-up).
     #[arg(long, default_value_t = 1_000)]
     pub rtt_count: usize,
@@ -120,6 +164,10 @@ pub struct Opts {
     /// The longest wait for a quiet machine before running anyway, in seconds.
     #[arg(long, default_value_t = 60)]
     load_wait: u64,
+    /// A label recorded in each JSON line (`"label"`) and shown with the engine by
+    /// `summarize`, e.g. which engine build a comparison ran against.
+    #[arg(long)]
+    pub label: Option<String>,
     /// Deadline of one run, in seconds.
     #[arg(long, default_value_t = 900)]
     timeout: u64,
@@ -157,7 +205,7 @@ async fn start_target(o: &Opts) -> Result<Target, BoxError> {
             .engine_bin
             .clone()
             .unwrap_or_else(target::default_engine_bin);
-        return Target::spawn(&bin);
+        return Target::spawn(&bin, &o.engine_args);
     }
     Target::in_process().await
 }
@@ -175,9 +223,14 @@ pub async fn one_run(scenario: Scenario, o: &Opts, run: usize) -> Result<Value, 
     let work = async {
         match (&target, scenario) {
             (_, Scenario::Limit) => limit::limit(o).await,
+            (Some(_), Scenario::Soak) if o.client == Kind::Published => {
+                Err("soak runs with --client ours or raw".into())
+            }
+            (Some(t), Scenario::IdleConns) => idle::idle_conns(t, o).await,
             (Some(t), _) if o.client == Kind::Published => published::run(scenario, t, o).await,
             (Some(t), Scenario::Throughput) => scenarios::throughput(t, o).await,
-            (Some(t), Scenario::Latency) => scenarios::latency(t, o).await,
+            (Some(t), Scenario::Latency) => calls::latency(t, o).await,
+            (Some(t), Scenario::Soak) => calls::soak(t, o).await,
             (Some(t), Scenario::ChannelRtt) => scenarios::channel_rtt(t, o).await,
             (Some(t), Scenario::Fanin) => scenarios::fanin(t, o).await,
             (Some(t), Scenario::SlowReader) => scenarios::slow_reader(t, o).await,
@@ -192,15 +245,12 @@ pub async fn one_run(scenario: Scenario, o: &Opts, run: usize) -> Result<Value, 
     let fields = outcome.map_err(|_| format!("run timed out after {} s", o.timeout))??;
     let mut line = serde_json::Map::new();
     line.insert("scenario".into(), json!(scenario.name()));
-    line.insert(
-        "client".into(),
-        json!(if scenario == Scenario::Limit {
-            "raw"
-        } else {
-            o.client.name()
-        }),
-    );
+    let client = scenario.fixed_client().unwrap_or(o.client);
+    line.insert("client".into(), json!(client.name()));
     line.insert("engine".into(), json!(engine));
+    if let Some(label) = &o.label {
+        line.insert("label".into(), json!(label));
+    }
     line.insert("run".into(), json!(run));
     let unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -22,7 +22,7 @@ enum Cmd {
         /// The scenario.
         scenario: Scenario,
         #[command(flatten)]
-        opts: Opts,
+        opts: Box<Opts>,
     },
     /// Reads JSON lines (files, or stdin when none) and prints a markdown table of
     /// min / median / max per scenario, client and engine.
@@ -46,6 +46,10 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Run { scenario, opts } => {
+            // Every connection is a file descriptor (`idle_conns` opens 10 000).
+            if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+                eprintln!("iii-bench: cannot raise the open-files limit: {e}");
+            }
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(opts.threads.max(1))
                 .enable_all()
@@ -60,7 +64,13 @@ fn main() -> ExitCode {
             runtime.block_on(async {
                 for run in 0..opts.runs {
                     match one_run(scenario, &opts, run).await {
-                        Ok(line) => println!("{line}"),
+                        Ok(line) => {
+                            println!("{line}");
+                            if let Some(why) = line.get("failed").and_then(|v| v.as_str()) {
+                                eprintln!("iii-bench: {} run {run} failed: {why}", scenario.name());
+                                return ExitCode::FAILURE;
+                            }
+                        }
                         Err(e) => {
                             eprintln!("iii-bench: {} run {run} failed: {e}", scenario.name());
                             return ExitCode::FAILURE;

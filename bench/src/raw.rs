@@ -27,13 +27,19 @@ pub const STEP: Duration = Duration::from_secs(30);
 
 /// Opens a WebSocket to `url` (`ws://host:port/path`) with `TCP_NODELAY`.
 pub async fn dial(url: &str) -> Result<Ws, BoxError> {
+    let mut config = WebSocketConfig::default();
+    config.max_message_size = Some(64 << 20);
+    dial_with(url, config).await
+}
+
+/// [`dial`] with a WebSocket configuration of the caller's (e.g. a small read buffer for
+/// thousands of idle connections).
+pub async fn dial_with(url: &str, config: WebSocketConfig) -> Result<Ws, BoxError> {
     let rest = url.strip_prefix("ws://").ok_or("not a ws:// URL")?;
     let authority = rest.split('/').next().unwrap_or(rest);
     let authority = authority.split('?').next().unwrap_or(authority);
     let tcp = TcpStream::connect(authority).await?;
     tcp.set_nodelay(true)?;
-    let mut config = WebSocketConfig::default();
-    config.max_message_size = Some(64 << 20);
     let (ws, _) = tokio::time::timeout(STEP, client_async_with_config(url, tcp, Some(config)))
         .await
         .map_err(|_| "handshake timed out")??;
@@ -58,7 +64,11 @@ pub async fn next_json(ws: &mut Ws) -> Result<Value, BoxError> {
 
 /// Dials a control connection and waits for `workerregistered`.
 pub async fn control(url: &str) -> Result<Ws, BoxError> {
-    let mut ws = dial(url).await?;
+    registered(dial(url).await?).await
+}
+
+/// Waits on a freshly dialled control connection for `workerregistered`.
+pub async fn registered(mut ws: Ws) -> Result<Ws, BoxError> {
     let hello = next_json(&mut ws).await?;
     if hello["type"] != "workerregistered" {
         return Err(format!("expected workerregistered, got {hello}").into());

@@ -7,11 +7,11 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{json, Map, Value};
 
-use crate::client::{Callee, Kind, Reader, Side, Writer};
+use crate::client::{Callee, Reader, Side, Writer};
 use crate::raw;
 use crate::shared::{pattern_byte, PATTERN_CHUNKS};
 use crate::target::Target;
-use crate::{BoxError, Opts, CHUNK, ECHO, SINK};
+use crate::{BoxError, Opts, CHUNK, SINK};
 
 /// Fields of one JSON line.
 pub type Fields = Map<String, Value>;
@@ -81,125 +81,27 @@ pub async fn throughput(target: &Target, o: &Opts) -> Result<Fields, BoxError> {
     let url = target.url();
     let a = Side::connect(o.client, &url, "bench-writer").await?;
     let b = Side::connect(o.client, &url, "bench-reader").await?;
+    let cpu_start = target.cpu();
     let one = streams(&a, &b, 1, o.bytes).await?;
+    let cpu_one = target.cpu();
     let eight = streams(&a, &b, 8, o.bytes).await?;
+    let cpu_eight = target.cpu();
     a.shutdown().await;
     b.shutdown().await;
     let mut f = Fields::new();
     f.insert("bytes".into(), json!(o.bytes));
     f.insert("one_channel_mib_s".into(), json!(round(one)));
     f.insert("eight_channels_mib_s".into(), json!(round(eight)));
+    // The engine's CPU per GiB moved (child engine only): less sensitive than MiB/s to
+    // what else the machine runs.
+    let gib = o.bytes as f64 / (1u64 << 30) as f64;
+    for (name, from, to) in [("one", cpu_start, cpu_one), ("eight", cpu_one, cpu_eight)] {
+        let per_gib = from
+            .zip(to)
+            .map(|(from, to)| round(to.saturating_sub(from).as_secs_f64() * 1e3 / gib));
+        f.insert(format!("{name}_engine_cpu_ms_per_gib"), json!(per_gib));
+    }
     Ok(f)
-}
-
-/// `latency`: sequential round trips, then calls/s with `--in-flight` outstanding.
-pub async fn latency(target: &Target, o: &Opts) -> Result<Fields, BoxError> {
-    let url = target.url();
-    let caller = Side::connect(o.client, &url, "bench-caller").await?;
-    let callee = Callee::start(o.client, &url, &caller).await?;
-    let (mut samples, rate) = match o.client {
-        Kind::Ours => {
-            let Side::Ours(iii) = &caller else {
-                return Err("ours".into());
-            };
-            let mut samples = Vec::with_capacity(o.calls);
-            for i in 0..(o.calls + o.calls / 10) {
-                let t = Instant::now();
-                let out = iii.trigger(ECHO, json!({ "seq": i })).await?;
-                let elapsed = t.elapsed();
-                if out["seq"] != i {
-                    return Err(format!("echo mismatch: sent {i}, got {out}").into());
-                }
-                if i >= o.calls / 10 {
-                    samples.push(micros(elapsed));
-                }
-            }
-            let per_task = o.pipelined_calls / o.in_flight;
-            let start = Instant::now();
-            let tasks: Vec<_> = (0..o.in_flight)
-                .map(|t| {
-                    let iii = iii.clone();
-                    tokio::spawn(async move {
-                        for i in 0..per_task {
-                            let seq = t * per_task + i;
-                            let out = iii.trigger(ECHO, json!({ "seq": seq })).await?;
-                            if out["seq"] != seq {
-                                return Err::<(), BoxError>("echo mismatch".into());
-                            }
-                        }
-                        Ok(())
-                    })
-                })
-                .collect();
-            for task in tasks {
-                task.await??;
-            }
-            let rate = (per_task * o.in_flight) as f64 / start.elapsed().as_secs_f64();
-            (samples, rate)
-        }
-        Kind::Raw => raw_latency(&url, o).await?,
-        Kind::Published => return Err("the published client runs out of process".into()),
-    };
-    callee.stop().await;
-    caller.shutdown().await;
-    let mut f = Fields::new();
-    f.insert("sequential_calls".into(), json!(samples.len()));
-    for (name, v) in summary(&mut samples) {
-        f.insert(format!("seq_{name}_us"), json!(v));
-    }
-    f.insert("in_flight".into(), json!(o.in_flight));
-    f.insert("calls_per_s".into(), json!(rate.round()));
-    Ok(f)
-}
-
-/// Raw sequential calls and a pipelined window, each on one dedicated connection.
-async fn raw_latency(url: &str, o: &Opts) -> Result<(Vec<f64>, f64), BoxError> {
-    let mut ws = raw::control(url).await?;
-    let mut samples = Vec::with_capacity(o.calls);
-    for i in 0..(o.calls + o.calls / 10) {
-        let id = raw::invocation_id();
-        let t = Instant::now();
-        raw::send_json(&mut ws, &raw::invoke(&id, ECHO, &json!({ "seq": i }))).await?;
-        let answer = loop {
-            let m = raw::next_json(&mut ws).await?;
-            if m["type"] == "invocationresult" {
-                break m;
-            }
-        };
-        let elapsed = t.elapsed();
-        if answer["invocation_id"] != id.as_str() || raw::result_of(&answer)?["seq"] != i {
-            return Err(format!("echo mismatch: sent {i}, got {answer}").into());
-        }
-        if i >= o.calls / 10 {
-            samples.push(micros(elapsed));
-        }
-    }
-    let total = o.pipelined_calls;
-    let (mut sent, mut done) = (0usize, 0usize);
-    let start = Instant::now();
-    while sent < o.in_flight.min(total) {
-        let id = raw::invocation_id();
-        raw::send_json(&mut ws, &raw::invoke(&id, ECHO, &json!({ "seq": sent }))).await?;
-        sent += 1;
-    }
-    while done < total {
-        let m = raw::next_json(&mut ws).await?;
-        if m["type"] != "invocationresult" {
-            continue;
-        }
-        if raw::result_of(&m)?["seq"].as_u64().is_none() {
-            return Err(format!("bad echo {m}").into());
-        }
-        done += 1;
-        if sent < total {
-            let id = raw::invocation_id();
-            raw::send_json(&mut ws, &raw::invoke(&id, ECHO, &json!({ "seq": sent }))).await?;
-            sent += 1;
-        }
-    }
-    let rate = total as f64 / start.elapsed().as_secs_f64();
-    let _ = ws.close(None).await;
-    Ok((samples, rate))
 }
 
 /// `channel_rtt`: create a channel, hand its reader to a function, write 16 bytes,

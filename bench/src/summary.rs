@@ -28,7 +28,11 @@ pub fn summarize(files: &[PathBuf]) -> Result<String, BoxError> {
     for line in text.lines().filter(|l| l.trim_start().starts_with('{')) {
         let v: Value = serde_json::from_str(line)?;
         let s = |k: &str| v[k].as_str().unwrap_or("").to_owned();
-        let key = (s("scenario"), s("client"), s("engine"));
+        let engine = match v["label"].as_str() {
+            Some(label) => format!("{} [{label}]", s("engine")),
+            None => s("engine"),
+        };
+        let key = (s("scenario"), s("client"), engine);
         if !groups.contains_key(&key) {
             order.push(key.clone());
         }

@@ -38,10 +38,12 @@ impl Target {
         ))
     }
 
-    /// Spawns `bin --addr 127.0.0.1:0` and reads its URL from the first stdout line.
-    pub fn spawn(bin: &PathBuf) -> Result<Self, BoxError> {
+    /// Spawns `bin --addr 127.0.0.1:0 [extra...]` and reads its URL from the first
+    /// stdout line.
+    pub fn spawn(bin: &PathBuf, extra: &[String]) -> Result<Self, BoxError> {
         let mut child = Command::new(bin)
             .args(["--addr", "127.0.0.1:0"])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -97,6 +99,12 @@ impl Target {
             .and_then(|pid| proc_status_kib(pid, "VmHWM:").map(|k| k * 1024))
     }
 
+    /// CPU time (user + system, all threads) the engine process has used so far, when
+    /// it runs in its own process.
+    pub fn cpu(&self) -> Option<Duration> {
+        self.pid().and_then(proc_cpu)
+    }
+
     /// Stops the engine (in-process: graceful shutdown; child: kill).
     pub async fn stop(self) {
         match self {
@@ -119,6 +127,18 @@ pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+}
+
+/// User + system CPU time of process `pid` from `/proc/<pid>/stat` (fields 14 and 15, in
+/// the kernel's `USER_HZ` = 100 ticks per second that `/proc` always reports in).
+pub fn proc_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((user + system) * 10))
 }
 
 /// The default `iii-engine` path: next to this executable.
