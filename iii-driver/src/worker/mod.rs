@@ -31,12 +31,15 @@
 //! `ChannelReader::new(iii.address(), &ref)` becomes `ChannelReader::new(&iii, &ref)`.
 
 mod channel;
+mod credit;
 mod dial;
 mod error;
 mod handlers;
+mod reader;
 mod task;
 #[cfg(feature = "tokio")]
 mod tokio_io;
+mod writer;
 
 #[cfg(test)]
 mod tests;
@@ -52,19 +55,25 @@ use futures_channel::oneshot;
 use futures_util::future::{self, Either};
 use iii_core::wire::control::to_payload;
 use iii_core::wire::Payload;
-use iii_core::worker::{
-    FunctionSpec, RegisterError, TriggerSpec, TriggerTypeSpec, Worker, WorkerConfig,
-};
+use iii_core::worker::{FunctionSpec, TriggerSpec, TriggerTypeSpec, Worker};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use channel::{Channel, ChannelItem, ChannelReader, ChannelWriter};
+pub use bytes::Bytes;
+pub use channel::{Channel, ChannelItem};
 pub use dial::{DEFAULT_URL, HANDSHAKE_TIMEOUT};
 pub use error::{Error, IntoErrorBody, INVOCATION_FAILED};
 pub use handlers::{TriggerHandler, TriggerRequest, DESERIALIZATION_ERROR, SERIALIZATION_ERROR};
 pub use iii_core::channel::{extract_channel_refs, ChannelRef, Direction};
 pub use iii_core::wire::ErrorBody;
+pub use iii_core::worker::{
+    ConfigError, EndOutcome, InvokeError, ReadError, RegisterError, WorkerConfig, WorkerIdentity,
+    WriteError,
+};
+pub use iii_core::CloseCode;
+pub use reader::ChannelReader;
+pub use writer::ChannelWriter;
 
 use crate::runtime::{self, Runtime};
 use task::{Command, DialConfig, Task};
@@ -126,6 +135,8 @@ pub(crate) struct Shared {
     address: String,
     mirror: Mutex<Mirror>,
     next_key: AtomicU64,
+    /// The core's `writer_window_bytes`: every writer's initial credit.
+    writer_window_bytes: usize,
     /// Set once the worker stopped (shut down or fatally rejected).
     pub(crate) stopped: AtomicBool,
 }
@@ -191,11 +202,13 @@ impl<R: Runtime> Iii<R> {
         identity.version = env!("CARGO_PKG_VERSION").to_owned();
         identity.pid = Some(std::process::id());
         let ws = dial::ws_config(config.max_control_message_bytes, options.read_buffer_bytes);
+        let writer_window_bytes = config.writer_window_bytes;
         let core = Worker::new(config, runtime::os_seed(), runtime::now())?;
         let shared = Arc::new(Shared {
             address: address.clone(),
             mirror: Mutex::default(),
             next_key: AtomicU64::new(1),
+            writer_window_bytes,
             stopped: AtomicBool::new(false),
         });
         let (commands, command_rx) = futures_channel::mpsc::unbounded();
@@ -394,17 +407,19 @@ impl<R: Runtime> Iii<R> {
     pub async fn create_channel(&self, buffer_size: Option<usize>) -> Result<Channel<R>, Error> {
         let (writer_key, reader_key) = (self.shared.key(), self.shared.key());
         let (items, item_rx) = futures_channel::mpsc::unbounded();
+        let credit = self.new_write_credit();
         let (reply, answer) = oneshot::channel();
         self.send(Command::CreateChannel {
             buffer_size,
             writer: writer_key,
             reader: reader_key,
+            credit: credit.clone(),
             items,
             reply,
         })?;
         let refs = answer.await.unwrap_or(Err(Error::Closed))?;
         Ok(Channel {
-            writer: ChannelWriter::attach(self, writer_key),
+            writer: ChannelWriter::attach(self, writer_key, credit),
             reader: ChannelReader::attach(self, reader_key, item_rx),
             writer_ref: refs.writer,
             reader_ref: refs.reader,
@@ -413,6 +428,14 @@ impl<R: Runtime> Iii<R> {
 
     pub(crate) fn new_key(&self) -> u64 {
         self.shared.key()
+    }
+
+    pub(crate) fn new_write_credit(&self) -> Arc<credit::WriteCredit> {
+        Arc::new(credit::WriteCredit::new(self.shared.writer_window_bytes))
+    }
+
+    pub(crate) fn commands(&self) -> UnboundedSender<Command> {
+        self.commands.clone()
     }
 
     /// Provides trigger type `id`: the engine sends it the bindings of that type, which

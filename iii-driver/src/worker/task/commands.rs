@@ -3,10 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use iii_core::worker::ReadError;
-use iii_core::CloseCode;
-
-use super::{Command, ReaderItem, Task, Waiter};
+use super::{Command, Task, Waiter};
 use crate::runtime::Runtime;
 use crate::worker::Error;
 
@@ -86,6 +83,7 @@ impl<R: Runtime> Task<R> {
                 buffer_size,
                 writer,
                 reader,
+                credit,
                 items,
                 reply,
             } => match self.core.create_channel(now, buffer_size) {
@@ -93,6 +91,7 @@ impl<R: Runtime> Task<R> {
                     let waiter = Waiter::Channel {
                         writer,
                         reader,
+                        credit,
                         items,
                         reply,
                     };
@@ -105,33 +104,18 @@ impl<R: Runtime> Task<R> {
             Command::OpenEnd {
                 key,
                 channel_ref,
-                items,
-            } => self.open_end(now, key, channel_ref, items),
-            Command::Writer { key, op } => match self.slots.get_mut(&key) {
-                Some(slot) => {
-                    slot.ops.push_back(op);
-                    self.pump_writer(now, key);
-                }
-                None => op.fail(Error::Closed),
-            },
-            Command::Abort(key) => {
-                if let Some(slot) = self.slots.get(&key) {
-                    let _ = self.core.channel_abort(now, slot.end, CloseCode::INTERNAL);
-                }
-            }
-            Command::StartReading(key) => {
-                let Some(slot) = self.slots.get(&key) else {
-                    return;
-                };
-                match self.core.channel_start_reading(now, slot.end) {
-                    Ok(()) | Err(ReadError::Ended(_)) => {}
-                    Err(error) => {
-                        if let Some(items) = &slot.items {
-                            let _ = items.unbounded_send(ReaderItem::End(Err(error.into())));
-                        }
-                    }
-                }
-            }
+                kind,
+            } => self.open_end(now, key, channel_ref, kind),
+            Command::Write {
+                key,
+                data,
+                credited,
+            } => self.writer_data(now, key, data, credited),
+            Command::Text { key, text, cost } => self.writer_text(now, key, text, cost),
+            Command::CloseWriter { key, reply } => self.writer_close(now, key, reply),
+            Command::Abort(key) => self.abort(now, key),
+            Command::StartReading(key) => self.start_reading(now, key),
+            Command::CloseReader(key) => self.close_reader(now, key),
             Command::Consumed { key, bytes } => {
                 if let Some(slot) = self.slots.get(&key) {
                     let _ = self.core.channel_consumed(now, slot.end, bytes);

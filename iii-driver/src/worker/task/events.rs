@@ -13,7 +13,7 @@ use iii_core::InvocationId;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::{Net, ReaderItem, Task, Waiter};
+use super::{EndKind, Net, ReaderItem, Task, Waiter};
 use crate::runtime::Runtime;
 use crate::worker::error::call_result;
 use crate::worker::handlers::{run_handler, TriggerRequest, DESERIALIZATION_ERROR};
@@ -191,6 +191,7 @@ impl<R: Runtime> Task<R> {
             Some(Waiter::Channel {
                 writer,
                 reader,
+                credit,
                 items,
                 reply,
             }) => {
@@ -200,8 +201,8 @@ impl<R: Runtime> Task<R> {
                 });
                 match refs {
                     Ok(refs) => {
-                        self.open_end(now, writer, refs.writer.clone(), None);
-                        self.open_end(now, reader, refs.reader.clone(), Some(items));
+                        self.open_end(now, writer, refs.writer.clone(), EndKind::Writer(credit));
+                        self.open_end(now, reader, refs.reader.clone(), EndKind::Reader(items));
                         if reply.send(Ok(refs)).is_err() {
                             // The caller gave up: nobody will ever use these ends.
                             self.release(now, writer);

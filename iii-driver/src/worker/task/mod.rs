@@ -30,6 +30,7 @@ mod commands;
 mod ends;
 mod events;
 
+use super::credit::WriteCredit;
 use super::dial::{dial, Socket};
 use super::handlers::{Handler, TriggerHandler, TriggerRequest};
 use super::{Error, Shared};
@@ -45,38 +46,12 @@ pub(crate) enum ReaderItem {
     End(Result<(), Error>),
 }
 
-/// One operation of a writer handle, executed in order.
-pub(crate) enum WriterOp {
-    /// Write `data` (all of it, or as much as fits once something fits).
-    Write {
-        data: Bytes,
-        all: bool,
-        accepted: usize,
-        reply: oneshot::Sender<Result<usize, Error>>,
-    },
-    /// Send one text message.
-    Text {
-        text: Text,
-        reply: oneshot::Sender<Result<(), Error>>,
-    },
-    /// Close cleanly; answered once the end is over.
-    Close {
-        requested: bool,
-        reply: oneshot::Sender<Result<(), Error>>,
-    },
-}
-
-impl WriterOp {
-    fn fail(self, error: Error) {
-        match self {
-            WriterOp::Write { reply, .. } => {
-                let _ = reply.send(Err(error));
-            }
-            WriterOp::Text { reply, .. } | WriterOp::Close { reply, .. } => {
-                let _ = reply.send(Err(error));
-            }
-        }
-    }
+/// How a new end reaches its handle.
+pub(crate) enum EndKind {
+    /// A reader: items go here.
+    Reader(UnboundedSender<ReaderItem>),
+    /// A writer: the window it shares with its handle.
+    Writer(Arc<WriteCredit>),
 }
 
 /// A request from a handle to the task.
@@ -102,20 +77,35 @@ pub(crate) enum Command {
         buffer_size: Option<usize>,
         writer: u64,
         reader: u64,
+        credit: Arc<WriteCredit>,
         items: UnboundedSender<ReaderItem>,
         reply: oneshot::Sender<Result<ChannelRefs, Error>>,
     },
     OpenEnd {
         key: u64,
         channel_ref: ChannelRef,
-        items: Option<UnboundedSender<ReaderItem>>,
+        kind: EndKind,
     },
-    Writer {
+    /// Bytes for a writer: `credited` ones were granted (they fit the window at once);
+    /// the rest of a cancelled write is not.
+    Write {
         key: u64,
-        op: WriterOp,
+        data: Bytes,
+        credited: bool,
+    },
+    /// A text message for a writer, costing `cost` bytes of credit.
+    Text {
+        key: u64,
+        text: Text,
+        cost: usize,
+    },
+    CloseWriter {
+        key: u64,
+        reply: oneshot::Sender<Result<(), Error>>,
     },
     Abort(u64),
     StartReading(u64),
+    CloseReader(u64),
     Consumed {
         key: u64,
         bytes: usize,
@@ -137,6 +127,7 @@ enum Waiter {
     Channel {
         writer: u64,
         reader: u64,
+        credit: Arc<WriteCredit>,
         items: UnboundedSender<ReaderItem>,
         reply: oneshot::Sender<Result<ChannelRefs, Error>>,
     },
@@ -145,13 +136,35 @@ enum Waiter {
 /// The task's record of one channel end handle.
 struct Slot {
     end: EndId,
-    /// Readers: where items go.
-    items: Option<UnboundedSender<ReaderItem>>,
-    /// Writers: operations in order.
-    ops: VecDeque<WriterOp>,
+    kind: SlotKind,
     ended: Option<EndOutcome>,
     /// The handle was dropped: release the end once it is over.
     dropped: bool,
+}
+
+enum SlotKind {
+    Reader(UnboundedSender<ReaderItem>),
+    Writer(WriterSlot),
+}
+
+/// A writer's data on its way into the core, and its share of the window.
+struct WriterSlot {
+    credit: Arc<WriteCredit>,
+    /// Credited bytes received from the handle (cumulative).
+    arrived: u64,
+    /// Data the core's window has not taken yet, in order.
+    queue: VecDeque<Queued>,
+    /// Credit the queue stands for.
+    queued: usize,
+    /// The handle's close, answered when the end is over.
+    close: Option<oneshot::Sender<Result<(), Error>>>,
+    /// `channel_close` was called.
+    close_sent: bool,
+}
+
+enum Queued {
+    Binary(Bytes),
+    Text(Text, usize),
 }
 
 enum Input<R: Runtime> {
