@@ -466,7 +466,7 @@ pub async fn trigger_type_and_binding<R: Runtime>(rt: R, url: &str) {
         .expect("bind");
     let (registering, request) = with_timeout(requests.next()).await.expect("bind request");
     assert!(registering);
-    assert_eq!(request.id, binding);
+    assert_eq!(request.id, binding.id());
     assert_eq!(request.function_id, "on.tick");
     assert_eq!(request.config, json!({"every_ms": 100}));
     // The provider fires: an ordinary call of the bound function.
@@ -476,10 +476,10 @@ pub async fn trigger_type_and_binding<R: Runtime>(rt: R, url: &str) {
         .expect("fire");
     assert_eq!(answer, json!("handled"));
     assert_eq!(with_timeout(fired.next()).await.expect("fired")["tick"], 1);
-    consumer.unregister_trigger(&binding).expect("unbind");
+    binding.unregister().expect("unbind");
     let (registering, request) = with_timeout(requests.next()).await.expect("unbind request");
     assert!(!registering);
-    assert_eq!(request.id, binding);
+    assert_eq!(request.id, binding.id());
     consumer.shutdown().await;
     provider.shutdown().await;
 }

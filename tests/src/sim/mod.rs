@@ -958,6 +958,7 @@ impl Sim {
             WorkerEvent::CallCompleted {
                 invocation_id,
                 outcome,
+                ..
             } => {
                 self.transcript.record(format!(
                     "{elapsed:?} W{w} completed {invocation_id} {outcome:?}"

@@ -10,14 +10,20 @@ use crate::worker::Error;
 impl<R: Runtime> Task<R> {
     pub(super) fn command(&mut self, now: Instant, command: Command) {
         match command {
-            Command::WaitConnected(reply) => {
+            Command::WaitConnected { deadline, reply } => {
                 if self.stopping.is_some() || self.shared.stopped.load(Ordering::Acquire) {
                     let _ = reply.send(Err(self.stop_error()));
                 } else if self.registered {
                     let _ = reply.send(Ok(()));
+                } else if self.unreachable {
+                    let _ = reply.send(Err(self.errors.unreachable()));
                 } else {
-                    self.connect_waiters.push(reply);
+                    self.connect_waiters.push((deadline, reply));
                 }
+            }
+            Command::Sync { timeout, reply } => {
+                let id = self.core.sync(now, timeout);
+                self.syncs.insert(id, reply);
             }
             Command::RegisterFunction(spec, handler) => {
                 let id = spec.id.clone();
@@ -64,18 +70,22 @@ impl<R: Runtime> Task<R> {
             Command::Invoke {
                 function_id,
                 data,
-                timeout,
+                options,
                 reply,
-            } => match self.core.invoke(now, &function_id, data, timeout) {
+            } => match self.core.invoke_with(now, &function_id, data, options) {
                 Ok(id) => {
                     self.calls.insert(id, Waiter::Call(reply));
                 }
                 Err(error) => {
-                    let _ = reply.send(Err(error.into()));
+                    let _ = reply.send(Err(self.errors.invoke_error(error)));
                 }
             },
-            Command::InvokeVoid { function_id, data } => {
-                if let Err(error) = self.core.invoke_void(now, &function_id, data) {
+            Command::InvokeVoid {
+                function_id,
+                data,
+                options,
+            } => {
+                if let Err(error) = self.core.invoke_void_with(now, &function_id, data, options) {
                     tracing::warn!(%error, %function_id, "trigger_void refused");
                 }
             }
@@ -98,7 +108,7 @@ impl<R: Runtime> Task<R> {
                     self.calls.insert(id, waiter);
                 }
                 Err(error) => {
-                    let _ = reply.send(Err(error.into()));
+                    let _ = reply.send(Err(self.errors.invoke_error(error)));
                 }
             },
             Command::OpenEnd {
@@ -122,15 +132,11 @@ impl<R: Runtime> Task<R> {
                 }
             }
             Command::DropEnd(key) => self.drop_end(now, key),
-            Command::Shutdown(reply) => self.begin_stop(now, Some(reply)),
+            Command::Shutdown(reply) => self.begin_stop(now, reply),
         }
     }
 
     pub(super) fn stop_error(&self) -> Error {
-        if self.rejected {
-            Error::Rejected
-        } else {
-            Error::Closed
-        }
+        self.errors.rejected()
     }
 }

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use async_tungstenite::WebSocketStream;
 use bytes::Bytes;
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -20,8 +19,8 @@ use futures_util::{FutureExt, StreamExt};
 use iii_core::channel::{channel_url, ChannelRef, ChannelRefs};
 use iii_core::wire::{ErrorBody, Payload};
 use iii_core::worker::{
-    ConnectTarget, EndId, EndOutcome, FunctionSpec, TriggerSpec, TriggerTypeSpec, Worker,
-    WorkerOutput,
+    CallOptions, ConnectTarget, ConnectionState, EndId, EndOutcome, FunctionSpec, Rejection,
+    SyncId, TraceContext, TriggerSpec, TriggerTypeSpec, Worker, WorkerOutput,
 };
 use iii_core::{ConnId, InvocationId, Text};
 use serde_json::Value;
@@ -31,7 +30,8 @@ mod ends;
 mod events;
 
 use super::credit::WriteCredit;
-use super::dial::{dial, Socket};
+use super::dial::{dial, DialConfig, DialFailure, Socket};
+use super::error::ErrorContext;
 use super::handlers::{Handler, TriggerHandler, TriggerRequest};
 use super::{Error, Shared};
 use crate::conn::{pump, ConnEvent, Conns, Ready, CLOSE_GRACE};
@@ -56,7 +56,14 @@ pub(crate) enum EndKind {
 
 /// A request from a handle to the task.
 pub(crate) enum Command {
-    WaitConnected(oneshot::Sender<Result<(), Error>>),
+    WaitConnected {
+        deadline: Instant,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    Sync {
+        timeout: Duration,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
     RegisterFunction(FunctionSpec, Handler),
     UnregisterFunction(String),
     RegisterTriggerType(TriggerTypeSpec, Arc<dyn TriggerHandler>),
@@ -66,12 +73,13 @@ pub(crate) enum Command {
     Invoke {
         function_id: String,
         data: Payload,
-        timeout: Option<Duration>,
-        reply: oneshot::Sender<Result<Option<Payload>, Error>>,
+        options: CallOptions,
+        reply: oneshot::Sender<CallReply>,
     },
     InvokeVoid {
         function_id: String,
         data: Payload,
+        options: CallOptions,
     },
     CreateChannel {
         buffer_size: Option<usize>,
@@ -111,19 +119,22 @@ pub(crate) enum Command {
         bytes: usize,
     },
     DropEnd(u64),
-    Shutdown(oneshot::Sender<()>),
+    Shutdown(Option<oneshot::Sender<()>>),
 }
+
+/// A call's raw result and the trace context that came back with it.
+pub(crate) type CallReply = Result<(Option<Payload>, TraceContext), Error>;
 
 /// What the network side (and spawned handlers) report to the task.
 pub(crate) enum Net<R: Runtime> {
     Conn(ConnEvent),
-    Dialed(ConnId, Result<Box<WebSocketStream<Socket<R>>>, Option<u16>>),
+    Dialed(ConnId, Result<Box<WebSocketStream<Socket<R>>>, DialFailure>),
     Complete(InvocationId, Result<Value, ErrorBody>),
     TriggerResult(String, Result<(), ErrorBody>),
 }
 
 enum Waiter {
-    Call(oneshot::Sender<Result<Option<Payload>, Error>>),
+    Call(oneshot::Sender<CallReply>),
     Channel {
         writer: u64,
         reader: u64,
@@ -173,20 +184,13 @@ enum Input<R: Runtime> {
     Deadline,
 }
 
-/// How the task dials.
-pub(crate) struct DialConfig {
-    pub(crate) address: String,
-    pub(crate) token: Option<String>,
-    pub(crate) ws: WebSocketConfig,
-    pub(crate) socket_read_bytes: usize,
-}
-
 /// The task's state. See the [module docs](self).
 pub(crate) struct Task<R: Runtime> {
     rt: R,
     core: Worker,
     conns: Conns,
     dialing: BTreeSet<ConnId>,
+    address: String,
     dial: DialConfig,
     net_tx: UnboundedSender<Net<R>>,
     shared: Arc<Shared>,
@@ -194,9 +198,19 @@ pub(crate) struct Task<R: Runtime> {
     trigger_types: BTreeMap<String, Arc<dyn TriggerHandler>>,
     bindings: BTreeMap<String, TriggerRequest>,
     calls: BTreeMap<InvocationId, Waiter>,
-    connect_waiters: Vec<oneshot::Sender<Result<(), Error>>>,
+    /// `wait_connected` callers and their deadlines.
+    connect_waiters: Vec<(Instant, oneshot::Sender<Result<(), Error>>)>,
+    /// `wait_registered` callers.
+    syncs: BTreeMap<SyncId, oneshot::Sender<Result<(), Error>>>,
+    /// Function registrations the engine refused on the current connection.
+    function_rejections: Vec<Rejection>,
+    /// The control connection being dialed, to keep its error.
+    control_dial: Option<ConnId>,
+    errors: ErrorContext,
     registered: bool,
-    rejected: bool,
+    /// The core reported the engine unreachable (until it registers a connection).
+    unreachable: bool,
+    state: ConnectionState,
     slots: BTreeMap<u64, Slot>,
     keys: BTreeMap<EndId, u64>,
     stopping: Option<(Instant, Vec<oneshot::Sender<()>>)>,
@@ -207,6 +221,7 @@ impl<R: Runtime> Task<R> {
     pub(crate) fn new(
         rt: R,
         core: Worker,
+        address: String,
         dial: DialConfig,
         shared: Arc<Shared>,
         net_tx: UnboundedSender<Net<R>>,
@@ -216,6 +231,11 @@ impl<R: Runtime> Task<R> {
             core,
             conns: Conns::default(),
             dialing: BTreeSet::new(),
+            errors: ErrorContext {
+                url: address.clone(),
+                ..ErrorContext::default()
+            },
+            address,
             dial,
             net_tx,
             shared,
@@ -224,8 +244,12 @@ impl<R: Runtime> Task<R> {
             bindings: BTreeMap::new(),
             calls: BTreeMap::new(),
             connect_waiters: Vec::new(),
+            syncs: BTreeMap::new(),
+            function_rejections: Vec::new(),
+            control_dial: None,
             registered: false,
-            rejected: false,
+            unreachable: false,
+            state: ConnectionState::Connecting,
             slots: BTreeMap::new(),
             keys: BTreeMap::new(),
             stopping: None,
@@ -290,9 +314,11 @@ impl<R: Runtime> Task<R> {
                 Input::Deadline => {
                     sleep = None;
                     self.core.handle_timeout(now);
+                    self.expire_waiters(now);
                 }
             }
             self.drain(now);
+            self.publish_state();
             if self.stop_done(now) {
                 return;
             }
@@ -301,9 +327,30 @@ impl<R: Runtime> Task<R> {
 
     fn deadline(&self) -> Option<Instant> {
         let stop = self.stopping.as_ref().map(|(at, _)| *at);
-        match (self.core.poll_timeout(), stop) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let waiter = self.connect_waiters.iter().map(|(at, _)| *at).min();
+        [self.core.poll_timeout(), stop, waiter]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// `wait_connected` callers whose deadline passed get `Timeout`.
+    fn expire_waiters(&mut self, now: Instant) {
+        let (expired, waiting) = std::mem::take(&mut self.connect_waiters)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.connect_waiters = waiting;
+        for (_, reply) in expired {
+            let _ = reply.send(Err(Error::Timeout));
+        }
+    }
+
+    /// Publishes the core's connection state when it changed.
+    fn publish_state(&mut self) {
+        let state = self.core.connection_state();
+        if state != self.state {
+            self.state = state;
+            self.shared.state.set(state);
         }
     }
 
@@ -356,19 +403,18 @@ impl<R: Runtime> Task<R> {
         match output {
             WorkerOutput::Connect { conn, target } => {
                 let url = match target {
-                    ConnectTarget::Control => self.dial.address.clone(),
-                    ConnectTarget::Channel(channel_ref) => {
-                        channel_url(&self.dial.address, &channel_ref)
+                    ConnectTarget::Control => {
+                        self.control_dial = Some(conn);
+                        self.address.clone()
                     }
+                    ConnectTarget::Channel(channel_ref) => channel_url(&self.address, &channel_ref),
                 };
                 self.dialing.insert(conn);
                 let rt = self.rt.clone();
                 let tx = self.net_tx.clone();
-                let token = self.dial.token.clone();
-                let config = self.dial.ws;
-                let socket_read_bytes = self.dial.socket_read_bytes;
+                let config = self.dial.clone();
                 self.rt.spawn(Box::pin(async move {
-                    let result = dial(rt, url, token, config, socket_read_bytes).await;
+                    let result = dial(rt, url, config).await;
                     let _ = tx.unbounded_send(Net::Dialed(conn, result.map(Box::new)));
                 }));
             }
@@ -420,7 +466,14 @@ impl<R: Runtime> Task<R> {
                         self.rt.spawn(Box::pin(pumped));
                         self.core.handle_connected(now, conn);
                     }
-                    Err(status) => self.core.handle_connect_failed(now, conn, status),
+                    Err(failure) => {
+                        if self.control_dial == Some(conn) {
+                            tracing::warn!(url = %self.address, detail = %failure.detail,
+                                "cannot connect to the engine; retrying");
+                            self.errors.last_dial_error = Some(failure.detail);
+                        }
+                        self.core.handle_connect_failed(now, conn, failure.status);
+                    }
                 }
             }
             Net::Complete(id, result) => self.handler_done(now, id, result),
