@@ -19,6 +19,7 @@ pub mod engine;
 mod handshake;
 mod read_batch;
 pub mod runtime;
+pub mod sdk;
 pub mod server;
 pub mod worker;
 
