@@ -2,6 +2,7 @@
 //! over the worker's [`Runtime`], run against an engine URL. `tests/tests/adapter_*.rs`
 //! run the suite on tokio, on smol, and in mixed pairs.
 
+mod control;
 mod handoff;
 mod scenarios;
 
@@ -12,6 +13,7 @@ use iii_driver::server::EngineServer;
 use iii_driver::worker::{Iii, WorkerOptions};
 use iii_driver::Runtime;
 
+pub use control::*;
 pub use handoff::*;
 pub use scenarios::*;
 
@@ -101,6 +103,10 @@ macro_rules! adapter_suite {
             writer_is_a_sink,
             closed_reader_fails_the_writer,
             reader_closed_before_reading_fails_the_writer,
+            listings_and_handles,
+            void_timeout_and_rejection,
+            functions_available_subscription,
+            metadata_and_trace_context,
         );
         $crate::adapter_suite!(@pairs $flavor; $flavor, $flavor;
             dropped_unused_writer_leaves_the_handed_off_ref_working,
