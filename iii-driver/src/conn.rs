@@ -234,7 +234,7 @@ impl Conns {
     }
 }
 
-fn to_core(message: WsMessage) -> Option<Result<Message, PeerClose>> {
+pub(crate) fn to_core(message: WsMessage) -> Option<Result<Message, PeerClose>> {
     match message {
         WsMessage::Text(text) => {
             // tungstenite has validated UTF-8; the core's constructor checks again.
@@ -253,7 +253,7 @@ fn to_core(message: WsMessage) -> Option<Result<Message, PeerClose>> {
     }
 }
 
-fn to_ws(message: Message) -> WsMessage {
+pub(crate) fn to_ws(message: Message) -> WsMessage {
     match message {
         Message::Binary(bytes) => WsMessage::Binary(bytes),
         Message::Text(text) => match text.into_bytes().try_into() {

@@ -26,6 +26,7 @@ use iii_core::{ConnId, InvocationId, Text};
 use serde_json::Value;
 
 mod commands;
+mod control;
 mod ends;
 mod events;
 
@@ -36,6 +37,7 @@ use super::handlers::{Handler, TriggerHandler, TriggerRequest};
 use super::{Error, Shared};
 use crate::conn::{pump, ConnEvent, Conns, Ready, CLOSE_GRACE};
 use crate::runtime::{self, BoxFuture, Runtime};
+use control::{ControlEvent, ControlSocket};
 
 /// What a reader handle receives, in arrival order.
 #[derive(Debug)]
@@ -181,6 +183,7 @@ enum Queued {
 enum Input<R: Runtime> {
     Command(Option<Command>),
     Net(Net<R>),
+    Control(ControlEvent),
     Deadline,
 }
 
@@ -206,6 +209,8 @@ pub(crate) struct Task<R: Runtime> {
     function_rejections: Vec<Rejection>,
     /// The control connection being dialed, to keep its error.
     control_dial: Option<ConnId>,
+    /// The open control connection, driven by this task.
+    control: Option<ControlSocket<R>>,
     errors: ErrorContext,
     registered: bool,
     /// The core reported the engine unreachable (until it registers a connection).
@@ -247,6 +252,7 @@ impl<R: Runtime> Task<R> {
             syncs: BTreeMap::new(),
             function_rejections: Vec::new(),
             control_dial: None,
+            control: None,
             registered: false,
             unreachable: false,
             state: ConnectionState::Connecting,
@@ -274,7 +280,15 @@ impl<R: Runtime> Task<R> {
                 sleep = deadline.map(|at| (at, self.rt.sleep_until(at)));
             }
             net_first = !net_first;
+            let control = &mut self.control;
             let input = futures_util::future::poll_fn(|cx| {
+                // The control connection first: what the last turn transmitted goes out
+                // now, without a hop to another task.
+                if let Some(socket) = control.as_mut() {
+                    if let Poll::Ready(event) = socket.poll(cx) {
+                        return Poll::Ready(Input::Control(event));
+                    }
+                }
                 let mut command = |cx: &mut std::task::Context<'_>| {
                     if commands_open {
                         if let Poll::Ready(command) = commands.poll_next_unpin(cx) {
@@ -311,6 +325,7 @@ impl<R: Runtime> Task<R> {
                     self.begin_stop(now, None);
                 }
                 Input::Net(event) => self.net(now, event),
+                Input::Control(event) => self.control_event(now, event),
                 Input::Deadline => {
                     sleep = None;
                     self.core.handle_timeout(now);
@@ -370,7 +385,7 @@ impl<R: Runtime> Task<R> {
         let Some((deadline, _)) = &self.stopping else {
             return false;
         };
-        if self.conns.len() > 0 && now < *deadline {
+        if (self.conns.len() > 0 || self.control.is_some()) && now < *deadline {
             return false;
         }
         if let Some((_, replies)) = self.stopping.take() {
@@ -379,6 +394,22 @@ impl<R: Runtime> Task<R> {
             }
         }
         true
+    }
+
+    fn control_event(&mut self, now: Instant, event: ControlEvent) {
+        let Some(conn) = self.control.as_ref().map(|control| control.conn) else {
+            return;
+        };
+        match event {
+            ControlEvent::Message(message) => self.core.handle_message(now, conn, message),
+            ControlEvent::Sent(count) => self.core.handle_sent(now, conn, count),
+            ControlEvent::Closed(close) => {
+                let ours = self.control.take().is_some_and(|control| control.closing);
+                if !ours {
+                    self.core.handle_closed(now, conn, close);
+                }
+            }
+        }
     }
 
     /// Executes outputs until there are none, feeding held messages of resumed
@@ -418,9 +449,14 @@ impl<R: Runtime> Task<R> {
                     let _ = tx.unbounded_send(Net::Dialed(conn, result.map(Box::new)));
                 }));
             }
-            WorkerOutput::Transmit { conn, message } => self.conns.transmit(conn, message),
+            WorkerOutput::Transmit { conn, message } => match self.control.as_mut() {
+                Some(control) if control.conn == conn => control.transmit(message),
+                _ => self.conns.transmit(conn, message),
+            },
             WorkerOutput::Close { conn, code, reason } => {
-                if self.dialing.remove(&conn) {
+                if let Some(control) = self.control.as_mut().filter(|c| c.conn == conn) {
+                    control.close(code, reason);
+                } else if self.dialing.remove(&conn) {
                     // Still dialing: dropping the dial's result closes it.
                 } else if let Some(close) = self.conns.close(conn, code, reason) {
                     // The peer had already ended it; its held messages are moot now.
@@ -453,6 +489,10 @@ impl<R: Runtime> Task<R> {
                     return;
                 }
                 match result {
+                    Ok(ws) if self.control_dial == Some(conn) => {
+                        self.control = Some(ControlSocket::new(conn, *ws));
+                        self.core.handle_connected(now, conn);
+                    }
                     Ok(ws) => {
                         let ends = self.conns.open(conn);
                         let pumped = pump(
