@@ -167,11 +167,13 @@ pub(crate) struct DialConfig {
     pub(crate) tls: TlsConfig,
 }
 
-/// Connects and upgrades, within [`HANDSHAKE_TIMEOUT`].
+/// Connects and upgrades, within [`HANDSHAKE_TIMEOUT`]. `control`: the worker task
+/// polls this socket itself, often, so its read buffer is kept while idle.
 pub(crate) async fn dial<R: Runtime>(
     rt: R,
     url: String,
     config: DialConfig,
+    control: bool,
 ) -> Result<WebSocketStream<Socket<R>>, DialFailure> {
     let endpoint = endpoint(&url, config.token.as_deref(), &config.headers)
         .map_err(|error| DialFailure::new(None, error))?;
@@ -188,7 +190,10 @@ pub(crate) async fn dial<R: Runtime>(
         let transport = Transport::start(tcp, &host, &config.tls)
             .await
             .map_err(|detail| DialFailure::new(None, detail))?;
-        let tcp = ReadBatch::new(transport, config.socket_read_bytes);
+        let mut tcp = ReadBatch::new(transport, config.socket_read_bytes);
+        if control {
+            tcp = tcp.hold_while_idle();
+        }
         async_tungstenite::client_async_with_config(request, tcp, Some(config.ws))
             .await
             .map(|(ws, _response)| ws)

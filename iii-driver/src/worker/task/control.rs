@@ -74,8 +74,10 @@ impl<R: Runtime> ControlSocket<R> {
         self.closing = true;
     }
 
-    /// Writes what is queued, flushes, then reads; `Pending` when nothing happened.
-    pub(super) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ControlEvent> {
+    /// Hands what is queued to the WebSocket (its write buffer; the socket is written
+    /// when that fills or at [`poll_flush`](Self::poll_flush)). `Ready` only when the
+    /// connection failed.
+    pub(super) fn poll_feed(&mut self, cx: &mut Context<'_>) -> Poll<ControlEvent> {
         let mut ws = std::pin::Pin::new(&mut self.ws);
         while !self.queue.is_empty() {
             match ws.as_mut().poll_ready(cx) {
@@ -94,7 +96,16 @@ impl<R: Runtime> ControlSocket<R> {
                 self.unflushed += 1;
             }
         }
-        match ws.as_mut().poll_flush(cx) {
+        Poll::Pending
+    }
+
+    /// Flushes what was fed: `Sent` once it is on the socket; the end of our close.
+    /// Called when nothing else is ready, so that one flush covers a whole batch.
+    pub(super) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<ControlEvent> {
+        if let Poll::Ready(event) = self.poll_feed(cx) {
+            return Poll::Ready(event);
+        }
+        match std::pin::Pin::new(&mut self.ws).poll_flush(cx) {
             Poll::Ready(Ok(())) => {
                 if self.unflushed > 0 {
                     return Poll::Ready(ControlEvent::Sent(std::mem::take(&mut self.unflushed)));
@@ -103,10 +114,15 @@ impl<R: Runtime> ControlSocket<R> {
                     // Our Close is out; the engine's reply is not waited for.
                     return Poll::Ready(ControlEvent::Closed(PeerClose::Lost));
                 }
+                Poll::Pending
             }
-            Poll::Ready(Err(_)) => return Poll::Ready(ControlEvent::Closed(PeerClose::Lost)),
-            Poll::Pending => {}
+            Poll::Ready(Err(_)) => Poll::Ready(ControlEvent::Closed(PeerClose::Lost)),
+            Poll::Pending => Poll::Pending,
         }
+    }
+
+    /// The next message from the engine, or its end.
+    pub(super) fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<ControlEvent> {
         loop {
             let message = match self.ws.poll_next_unpin(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -123,9 +139,7 @@ impl<R: Runtime> ControlSocket<R> {
             };
             match to_core(message) {
                 // Ping/pong: tungstenite queues the pong; the next flush sends it.
-                None => {
-                    let _ = std::pin::Pin::new(&mut self.ws).poll_flush(cx);
-                }
+                None => {}
                 Some(Ok(message)) => return Poll::Ready(ControlEvent::Message(message)),
                 Some(Err(close)) => return Poll::Ready(ControlEvent::Closed(close)),
             }

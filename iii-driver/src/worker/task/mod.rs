@@ -282,10 +282,14 @@ impl<R: Runtime> Task<R> {
             net_first = !net_first;
             let control = &mut self.control;
             let input = futures_util::future::poll_fn(|cx| {
-                // The control connection first: what the last turn transmitted goes out
-                // now, without a hop to another task.
+                // The control connection is written by this task (no hop to another):
+                // what the last turn transmitted is fed now, read next, and flushed once
+                // nothing else is ready, so that one flush covers a batch.
                 if let Some(socket) = control.as_mut() {
-                    if let Poll::Ready(event) = socket.poll(cx) {
+                    if let Poll::Ready(event) = socket.poll_feed(cx) {
+                        return Poll::Ready(Input::Control(event));
+                    }
+                    if let Poll::Ready(event) = socket.poll_read(cx) {
                         return Poll::Ready(Input::Control(event));
                     }
                 }
@@ -312,6 +316,11 @@ impl<R: Runtime> Task<R> {
                 if let Some((_, timer)) = sleep.as_mut() {
                     if timer.poll_unpin(cx).is_ready() {
                         return Poll::Ready(Input::Deadline);
+                    }
+                }
+                if let Some(socket) = control.as_mut() {
+                    if let Poll::Ready(event) = socket.poll_flush(cx) {
+                        return Poll::Ready(Input::Control(event));
                     }
                 }
                 Poll::Pending
@@ -444,8 +453,9 @@ impl<R: Runtime> Task<R> {
                 let rt = self.rt.clone();
                 let tx = self.net_tx.clone();
                 let config = self.dial.clone();
+                let control = self.control_dial == Some(conn);
                 self.rt.spawn(Box::pin(async move {
-                    let result = dial(rt, url, config).await;
+                    let result = dial(rt, url, config, control).await;
                     let _ = tx.unbounded_send(Net::Dialed(conn, result.map(Box::new)));
                 }));
             }
