@@ -91,21 +91,25 @@ fn calls_and_channels_over_wss() {
         written.expect("written over wss");
         assert_eq!(count.expect("counted"), json!(1 << 20));
 
-        // Without the certificate among its roots, the worker refuses the engine.
+        // Trusting another certificate only, the worker refuses the engine's.
+        let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .expect("another certificate");
         let mut untrusting = options("tls-untrusting");
-        untrusting.tls_root_certificates.clear();
+        untrusting.tls_root_certificates = vec![other.cert.der().to_vec()];
         untrusting.core.connect_timeout = Duration::from_millis(500);
-        match connect(untrusting) {
-            Err(Error::InvalidOption(_)) => {} // built without a root store feature
-            Ok(iii) => {
-                let refused = iii.wait_connected(Duration::from_secs(30)).await;
-                assert!(
-                    matches!(refused, Err(Error::Unreachable { .. })),
-                    "{refused:?}"
-                );
-                iii.shutdown().await;
+        let iii = connect(untrusting).expect("valid options");
+        match iii.wait_connected(Duration::from_secs(30)).await {
+            Err(Error::Unreachable { detail, .. }) => {
+                assert!(detail.contains("TLS"), "{detail}")
             }
-            Err(other) => panic!("{other:?}"),
+            other => panic!("expected an untrusted engine to be unreachable: {other:?}"),
+        }
+        iii.shutdown().await;
+        // No roots at all (built without a root store feature): refused at connect.
+        let mut rootless = options("tls-rootless");
+        rootless.tls_root_certificates.clear();
+        if let Err(error) = connect(rootless) {
+            assert!(matches!(error, Error::InvalidOption(_)), "{error:?}");
         }
         owner.shutdown().await;
         caller.shutdown().await;
