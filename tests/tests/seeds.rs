@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+use iii_tests::adapter::Flavor;
+
 use iii_tokio::sdk::{register_worker, IIIError, InitOptions, RegisterFunctionMessage, III};
 use serde_json::{json, Value};
 
@@ -263,12 +265,7 @@ const SENTENCE: &str = "The quick brown fox jumps over the lazy dog and runs int
 
 #[test]
 fn the_documented_snippets_run_against_our_engine() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    iii_tests::adapter::TokioFlavor::block_on(async {
         let engine = iii_tokio::bind("127.0.0.1:0", Default::default())
             .await
             .expect("engine");
@@ -286,7 +283,10 @@ fn the_documented_snippets_run_against_our_engine() {
         let records = json!([{"name": "a", "value": 12}, {"name": "b", "value": 100},
             {"name": "c", "value": 250}, {"name": "d", "value": 157}, {"name": "e", "value": 2048}]);
         let stats = iii
-            .trigger(iii_tokio::sdk::TriggerRequest::new("data.sender", json!({"records": records})))
+            .trigger(iii_tokio::sdk::TriggerRequest::new(
+                "data.sender",
+                json!({"records": records}),
+            ))
             .await
             .expect("data.sender");
         assert_eq!(stats["label"], "metrics-batch");

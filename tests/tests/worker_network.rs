@@ -6,16 +6,14 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use iii_tests::adapter::{Flavor, TokioFlavor};
 use iii_tests::fake_engine::FakeEngine;
 use iii_tokio::worker::{connect, ConnectionState, Error, WorkerOptions};
 use serde_json::json;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+/// Runs a test body on tokio (the suite's 2-thread runtime).
+fn run<F: std::future::Future>(body: F) -> F::Output {
+    TokioFlavor::block_on(body)
 }
 
 fn options(url: &str, name: &str) -> WorkerOptions {
@@ -36,7 +34,7 @@ fn connect_outside_a_runtime_is_an_error() {
 
 #[test]
 fn an_unreachable_engine_is_reported_in_time_naming_the_url() {
-    runtime().block_on(async {
+    run(async {
         // A port nobody listens on.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -72,7 +70,7 @@ fn an_unreachable_engine_is_reported_in_time_naming_the_url() {
 
 #[test]
 fn a_half_open_connection_is_detected_and_replaced() {
-    runtime().block_on(async {
+    run(async {
         let mut engine = FakeEngine::start().await;
         let mut options = options(&engine.url, "keepalive");
         options.core.keepalive_interval = Duration::from_millis(100);
@@ -116,7 +114,7 @@ fn a_half_open_connection_is_detected_and_replaced() {
 
 #[test]
 fn custom_headers_and_the_token_reach_the_engine() {
-    runtime().block_on(async {
+    run(async {
         let mut engine = FakeEngine::start().await;
         let mut options = options(&engine.url, "headers");
         options.headers = vec![("x-tenant".into(), "acme".into())];
@@ -142,7 +140,7 @@ fn custom_headers_and_the_token_reach_the_engine() {
 /// the pong to a ping sent after the registrations.
 #[test]
 fn wait_registered_waits_for_an_engine_that_applies_registrations_late() {
-    runtime().block_on(async {
+    run(async {
         let mut engine = FakeEngine::start().await;
         let iii = connect(options(&engine.url, "late-engine")).expect("valid options");
         iii.register_function("late.fn", |_: serde_json::Value| async move {
@@ -183,7 +181,7 @@ fn wait_registered_waits_for_an_engine_that_applies_registrations_late() {
 
 #[test]
 fn the_connection_state_follows_an_engine_restart() {
-    runtime().block_on(async {
+    run(async {
         let engine = iii_tokio::bind("127.0.0.1:0", Default::default())
             .await
             .expect("engine");

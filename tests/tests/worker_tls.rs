@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use iii_tests::adapter::Flavor;
+
 use iii_tokio::worker::{connect, ChannelReader, Error, WorkerOptions};
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
@@ -47,12 +49,7 @@ async fn tls_proxy(engine: std::net::SocketAddr) -> (u16, Vec<u8>) {
 
 #[test]
 fn calls_and_channels_over_wss() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    iii_tests::adapter::TokioFlavor::block_on(async {
         let engine = iii_tokio::bind("127.0.0.1:0", Default::default())
             .await
             .expect("engine");

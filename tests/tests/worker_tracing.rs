@@ -5,6 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use iii_tests::adapter::Flavor;
+
 use iii_tokio::worker::{connect, CallOptions, Error, TraceContext, WorkerOptions};
 use serde_json::{json, Value};
 use tracing::field::{Field, Visit};
@@ -45,12 +47,7 @@ fn each_invocation_runs_in_a_span_with_its_ids() {
     let spans = Spans::default();
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(spans.clone()))
         .expect("the only subscriber of this binary");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    iii_tests::adapter::TokioFlavor::block_on(async {
         let engine = iii_tokio::bind("127.0.0.1:0", Default::default())
             .await
             .expect("engine");

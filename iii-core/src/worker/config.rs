@@ -81,6 +81,10 @@ pub struct WorkerConfig {
     pub writer_window_bytes: usize,
     /// Unconsumed bytes at a reader end that pause reading; default 1 MiB.
     pub reader_window_bytes: usize,
+    /// Keep the control connection alive: ping it when quiet (`keepalive_interval`) and
+    /// replace it when silent (`idle_timeout`). Default true; a simulation on a virtual
+    /// clock that runs "until nothing is left to do" turns it off.
+    pub keepalive: bool,
     /// A control connection silent for this long gets a JSON `ping`; default 20 s (the
     /// published SDKs' ping interval).
     pub keepalive_interval: Duration,
@@ -109,6 +113,7 @@ impl Default for WorkerConfig {
             chunk_size: MAX_CHUNK,
             writer_window_bytes: 1024 * 1024,
             reader_window_bytes: 1024 * 1024,
+            keepalive: true,
             keepalive_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),

@@ -169,10 +169,12 @@ impl Worker {
         for target in live.syncs.values_mut() {
             *target = None;
         }
-        let at = now
-            .checked_add(self.config.keepalive_interval)
-            .unwrap_or(now);
-        self.timers.set(TimerKey::Keepalive, at);
+        if self.config.keepalive {
+            let at = now
+                .checked_add(self.config.keepalive_interval)
+                .unwrap_or(now);
+            self.timers.set(TimerKey::Keepalive, at);
+        }
     }
 
     /// Any message on the open control connection.

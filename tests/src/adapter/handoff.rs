@@ -223,16 +223,7 @@ pub async fn closed_reader_fails_the_writer<R: Runtime>(rt: R, url: &str) {
         .await
         .expect("close the reader");
     assert!(matches!(reader.next_binary().await, Err(Error::Closed)));
-    let chunk = vec![0u8; 64 * 1024];
-    let failure = with_timeout(async {
-        for _ in 0..4096 {
-            if let Err(error) = channel.writer.write(&chunk).await {
-                return error;
-            }
-        }
-        panic!("256 MiB written to a closed reader");
-    })
-    .await;
+    let failure = write_until_it_fails(&channel.writer).await;
     assert!(
         matches!(failure, Error::Channel(EndOutcome::Aborted { .. })),
         "{failure:?}"
@@ -247,16 +238,7 @@ pub async fn reader_closed_before_reading_fails_the_writer<R: Runtime>(rt: R, ur
     let channel = iii.create_channel(None).await.expect("create");
     let mut reader = channel.reader;
     with_timeout(reader.close()).await.expect("close");
-    let chunk = vec![1u8; 64 * 1024];
-    let failure = with_timeout(async {
-        for _ in 0..4096 {
-            if let Err(error) = channel.writer.write(&chunk).await {
-                return error;
-            }
-        }
-        panic!("256 MiB written to a closed reader");
-    })
-    .await;
+    let failure = write_until_it_fails(&channel.writer).await;
     // The engine dropped the channel when its only attached end left: the writer's
     // connect is refused.
     assert!(
@@ -267,4 +249,18 @@ pub async fn reader_closed_before_reading_fails_the_writer<R: Runtime>(rt: R, ur
         "{failure:?}"
     );
     iii.shutdown().await;
+}
+
+/// Writes 64 KiB at a time until a write fails (at most 256 MiB), and returns the error.
+async fn write_until_it_fails<R: Runtime>(writer: &ChannelWriter<R>) -> Error {
+    let chunk = vec![0u8; 64 * 1024];
+    with_timeout(async {
+        for _ in 0..4096 {
+            if let Err(error) = writer.write(&chunk).await {
+                return error;
+            }
+        }
+        panic!("256 MiB written to a closed reader");
+    })
+    .await
 }

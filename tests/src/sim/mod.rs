@@ -82,7 +82,11 @@ impl Default for SimConfig {
         Self {
             seed: 1,
             engine: EngineConfig::default(),
-            worker: WorkerConfig::default(),
+            // Keepalive pings recur forever; a run "until idle" needs them off.
+            worker: WorkerConfig {
+                keepalive: false,
+                ..WorkerConfig::default()
+            },
             shape: PipeShape::default(),
         }
     }

@@ -171,3 +171,18 @@ fn calls_and_results_carry_metadata_and_trace_context() {
     assert_eq!(trace.traceparent.as_deref(), Some("00-abc-fed-01"));
     assert_eq!(trace.baggage.as_deref(), Some("k=w"));
 }
+
+#[test]
+fn keepalive_can_be_turned_off() {
+    let config = WorkerConfig {
+        keepalive: false,
+        connect_timeout: secs(5),
+        ..WorkerConfig::default()
+    };
+    let (mut worker, t0, conn) = connected(config);
+    registered(&mut worker, t0, conn);
+    drain(&mut worker);
+    assert_eq!(worker.poll_timeout(), None, "no timer left: nothing recurs");
+    worker.handle_timeout(t0 + secs(3600));
+    assert!(kinds(&drain(&mut worker), conn).is_empty());
+}
