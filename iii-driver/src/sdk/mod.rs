@@ -5,7 +5,7 @@
 //! `ChannelReader::new(iii.address(), &ref)`, ...) compiles against
 //! `iii_tokio::sdk` (or `iii_smol::sdk`) with only the crate path replaced; the
 //! adapters alias these generic types to their runtime. Everything here forwards to the
-//! native [`Iii`](crate::worker::Iii) API, which stays zero-copy ([`III::worker`] gives
+//! native [`Iii`] API, which stays zero-copy ([`III::worker`] gives
 //! it for anything the facade does not cover).
 
 mod channels;
