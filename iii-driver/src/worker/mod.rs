@@ -61,6 +61,7 @@ use futures_channel::mpsc::UnboundedSender;
 use futures_channel::oneshot;
 use iii_core::worker::Worker;
 
+pub use crate::runtime::BoxFuture;
 pub use bytes::Bytes;
 pub use calls::{CallOptions, Reply};
 pub use channel::{Channel, ChannelItem};
