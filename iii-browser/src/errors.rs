@@ -23,6 +23,9 @@ pub enum ErrorKind {
     Disconnected,
     /// `"rejected"`: the engine refused this worker (e.g. its name is taken); it stopped.
     Rejected,
+    /// `"unreachable"`: the engine could not be reached within the connect timeout; the
+    /// call was not sent (the worker keeps trying to connect).
+    Unreachable,
     /// `"channel"`: a channel end failed (aborted by the other side, lost, refused).
     Channel,
     /// `"closed"`: the worker was shut down, or the channel end was closed here.
@@ -39,6 +42,7 @@ impl ErrorKind {
             ErrorKind::Remote => "remote",
             ErrorKind::Disconnected => "disconnected",
             ErrorKind::Rejected => "rejected",
+            ErrorKind::Unreachable => "unreachable",
             ErrorKind::Channel => "channel",
             ErrorKind::Closed => "closed",
             ErrorKind::Invalid => "invalid",
@@ -101,6 +105,10 @@ impl ErrorInfo {
             CallOutcome::Rejected => {
                 Self::new(ErrorKind::Rejected, "the engine rejected this worker")
             }
+            CallOutcome::Unreachable => Self::new(
+                ErrorKind::Unreachable,
+                "the engine could not be reached within the connect timeout",
+            ),
         })
     }
 

@@ -71,7 +71,7 @@ impl Session {
         {
             Ok(()) => return Ok(()),
             Err(Error::Timeout) => {}
-            Err(Error::Rejected) => return Err("the engine rejected this worker".into()),
+            Err(Error::Rejected(_)) => return Err("the engine rejected this worker".into()),
             Err(error) => return Err(error.to_string()),
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -85,7 +85,7 @@ impl Session {
                 "the engine did not register this worker within {}",
                 humantime::format_duration(args.connect_timeout)
             )),
-            Err(Error::Rejected) => Err("the engine rejected this worker".into()),
+            Err(Error::Rejected(_)) => Err("the engine rejected this worker".into()),
             Err(error) => Err(error.to_string()),
         }
     }

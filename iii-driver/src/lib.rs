@@ -21,6 +21,7 @@ mod log_limit;
 mod metrics;
 mod read_batch;
 pub mod runtime;
+pub mod sdk;
 pub mod server;
 pub mod worker;
 mod write_deadline;

@@ -34,6 +34,9 @@ pub(crate) struct ReadBatch<S> {
     /// Unread bytes are `buf[start..end]`.
     start: usize,
     end: usize,
+    /// Keep the buffer while idle (for a connection polled often, such as a worker's
+    /// control connection, where freeing it would mean allocating it at every poll).
+    hold_while_idle: bool,
 }
 
 impl<S> ReadBatch<S> {
@@ -46,7 +49,14 @@ impl<S> ReadBatch<S> {
             buf: Vec::new(),
             start: 0,
             end: 0,
+            hold_while_idle: false,
         }
+    }
+
+    /// Keeps the buffer while the socket is idle (see the type docs for the default).
+    pub(crate) fn hold_while_idle(mut self) -> Self {
+        self.hold_while_idle = true;
+        self
     }
 
     /// Bytes read from the socket and not yet handed out.
@@ -104,7 +114,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadBatch<S> {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
                 // Idle: nothing buffered and nothing to read. Give the memory back.
-                this.buf = Vec::new();
+                if !this.hold_while_idle {
+                    this.buf = Vec::new();
+                }
                 Poll::Pending
             }
         }

@@ -19,6 +19,12 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// A connected TCP stream, speaking the `futures-io` traits.
     type Tcp: AsyncRead + AsyncWrite + Unpin + Send + 'static;
 
+    /// Whether this runtime can run tasks from the calling thread; `Err` says why not
+    /// (for example tokio outside a tokio runtime). Checked before anything is spawned.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Runs `future` to completion in the background.
     fn spawn(&self, future: BoxFuture<'static, ()>);
 

@@ -46,6 +46,10 @@ fn main() -> Result<(), Error> {
             }
         })?;
 
+        // The function is in effect before the first call (some engines apply late).
+        stream_worker
+            .wait_registered(Duration::from_secs(10))
+            .await?;
         let input = coordinator.create_channel(None).await?;
         let mut output = coordinator.create_channel(None).await?;
         let messages = Arc::new(Mutex::new(Vec::<Value>::new()));

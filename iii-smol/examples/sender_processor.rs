@@ -41,6 +41,8 @@ fn main() -> Result<(), Error> {
             }
         })?;
 
+        // The function is in effect before the first call (some engines apply late).
+        processor.wait_registered(Duration::from_secs(10)).await?;
         let channel = sender.create_channel(None).await?;
         let records =
             json!([{"value": 12}, {"value": 100}, {"value": 250}, {"value": 157}, {"value": 2048}]);

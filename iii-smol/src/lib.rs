@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod runtime;
+pub mod sdk;
 pub mod worker;
 
 pub use engine::{bind, EngineServer, EngineSettings};

@@ -17,10 +17,9 @@
 //! Channel ends implement `futures::io::AsyncRead`/`AsyncWrite` and `futures::Stream`, with
 //! the same flow control as their async methods.
 
-pub use iii_driver::worker::{
-    extract_channel_refs, ChannelItem, ChannelRef, Direction, Error, ErrorBody, IntoErrorBody,
-    TriggerHandler, TriggerRequest, WorkerOptions, DEFAULT_URL,
-};
+// Everything of the native API (errors, options, the core's settings and outcomes,
+// info types); the generic handles are aliased to this runtime below.
+pub use iii_driver::worker::*;
 
 use crate::runtime::Smol;
 
@@ -32,6 +31,14 @@ pub type Channel = iii_driver::worker::Channel<Smol>;
 pub type ChannelWriter = iii_driver::worker::ChannelWriter<Smol>;
 /// The reading end of a channel.
 pub type ChannelReader = iii_driver::worker::ChannelReader<Smol>;
+/// A registered function (`unregister()`).
+pub type FunctionRef = iii_driver::worker::FunctionRef<Smol>;
+/// A trigger type this worker provides (`unregister()`).
+pub type TriggerTypeRef = iii_driver::worker::TriggerTypeRef<Smol>;
+/// A trigger binding (`unregister()`).
+pub type Trigger = iii_driver::worker::Trigger<Smol>;
+/// An `on_functions_available` subscription (`unsubscribe()`).
+pub type FunctionsSubscription = iii_driver::worker::FunctionsSubscription<Smol>;
 
 /// Connects a worker on smol's global executor; it reconnects by itself.
 pub fn connect(options: WorkerOptions) -> Result<Iii, Error> {

@@ -6,6 +6,7 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use iii_tokio::worker::{ChannelReader, ChannelRef, ChannelWriter, Error};
 use serde_json::{json, Value};
@@ -46,6 +47,8 @@ async fn main() -> Result<(), Error> {
         }
     })?;
 
+    // The function is in effect before the first call (some engines apply late).
+    worker.wait_registered(Duration::from_secs(10)).await?;
     let input = coordinator.create_channel(None).await?;
     let mut output = coordinator.create_channel(None).await?;
     let messages = Arc::new(Mutex::new(Vec::<Value>::new()));

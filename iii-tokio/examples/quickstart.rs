@@ -2,12 +2,16 @@
 //! (`cargo run --release -p iii-tokio --bin iii-engine`), then
 //! `cargo run -p iii-tokio --example quickstart`.
 
+use std::time::Duration;
+
 use iii_tokio::worker::{connect, ChannelReader, ChannelRef, Error, WorkerOptions};
 use serde_json::{json, Value};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    // III_URL, or ws://127.0.0.1:49134; reconnects by itself.
+    // III_URL, or ws://127.0.0.1:49134. Connects in the background and reconnects by
+    // itself; with no engine there, calls fail after 10 s (`core.connect_timeout`) with
+    // an error naming the URL.
     let iii = connect(WorkerOptions {
         name: Some("quickstart".into()),
         ..Default::default()
@@ -31,11 +35,19 @@ async fn main() -> Result<(), Error> {
         }
     })?;
 
+    // Registering is asynchronous, and some engines (the reference one) apply it only
+    // after this worker's announce has run: wait until both functions are in effect.
+    iii.wait_registered(Duration::from_secs(10)).await?;
+
     // Call a function; stream to it through a channel.
     let sum = iii.trigger("math.add", json!({"a": 2, "b": 40})).await?;
     let channel = iii.create_channel(None).await?;
-    channel.writer.write(b"hello, channel").await?; // waits while the reader is slow
-    channel.writer.close().await?; // the reader sees a clean end
+    // No reader is attached yet, and the write still completes: a write waits only once
+    // the channel's buffers (the worker's 1 MiB window and the engine's) are full.
+    channel.writer.write(b"hello, channel").await?;
+    channel.writer.close().await?; // the reader sees a clean end after the data
+                                   // The reader ref goes to files.count; the unused local `channel.reader` is dropped
+                                   // without effect.
     let count = iii
         .trigger("files.count", json!({ "reader": channel.reader_ref }))
         .await?;

@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use iii_tokio::worker::{extract_channel_refs, ChannelReader, Direction, Error, ErrorBody};
 use serde_json::{json, Value};
 
@@ -58,6 +60,9 @@ async fn main() -> Result<(), Error> {
         }
     })?;
 
+    // Both functions in effect before the first call (some engines apply late).
+    processor.wait_registered(Duration::from_secs(10)).await?;
+    sender.wait_registered(Duration::from_secs(10)).await?;
     let records = json!([
         {"name": "a", "value": 12}, {"name": "b", "value": 100}, {"name": "c", "value": 250},
         {"name": "d", "value": 157}, {"name": "e", "value": 2048}

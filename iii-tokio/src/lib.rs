@@ -12,6 +12,7 @@
 
 pub mod engine;
 pub mod runtime;
+pub mod sdk;
 pub mod worker;
 
 pub use engine::{bind, EngineServer, EngineSettings};

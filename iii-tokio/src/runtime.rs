@@ -16,6 +16,12 @@ impl Runtime for Tokio {
     type Tcp = TokioAdapter<TcpStream>;
     type Listener = TcpListener;
 
+    fn check(&self) -> Result<(), String> {
+        tokio::runtime::Handle::try_current()
+            .map(|_| ())
+            .map_err(|e| format!("call this inside a tokio runtime ({e})"))
+    }
+
     fn spawn(&self, future: BoxFuture<'static, ()>) {
         tokio::spawn(future);
     }

@@ -17,10 +17,9 @@
 //! Channel ends implement tokio's `AsyncRead`/`AsyncWrite` and `futures::Stream`, with
 //! the same flow control as their async methods.
 
-pub use iii_driver::worker::{
-    extract_channel_refs, ChannelItem, ChannelRef, Direction, Error, ErrorBody, IntoErrorBody,
-    TriggerHandler, TriggerRequest, WorkerOptions, DEFAULT_URL,
-};
+// Everything of the native API (errors, options, the core's settings and outcomes,
+// info types); the generic handles are aliased to this runtime below.
+pub use iii_driver::worker::*;
 
 use crate::runtime::Tokio;
 
@@ -32,6 +31,14 @@ pub type Channel = iii_driver::worker::Channel<Tokio>;
 pub type ChannelWriter = iii_driver::worker::ChannelWriter<Tokio>;
 /// The reading end of a channel.
 pub type ChannelReader = iii_driver::worker::ChannelReader<Tokio>;
+/// A registered function (`unregister()`).
+pub type FunctionRef = iii_driver::worker::FunctionRef<Tokio>;
+/// A trigger type this worker provides (`unregister()`).
+pub type TriggerTypeRef = iii_driver::worker::TriggerTypeRef<Tokio>;
+/// A trigger binding (`unregister()`).
+pub type Trigger = iii_driver::worker::Trigger<Tokio>;
+/// An `on_functions_available` subscription (`unsubscribe()`).
+pub type FunctionsSubscription = iii_driver::worker::FunctionsSubscription<Tokio>;
 
 /// Connects a worker on the current tokio runtime; it reconnects by itself.
 pub fn connect(options: WorkerOptions) -> Result<Iii, Error> {

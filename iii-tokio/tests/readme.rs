@@ -6,7 +6,7 @@ fn readme_quick_start_matches_the_quickstart_example() {
     let readme = include_str!("../../README.md");
     let example = include_str!("../examples/quickstart.rs");
     let start = readme
-        .find("```rust\nuse iii_tokio::worker::{connect")
+        .find("```rust\nuse std::time::Duration;\n\nuse iii_tokio::worker::{connect")
         .expect("the quick start block")
         + "```rust\n".len();
     let end = start + readme[start..].find("```").expect("end of the block");

@@ -3,6 +3,7 @@
 //! interop harness (published SDKs against our engine, see INTEROP.md).
 
 pub mod adapter;
+pub mod fake_engine;
 pub mod fuzzing;
 pub mod interop;
 pub mod ops;

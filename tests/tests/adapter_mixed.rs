@@ -23,3 +23,23 @@ fn tokio_writer_to_smol_reader_through_a_smol_engine() {
         engine.shutdown().await;
     });
 }
+
+/// A smol worker creates the channels and drops its unused ends; a tokio worker uses
+/// the handed-off refs.
+mod smol_creates_tokio_uses {
+    use iii_tests::adapter::{SmolFlavor, TokioFlavor};
+    iii_tests::adapter_suite!(@pairs TokioFlavor; SmolFlavor, TokioFlavor;
+        dropped_unused_writer_leaves_the_handed_off_ref_working,
+        dropped_unused_reader_leaves_the_handed_off_ref_working,
+    );
+}
+
+/// A tokio worker creates the channels and drops its unused ends; a smol worker uses
+/// the handed-off refs.
+mod tokio_creates_smol_uses {
+    use iii_tests::adapter::{SmolFlavor, TokioFlavor};
+    iii_tests::adapter_suite!(@pairs TokioFlavor; TokioFlavor, SmolFlavor;
+        dropped_unused_writer_leaves_the_handed_off_ref_working,
+        dropped_unused_reader_leaves_the_handed_off_ref_working,
+    );
+}

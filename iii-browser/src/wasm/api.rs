@@ -39,7 +39,7 @@ export interface TriggerHandler<TConfig = unknown> {
 export type IIIConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'failed'
 /** What every rejected promise and thrown error of this package is (name `IIIError`). */
 export interface IIIError extends Error {
-  kind: 'timeout' | 'remote' | 'disconnected' | 'rejected' | 'channel' | 'closed' | 'invalid';
+  kind: 'timeout' | 'remote' | 'disconnected' | 'rejected' | 'unreachable' | 'channel' | 'closed' | 'invalid';
   /** The remote error's code, for kind `remote` (e.g. `function_not_found`). */
   code?: string; remoteStack?: string;
   /** The WebSocket close code that ended a channel end, for kind `channel`. */

@@ -329,12 +329,11 @@ impl Driver {
                 self.set_state(ConnectionState::Connected);
             }
             WorkerEvent::Disconnected { reconnect_at } => self.disconnected(now, reconnect_at),
-            WorkerEvent::Rejected {
-                code,
-                function_id,
-                fatal,
-            } => {
-                let what = function_id.map_or(String::new(), |id| format!(" ({id})"));
+            WorkerEvent::Rejected { rejection, fatal } => {
+                let what = rejection
+                    .function_id
+                    .map_or(String::new(), |id| format!(" ({id})"));
+                let code = rejection.code;
                 self.effect(Effect::Warn(format!("registration rejected: {code}{what}")));
                 if fatal {
                     self.set_state(ConnectionState::Failed);
@@ -362,6 +361,7 @@ impl Driver {
             WorkerEvent::CallCompleted {
                 invocation_id,
                 outcome,
+                ..
             } => self.call_completed(now, invocation_id, outcome),
             WorkerEvent::TriggerRequested {
                 id,

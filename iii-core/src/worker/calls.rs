@@ -6,7 +6,9 @@ use std::time::Duration;
 use crate::Instant;
 
 use super::session::Control;
-use super::{CallOutcome, CompleteError, InvokeError, TimerKey, Worker, WorkerEvent};
+use super::{
+    CallOutcome, CompleteError, InvokeError, Rejection, TimerKey, TraceContext, Worker, WorkerEvent,
+};
 use crate::ids::InvocationId;
 use crate::wire::control::to_payload;
 use crate::wire::control::{
@@ -37,6 +39,22 @@ pub(super) struct Incoming {
     function_id: String,
     /// False for a call that arrived without an id: its completion is discarded.
     reply: bool,
+    /// The call's trace context, carried back with the result.
+    trace: TraceContext,
+}
+
+/// How to make a call: everything but the function and its input.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// Deadline of the call; `None`: `invocation_timeout`. Ignored by void calls.
+    pub timeout: Option<Duration>,
+    /// Per-call metadata, delivered to the handler beside the input.
+    pub metadata: Option<Payload>,
+    /// W3C trace context sent with the call.
+    pub trace: TraceContext,
+    /// Put the call on this named queue (the engine answers with a receipt) instead of
+    /// calling the function directly. Ignored by void calls.
+    pub queue: Option<String>,
 }
 
 /// A trigger request (as a provider) waiting for `trigger_registration_result`.
@@ -57,32 +75,56 @@ impl Worker {
         data: Payload,
         timeout: Option<Duration>,
     ) -> Result<InvocationId, InvokeError> {
+        let options = CallOptions {
+            timeout,
+            ..CallOptions::default()
+        };
+        self.invoke_with(now, function_id, data, options)
+    }
+
+    /// [`invoke`](Self::invoke) with metadata, trace context or a queue.
+    pub fn invoke_with(
+        &mut self,
+        now: Instant,
+        function_id: &str,
+        data: Payload,
+        options: CallOptions,
+    ) -> Result<InvocationId, InvokeError> {
+        self.check_invokable(function_id)?;
+        let id = self.ids.uuid();
+        let message = ControlMessage::InvokeFunction(InvokeFunction {
+            invocation_id: Some(id),
+            function_id: function_id.to_owned(),
+            data,
+            traceparent: options.trace.traceparent,
+            baggage: options.trace.baggage,
+            action: options.queue.map(|queue| Action::Enqueue { queue }),
+            metadata: options.metadata,
+            namespace: None,
+        });
+        let sent = self.send_call(Some(id), message.encode())?;
+        self.calls.insert(id, PendingCall { sent });
+        // Every call has a deadline: an absurd timeout is clamped rather than dropped.
+        let timeout = options
+            .timeout
+            .unwrap_or(self.config.invocation_timeout)
+            .min(MAX_CALL_TIMEOUT);
+        let at = now.checked_add(timeout).unwrap_or(now);
+        self.timers.set(TimerKey::Call(id), at);
+        Ok(id)
+    }
+
+    fn check_invokable(&self, function_id: &str) -> Result<(), InvokeError> {
         if function_id.is_empty() {
             return Err(InvokeError::EmptyFunctionId);
         }
         if matches!(self.control, Control::Stopped) {
             return Err(InvokeError::Stopped);
         }
-        let id = self.ids.uuid();
-        let message = ControlMessage::InvokeFunction(InvokeFunction {
-            invocation_id: Some(id),
-            function_id: function_id.to_owned(),
-            data,
-            traceparent: None,
-            baggage: None,
-            action: None,
-            metadata: None,
-            namespace: None,
-        });
-        let sent = self.send_call(Some(id), message.encode())?;
-        self.calls.insert(id, PendingCall { sent });
-        // Every call has a deadline: an absurd timeout is clamped rather than dropped.
-        let timeout = timeout
-            .unwrap_or(self.config.invocation_timeout)
-            .min(MAX_CALL_TIMEOUT);
-        let at = now.checked_add(timeout).unwrap_or(now);
-        self.timers.set(TimerKey::Call(id), at);
-        Ok(id)
+        if self.liveness.unreachable {
+            return Err(InvokeError::Unreachable);
+        }
+        Ok(())
     }
 
     /// Calls `function_id` fire-and-forget (`action: void`, no result).
@@ -92,18 +134,27 @@ impl Worker {
         function_id: &str,
         data: Payload,
     ) -> Result<(), InvokeError> {
+        self.invoke_void_with(now, function_id, data, CallOptions::default())
+    }
+
+    /// [`invoke_void`](Self::invoke_void) with metadata and trace context.
+    pub fn invoke_void_with(
+        &mut self,
+        now: Instant,
+        function_id: &str,
+        data: Payload,
+        options: CallOptions,
+    ) -> Result<(), InvokeError> {
         let _ = now;
-        if function_id.is_empty() {
-            return Err(InvokeError::EmptyFunctionId);
-        }
+        self.check_invokable(function_id)?;
         let message = ControlMessage::InvokeFunction(InvokeFunction {
             invocation_id: None,
             function_id: function_id.to_owned(),
             data,
-            traceparent: None,
-            baggage: None,
+            traceparent: options.trace.traceparent,
+            baggage: options.trace.baggage,
             action: Some(Action::Void),
-            metadata: None,
+            metadata: options.metadata,
             namespace: None,
         });
         self.send_call(None, message.encode()).map(|_| ())
@@ -144,7 +195,16 @@ impl Worker {
                 Ok(result) => (result, None),
                 Err(error) => (None, Some(error)),
             };
-            self.send_result(invocation_id, incoming.function_id, result, error);
+            let message = ControlMessage::InvocationResult(InvocationResult {
+                invocation_id,
+                function_id: incoming.function_id,
+                result,
+                error,
+                traceparent: incoming.trace.traceparent,
+                baggage: incoming.trace.baggage,
+            });
+            self.push_control(message.encode());
+            self.pump_control();
         }
         Ok(())
     }
@@ -192,6 +252,10 @@ impl Worker {
 
     /// Finishes a pending call once: cancels its deadline and emits `CallCompleted`.
     pub(super) fn finish_call(&mut self, id: InvocationId, outcome: CallOutcome) {
+        self.finish_call_traced(id, outcome, TraceContext::default());
+    }
+
+    fn finish_call_traced(&mut self, id: InvocationId, outcome: CallOutcome, trace: TraceContext) {
         if self.calls.remove(&id).is_none() {
             return;
         }
@@ -200,6 +264,7 @@ impl Worker {
         self.event(WorkerEvent::CallCompleted {
             invocation_id: id,
             outcome,
+            trace,
         });
     }
 
@@ -210,6 +275,7 @@ impl Worker {
 
     /// One frame from the engine on the open control connection.
     pub(super) fn control_message(&mut self, now: Instant, frame: &[u8]) {
+        self.inbound(now);
         let message = match decode(frame, self.config.max_control_message_bytes) {
             Ok(Decoded::Message(message)) => message,
             Ok(Decoded::Unknown { .. } | Decoded::Empty) => return,
@@ -224,18 +290,27 @@ impl Worker {
             ControlMessage::WorkerRegistered(registered) => {
                 self.worker_id = Some(registered.worker_id.clone());
                 self.previous = Some((registered.worker_id.clone(), registered.reattach_token));
+                self.reached();
                 self.event(WorkerEvent::Registered {
                     worker_id: registered.worker_id,
                 });
             }
             ControlMessage::RegistrationRejected(rejected) => self.rejected(now, rejected),
             ControlMessage::InvocationResult(result) => {
+                if self.liveness.announce == Some(result.invocation_id) {
+                    self.announced();
+                    return;
+                }
                 let outcome = match result.error {
                     Some(error) => CallOutcome::Error(error),
                     None if is_no_result(&result.result) => CallOutcome::Ok(None),
                     None => CallOutcome::Ok(result.result),
                 };
-                self.finish_call(result.invocation_id, outcome);
+                let trace = TraceContext {
+                    traceparent: result.traceparent,
+                    baggage: result.baggage,
+                };
+                self.finish_call_traced(result.invocation_id, outcome, trace);
             }
             ControlMessage::InvokeFunction(call) => self.invoked(call),
             ControlMessage::RegisterTrigger(request) => {
@@ -287,6 +362,7 @@ impl Worker {
                 self.push_control(ControlMessage::Pong.encode());
                 self.pump_control();
             }
+            ControlMessage::Pong => self.pong(),
             // Worker-to-engine messages and pongs mean nothing here.
             _ => {}
         }
@@ -309,6 +385,10 @@ impl Worker {
             Incoming {
                 function_id: call.function_id.clone(),
                 reply,
+                trace: TraceContext {
+                    traceparent: call.traceparent.clone(),
+                    baggage: call.baggage.clone(),
+                },
             },
         );
         self.event(WorkerEvent::Invoked {
@@ -324,11 +404,14 @@ impl Worker {
     fn rejected(&mut self, now: Instant, rejected: RegistrationRejected) {
         let _ = now;
         let fatal = rejected.code != FUNCTION_CONFLICT;
-        self.event(WorkerEvent::Rejected {
+        let rejection = Rejection {
             code: rejected.code,
+            namespace: rejected.namespace,
+            worker_name: rejected.worker_name,
             function_id: rejected.function_id,
-            fatal,
-        });
+            owner_worker_id: rejected.owner_worker_id,
+        };
+        self.event(WorkerEvent::Rejected { rejection, fatal });
         if fatal {
             self.stop_control(
                 Some(CloseCode::NORMAL),

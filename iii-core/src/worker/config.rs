@@ -81,6 +81,22 @@ pub struct WorkerConfig {
     pub writer_window_bytes: usize,
     /// Unconsumed bytes at a reader end that pause reading; default 1 MiB.
     pub reader_window_bytes: usize,
+    /// Keep the control connection alive: ping it when quiet (`keepalive_interval`) and
+    /// replace it when silent (`idle_timeout`). Default true; a simulation on a virtual
+    /// clock that runs "until nothing is left to do" turns it off.
+    pub keepalive: bool,
+    /// A control connection silent for this long gets a JSON `ping`; default 20 s (the
+    /// published SDKs' ping interval).
+    pub keepalive_interval: Duration,
+    /// A control connection silent for this long (no message, not even the `pong`) is
+    /// dropped and replaced: a half-open socket is found this way. Default 60 s; must be
+    /// longer than `keepalive_interval`.
+    pub idle_timeout: Duration,
+    /// When the engine has not registered a connection of this worker for this long
+    /// (since the worker started or lost its connection), calls waiting to be sent fail
+    /// with [`CallOutcome::Unreachable`](super::CallOutcome::Unreachable) and new ones fail
+    /// at once, until it is reached again (the worker keeps reconnecting). Default 10 s.
+    pub connect_timeout: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -97,6 +113,10 @@ impl Default for WorkerConfig {
             chunk_size: MAX_CHUNK,
             writer_window_bytes: 1024 * 1024,
             reader_window_bytes: 1024 * 1024,
+            keepalive: true,
+            keepalive_interval: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -122,6 +142,9 @@ pub enum ConfigError {
     /// A size or count that must be positive is zero.
     #[error("`{0}` must be greater than zero")]
     ZeroSize(&'static str),
+    /// `idle_timeout` is not longer than `keepalive_interval`.
+    #[error("`idle_timeout` must be longer than `keepalive_interval`")]
+    IdleTimeout,
 }
 
 impl WorkerConfig {
@@ -140,6 +163,17 @@ impl WorkerConfig {
         }
         if self.invocation_timeout.is_zero() {
             return Err(ConfigError::ZeroDuration("invocation_timeout"));
+        }
+        for (name, duration) in [
+            ("keepalive_interval", self.keepalive_interval),
+            ("connect_timeout", self.connect_timeout),
+        ] {
+            if duration.is_zero() {
+                return Err(ConfigError::ZeroDuration(name));
+            }
+        }
+        if self.idle_timeout <= self.keepalive_interval {
+            return Err(ConfigError::IdleTimeout);
         }
         if self.reconnect_initial.is_zero() {
             return Err(ConfigError::ZeroDuration("reconnect_initial"));
@@ -187,5 +221,10 @@ mod tests {
         let mut config = WorkerConfig::default();
         config.identity.namespace = Some("  ".into());
         assert_eq!(config.validate(), Err(ConfigError::BlankNamespace));
+        let config = WorkerConfig {
+            idle_timeout: Duration::from_secs(20),
+            ..WorkerConfig::default()
+        };
+        assert_eq!(config.validate(), Err(ConfigError::IdleTimeout));
     }
 }

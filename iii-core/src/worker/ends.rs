@@ -43,7 +43,8 @@ pub(super) struct End {
     blocked: bool,
     /// Reader: `PauseRead` is in force.
     paused: bool,
-    /// Writer: close requested, with its code (`None` = clean close).
+    /// Close requested, with its code: a writer's clean close (`None`) or abort, or a
+    /// reader's early close (1001).
     close: Option<Option<CloseCode>>,
 }
 
@@ -231,6 +232,70 @@ impl Worker {
         Ok(())
     }
 
+    /// The application dropped its handle of `end`; returns `true` while the end still
+    /// has work to finish (the adapter calls [`channel_release`](Self::channel_release)
+    /// after its [`WorkerEvent::ChannelEnded`]).
+    ///
+    /// * An end that never attached (no write, close or read started it) is forgotten
+    ///   without a trace: nothing is dialed, so the ref it came from keeps working in
+    ///   whichever worker it was handed to.
+    /// * A reader is released (its connection, if any, closed with 1001).
+    /// * A writer that attached and is not closing is aborted (1011 after it connects):
+    ///   its reader sees an error, never a clean end. A closing writer finishes its
+    ///   flush and its clean Close first.
+    pub fn channel_drop(&mut self, now: Instant, end: EndId) -> bool {
+        let Some(state) = self.ends.get(&end) else {
+            return false;
+        };
+        let finishing = state.is_writer() && state.state != EndState::Ended;
+        if state.state == EndState::Idle || !finishing {
+            self.channel_release(now, end);
+            return false;
+        }
+        if state.close.is_none() {
+            // Cannot fail: the end exists, is a writer and has not ended.
+            let _ = self.channel_abort(now, end, CloseCode::INTERNAL);
+        }
+        true
+    }
+
+    /// Bytes a writer end accepts now without refusing (`writer_window_bytes` minus what
+    /// it holds); 0 for a reader, an ended or closing writer, or an unknown end.
+    pub fn channel_free_window(&self, end: EndId) -> usize {
+        match self.ends.get(&end) {
+            Some(state)
+                if state.is_writer() && state.state != EndState::Ended && state.close.is_none() =>
+            {
+                self.config.writer_window_bytes.saturating_sub(state.used)
+            }
+            _ => 0,
+        }
+    }
+
+    /// Asks for a [`WorkerEvent::ChannelWritable`] the next time the writer's window
+    /// grows (after frames are flushed), as after a refused write. Adapters that hand
+    /// window space to an application ahead of its writes use this to hear of more.
+    pub fn channel_want_writable(&mut self, now: Instant, end: EndId) -> Result<(), WriteError> {
+        let _ = now;
+        self.writer(end)?.blocked = true;
+        Ok(())
+    }
+
+    /// Closes a reader end before its stream ended: the engine hears 1001 (going away)
+    /// and fails the writer's next write. A reader that never attached connects first,
+    /// so that its writer learns it too. Closing an ended reader does nothing.
+    pub fn channel_close_reader(&mut self, now: Instant, end: EndId) -> Result<(), ReadError> {
+        let _ = now;
+        let state = self.reader(end)?;
+        if state.state == EndState::Ended || state.close.is_some() {
+            return Ok(());
+        }
+        state.close = Some(Some(CloseCode::GOING_AWAY));
+        self.ensure_connected(end);
+        self.pump_end(end);
+        Ok(())
+    }
+
     /// Forgets an end, closing its connection (code 1001) if it has one. No event.
     pub fn channel_release(&mut self, now: Instant, end: EndId) {
         let _ = now;
@@ -278,12 +343,13 @@ impl Worker {
             out.push(WorkerOutput::Transmit { conn, message });
         }
         let closing = state.close.filter(|_| state.outbox.queued() == 0);
+        let writer = state.is_writer();
         self.outputs.extend(out);
         if let Some(code) = closing {
-            let reason = if code.is_some() {
-                "abort"
-            } else {
-                "channel_close"
+            let reason = match (writer, code) {
+                (false, _) => "reader closed",
+                (true, Some(_)) => "abort",
+                (true, None) => "channel_close",
             };
             self.end_conns.remove(&conn);
             self.emit(WorkerOutput::Close { conn, code, reason });
@@ -330,6 +396,11 @@ impl Worker {
             // A message before `handle_connected` proves the connection is open.
             EndState::Connecting(pending) if pending == conn => state.state = EndState::Open(conn),
             _ => return,
+        }
+        if state.close.is_some() {
+            // Closed by the application: what arrives now is nobody's.
+            self.pump_end(end);
+            return;
         }
         state.used = state.used.saturating_add(message.len());
         let pause = !state.paused && state.used >= window;

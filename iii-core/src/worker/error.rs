@@ -42,6 +42,9 @@ pub enum InvokeError {
     /// The worker was shut down or fatally rejected by the engine.
     #[error("the worker has stopped")]
     Stopped,
+    /// The engine has not been reachable for `connect_timeout`; the worker keeps trying.
+    #[error("the engine is unreachable")]
+    Unreachable,
 }
 
 /// Why a reply to the engine (`complete`, `trigger_registration_result`) was refused.

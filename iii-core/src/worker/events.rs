@@ -86,10 +86,8 @@ pub enum WorkerEvent {
     },
     /// The engine sent `registrationrejected`.
     Rejected {
-        /// The rejection code, e.g. `WORKER_NAMESPACE_CONFLICT`.
-        code: String,
-        /// The conflicting function, for function conflicts.
-        function_id: Option<String>,
+        /// What the engine said.
+        rejection: Rejection,
         /// True for a worker conflict or an unknown code: every pending call failed
         /// with [`CallOutcome::Rejected`] and the worker stopped (no reconnect).
         fatal: bool,
@@ -116,7 +114,19 @@ pub enum WorkerEvent {
         invocation_id: InvocationId,
         /// How it finished.
         outcome: CallOutcome,
+        /// The trace context the result carried back.
+        trace: TraceContext,
     },
+    /// A registration barrier finished (see [`Worker::sync`](super::Worker::sync)).
+    Synced {
+        /// The barrier.
+        id: super::SyncId,
+        /// How it finished.
+        outcome: super::SyncOutcome,
+    },
+    /// No connection of this worker was registered for `connect_timeout`: queued calls
+    /// failed with [`CallOutcome::Unreachable`]. The worker keeps reconnecting.
+    Unreachable,
     /// The engine asks this provider to bind a trigger of a locally registered type;
     /// answer with [`Worker::trigger_registration_result`](super::Worker::trigger_registration_result).
     TriggerRequested {
@@ -196,6 +206,32 @@ pub enum CallOutcome {
     Disconnected,
     /// The engine fatally rejected this worker.
     Rejected,
+    /// The engine could not be reached within `connect_timeout`; the call was not sent.
+    Unreachable,
+}
+
+/// What the engine said in a `registrationrejected`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// `WORKER_NAMESPACE_CONFLICT`, `FUNCTION_NAMESPACE_CONFLICT`, or another code.
+    pub code: String,
+    /// The namespace of the conflict.
+    pub namespace: String,
+    /// The worker name, for worker conflicts.
+    pub worker_name: Option<String>,
+    /// The function id, for function conflicts.
+    pub function_id: Option<String>,
+    /// The worker that holds the name or function (empty for reserved ids).
+    pub owner_worker_id: String,
+}
+
+/// W3C trace context carried by a call or its result (`traceparent`, `baggage`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceContext {
+    /// W3C `traceparent`.
+    pub traceparent: Option<String>,
+    /// W3C `baggage`.
+    pub baggage: Option<String>,
 }
 
 /// How a channel end finished.

@@ -12,6 +12,7 @@ mod config;
 mod ends;
 mod error;
 mod events;
+mod liveness;
 mod session;
 mod writes;
 
@@ -21,13 +22,15 @@ mod tests;
 use crate::Instant;
 use std::collections::{BTreeMap, VecDeque};
 
+pub use calls::CallOptions;
 pub use calls::MAX_CALL_TIMEOUT;
 pub use config::{ConfigError, WorkerConfig, WorkerIdentity, MAX_RECONNECT_DELAY};
 pub use error::{CompleteError, InvokeError, ReadError, RegisterError, WriteError};
 pub use events::{
-    CallOutcome, ConnectTarget, EndId, EndOutcome, FunctionSpec, TriggerSpec, TriggerTypeSpec,
-    WorkerEvent, WorkerOutput,
+    CallOutcome, ConnectTarget, EndId, EndOutcome, FunctionSpec, Rejection, TraceContext,
+    TriggerSpec, TriggerTypeSpec, WorkerEvent, WorkerOutput,
 };
+pub use liveness::{ConnectionState, SyncId, SyncOutcome};
 pub use writes::{WriteFailure, WriteOp, WriteQueue, WriteResult};
 
 use crate::ids::{ConnId, IdGen, InvocationId};
@@ -35,6 +38,7 @@ use crate::timers::TimerTable;
 use crate::wire::{Message, PeerClose};
 use calls::{Incoming, PendingCall, TriggerRequest};
 use ends::End;
+use liveness::Liveness;
 use session::{Control, OfflineQueue, Registry};
 
 /// What a deadline is for.
@@ -44,6 +48,12 @@ enum TimerKey {
     Reconnect,
     /// A call's deadline.
     Call(InvocationId),
+    /// Check the open control connection for silence.
+    Keepalive,
+    /// The engine has not been reached for `connect_timeout`.
+    Unreachable,
+    /// A registration barrier's deadline.
+    Sync(SyncId),
 }
 
 /// The worker (client SDK) state machine. See the [module docs](self).
@@ -75,12 +85,15 @@ pub struct Worker {
     end_conns: BTreeMap<ConnId, EndId>,
     /// `shutdown` was called.
     shut_down: bool,
+    /// Keepalive, reachability and registration barriers.
+    liveness: Liveness,
+    /// The engine registered some connection of this worker once.
+    ever_registered: bool,
 }
 
 impl Worker {
     /// A worker that immediately asks to connect its control connection.
     pub fn new(config: WorkerConfig, seed: [u8; 32], now: Instant) -> Result<Self, ConfigError> {
-        let _ = now;
         config.validate()?;
         let mut worker = Self {
             config,
@@ -101,8 +114,11 @@ impl Worker {
             ends: BTreeMap::new(),
             end_conns: BTreeMap::new(),
             shut_down: false,
+            liveness: Liveness::default(),
+            ever_registered: false,
         };
         worker.connect_control();
+        worker.arm_unreachable(now);
         Ok(worker)
     }
 
@@ -172,6 +188,9 @@ impl Worker {
                     }
                 }
                 TimerKey::Call(id) => self.call_timed_out(id),
+                TimerKey::Keepalive => self.keepalive(now),
+                TimerKey::Unreachable => self.unreachable_now(),
+                TimerKey::Sync(id) => self.finish_sync(id, SyncOutcome::TimedOut),
             }
         }
     }
@@ -209,6 +228,10 @@ impl Worker {
             CallOutcome::Disconnected,
         );
         self.close_all_ends();
+    }
+
+    fn control_stopped(&self) -> bool {
+        matches!(self.control, Control::Stopped)
     }
 
     fn alloc_conn(&mut self) -> ConnId {

@@ -16,7 +16,7 @@ use crate::ids::{ConnId, InvocationId};
 use crate::outbox::Outbox;
 use crate::wire::control::to_payload;
 use crate::wire::control::{
-    Action, InvokeFunction, Reattach, RegisterFunction, RegisterTrigger, RegisterTriggerType,
+    InvokeFunction, Reattach, RegisterFunction, RegisterTrigger, RegisterTriggerType,
     UnregisterFunction, UnregisterTrigger, UnregisterTriggerType,
 };
 use crate::wire::{CloseCode, ControlMessage, Message, Text};
@@ -157,7 +157,6 @@ impl Worker {
 
     /// The control connection opened: announce, replay, flush the offline queue.
     pub(super) fn control_connected(&mut self, now: Instant, conn: ConnId) {
-        let _ = now;
         self.failures = 0;
         self.control = Control::Open {
             conn,
@@ -170,8 +169,10 @@ impl Worker {
             });
             self.push_control(reattach.encode());
         }
-        let announce = self.announce_message();
+        let announce_id = self.ids.uuid();
+        let announce = self.announce_message(announce_id);
         self.push_control(announce.encode());
+        self.liveness_opened(now, announce_id);
         let mut replay: Vec<Text> = Vec::new();
         replay.extend(
             self.registry
@@ -204,7 +205,10 @@ impl Worker {
         self.pump_control();
     }
 
-    fn announce_message(&self) -> ControlMessage {
+    /// The identity announce. It is a call (the engine's answer tells when it has run
+    /// and, on the reference engine, applied the registrations it held back), where the
+    /// published SDKs send it void; engines answer it either way.
+    fn announce_message(&self, id: InvocationId) -> ControlMessage {
         let identity = &self.config.identity;
         let data = to_payload(&Announce {
             runtime: &identity.runtime,
@@ -220,12 +224,12 @@ impl Worker {
             },
         });
         ControlMessage::InvokeFunction(InvokeFunction {
-            invocation_id: None,
+            invocation_id: Some(id),
             function_id: REGISTER_FUNCTION.to_owned(),
             data,
             traceparent: None,
             baggage: None,
-            action: Some(Action::Void),
+            action: None,
             metadata: None,
             namespace: Some("default".to_owned()),
         })
@@ -330,6 +334,7 @@ impl Worker {
         let delay = self.backoff();
         let at = now.checked_add(delay).unwrap_or(now);
         self.timers.set(TimerKey::Reconnect, at);
+        self.arm_unreachable(now);
         self.event(WorkerEvent::Disconnected {
             reconnect_at: Some(at),
         });
@@ -363,9 +368,19 @@ impl Worker {
         }
         let was_stopped = matches!(self.control, Control::Stopped);
         self.control = Control::Stopped;
-        self.timers.cancel(&TimerKey::Reconnect);
+        for key in [
+            TimerKey::Reconnect,
+            TimerKey::Keepalive,
+            TimerKey::Unreachable,
+        ] {
+            self.timers.cancel(&key);
+        }
         self.worker_id = None;
         self.offline = OfflineQueue::default();
+        let syncs: Vec<_> = self.pending_syncs();
+        for id in syncs {
+            self.finish_sync(id, super::SyncOutcome::Stopped);
+        }
         let calls: Vec<InvocationId> = self.calls.keys().copied().collect();
         for id in calls {
             self.finish_call(id, outcome.clone());

@@ -21,8 +21,8 @@ use futures_channel::oneshot;
 use iii_core::{CloseCode, ConnId, Message, PeerClose};
 
 pub(crate) use credit::ReadCredit;
-pub(crate) use pump::pump;
 pub(crate) use pump::Liveness;
+pub(crate) use pump::{pump, to_core, to_ws};
 
 /// How long a connection waits for the peer's reply to our Close before dropping it.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);

@@ -36,7 +36,7 @@ enum ReaderEnd {
     Silent,
 }
 
-fn to_core(message: WsMessage) -> Option<Result<Message, PeerClose>> {
+pub(crate) fn to_core(message: WsMessage) -> Option<Result<Message, PeerClose>> {
     match message {
         WsMessage::Text(text) => {
             // tungstenite has validated UTF-8; the core's constructor checks again.
@@ -55,7 +55,7 @@ fn to_core(message: WsMessage) -> Option<Result<Message, PeerClose>> {
     }
 }
 
-fn to_ws(message: Message) -> WsMessage {
+pub(crate) fn to_ws(message: Message) -> WsMessage {
     match message {
         Message::Binary(bytes) => WsMessage::Binary(bytes),
         Message::Text(text) => match text.into_bytes().try_into() {

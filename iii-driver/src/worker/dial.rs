@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use async_tungstenite::tungstenite::client::IntoClientRequest;
 use async_tungstenite::tungstenite::handshake::client::Request;
-use async_tungstenite::tungstenite::http::{header, HeaderValue, Uri};
+use async_tungstenite::tungstenite::http::{header, HeaderName, HeaderValue, Uri};
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use async_tungstenite::tungstenite::Error as WsError;
 use async_tungstenite::WebSocketStream;
 use futures_util::future::{self, Either};
 
+pub(crate) use super::tls::tls_config;
+use super::tls::{TlsConfig, Transport};
 use super::Error;
 use crate::read_batch::ReadBatch;
 use crate::runtime::{self, Runtime};
@@ -66,25 +68,26 @@ pub(crate) struct Endpoint {
     pub(crate) request: Request,
 }
 
-/// Parses a `ws://` URL and builds its upgrade request. `wss://` is refused: this SDK
-/// speaks plain WebSockets only.
-pub(crate) fn endpoint(url: &str, token: Option<&str>) -> Result<Endpoint, Error> {
+/// Parses a `ws://` or `wss://` URL and builds its upgrade request, with the bearer
+/// `token` and the custom `headers`. (Whether `wss://` can be dialed is decided by
+/// [`tls_config`], from the crate's features.)
+pub(crate) fn endpoint(
+    url: &str,
+    token: Option<&str>,
+    headers: &[(String, String)],
+) -> Result<Endpoint, Error> {
     let uri: Uri = url
         .parse()
         .map_err(|e| Error::InvalidOption(format!("bad engine URL {url:?}: {e}")))?;
-    match uri.scheme_str() {
-        Some("ws") => {}
-        Some("wss") => {
-            return Err(Error::InvalidOption(format!(
-                "{url:?}: wss:// is not supported (no TLS); use ws://"
-            )))
-        }
+    let tls = match uri.scheme_str() {
+        Some("ws") => false,
+        Some("wss") => true,
         _ => {
             return Err(Error::InvalidOption(format!(
-                "{url:?}: the engine URL must start with ws://"
+                "{url:?}: the engine URL must start with ws:// or wss://"
             )))
         }
-    }
+    };
     let host = uri
         .host()
         .filter(|host| !host.is_empty())
@@ -93,10 +96,18 @@ pub(crate) fn endpoint(url: &str, token: Option<&str>) -> Result<Endpoint, Error
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let mut request = uri
         .into_client_request()
         .map_err(|e| Error::InvalidOption(format!("bad engine URL {url:?}: {e}")))?;
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| Error::InvalidOption(format!("{name:?} is not a header name")))?;
+        let value = HeaderValue::from_str(value).map_err(|_| {
+            Error::InvalidOption(format!("the value of header {name} is not a header value"))
+        })?;
+        request.headers_mut().append(name, value);
+    }
     if let Some(token) = token {
         let value = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| Error::InvalidOption("the token is not a valid header value".into()))?;
@@ -118,7 +129,7 @@ pub(crate) fn refused_status(error: &WsError) -> Option<u16> {
 }
 
 /// The socket type of a worker's connections.
-pub(crate) type Socket<R> = ReadBatch<<R as Runtime>::Tcp>;
+pub(crate) type Socket<R> = ReadBatch<Transport<<R as Runtime>::Tcp>>;
 
 /// The WebSocket settings of every connection of a worker.
 pub(crate) fn ws_config(max_message_bytes: usize, read_buffer_bytes: usize) -> WebSocketConfig {
@@ -128,50 +139,77 @@ pub(crate) fn ws_config(max_message_bytes: usize, read_buffer_bytes: usize) -> W
         .max_frame_size(Some(max_message_bytes))
 }
 
-/// Connects and upgrades, within [`HANDSHAKE_TIMEOUT`]. `Err(status)` carries the HTTP
-/// status of a refused upgrade.
+/// Why a dial failed.
+#[derive(Debug, Clone)]
+pub(crate) struct DialFailure {
+    /// The HTTP status of a refused upgrade, if it was one.
+    pub(crate) status: Option<u16>,
+    /// What went wrong, for the logs and [`Error::Unreachable`].
+    pub(crate) detail: String,
+}
+
+impl DialFailure {
+    fn new(status: Option<u16>, detail: impl std::fmt::Display) -> Self {
+        Self {
+            status,
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// How every connection of a worker dials.
+#[derive(Debug, Clone)]
+pub(crate) struct DialConfig {
+    pub(crate) token: Option<String>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) ws: WebSocketConfig,
+    pub(crate) socket_read_bytes: usize,
+    pub(crate) tls: TlsConfig,
+}
+
+/// Connects and upgrades, within [`HANDSHAKE_TIMEOUT`]. `control`: the worker task
+/// polls this socket itself, often, so its read buffer is kept while idle.
 pub(crate) async fn dial<R: Runtime>(
     rt: R,
     url: String,
-    token: Option<String>,
-    config: WebSocketConfig,
-    socket_read_bytes: usize,
-) -> Result<WebSocketStream<Socket<R>>, Option<u16>> {
-    let endpoint = match endpoint(&url, token.as_deref()) {
-        Ok(endpoint) => endpoint,
-        Err(error) => {
-            tracing::warn!(%url, %error, "cannot dial");
-            return Err(None);
-        }
-    };
+    config: DialConfig,
+    control: bool,
+) -> Result<WebSocketStream<Socket<R>>, DialFailure> {
+    let endpoint = endpoint(&url, config.token.as_deref(), &config.headers)
+        .map_err(|error| DialFailure::new(None, error))?;
     let Endpoint {
         host,
         port,
         request,
     } = endpoint;
-    let connecting = rt.connect(host, port);
-    let url_for_log = url.clone();
+    let connecting = rt.connect(host.clone(), port);
     let attempt = async move {
-        let url = url_for_log;
         let tcp = connecting.await.map_err(|error| {
-            tracing::debug!(%url, %error, "TCP connect failed");
-            None
+            DialFailure::new(None, format!("TCP connect to {host}:{port}: {error}"))
         })?;
-        let tcp = ReadBatch::new(tcp, socket_read_bytes);
-        async_tungstenite::client_async_with_config(request, tcp, Some(config))
+        let transport = Transport::start(tcp, &host, &config.tls)
+            .await
+            .map_err(|detail| DialFailure::new(None, detail))?;
+        let mut tcp = ReadBatch::new(transport, config.socket_read_bytes);
+        if control {
+            tcp = tcp.hold_while_idle();
+        }
+        async_tungstenite::client_async_with_config(request, tcp, Some(config.ws))
             .await
             .map(|(ws, _response)| ws)
             .map_err(|error| {
-                tracing::debug!(%url, %error, "WebSocket handshake failed");
-                refused_status(&error)
+                DialFailure::new(
+                    refused_status(&error),
+                    format!("WebSocket handshake: {error}"),
+                )
             })
     };
     let deadline = rt.sleep_until(runtime::now() + HANDSHAKE_TIMEOUT);
     match future::select(std::pin::pin!(attempt), deadline).await {
         Either::Left((result, _)) => result,
-        Either::Right(((), _)) => {
-            tracing::debug!(%url, "connect timed out");
-            Err(None)
-        }
+        Either::Right(((), _)) => Err(DialFailure::new(
+            None,
+            format!("no connection within {HANDSHAKE_TIMEOUT:?}"),
+        )),
     }
 }

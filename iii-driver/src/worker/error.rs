@@ -4,7 +4,8 @@ use std::fmt;
 
 use iii_core::wire::{ErrorBody, Payload};
 use iii_core::worker::{
-    CallOutcome, ConfigError, EndOutcome, InvokeError, ReadError, RegisterError, WriteError,
+    CallOutcome, ConfigError, EndOutcome, InvokeError, ReadError, RegisterError, Rejection,
+    WriteError,
 };
 
 /// Everything that can go wrong in the worker SDK.
@@ -23,10 +24,24 @@ pub enum Error {
     /// have run.
     #[error("the control connection was lost before the call completed")]
     Disconnected,
-    /// The engine fatally rejected this worker (e.g. `WORKER_NAMESPACE_CONFLICT`); it
-    /// stopped and does not reconnect.
-    #[error("the engine rejected this worker")]
-    Rejected,
+    /// The engine rejected a registration: fatally for the worker (e.g.
+    /// `WORKER_NAMESPACE_CONFLICT`: it stopped and does not reconnect), or one function
+    /// (`FUNCTION_NAMESPACE_CONFLICT`, reported by [`Iii::wait_registered`](super::Iii::wait_registered)).
+    #[error("the engine rejected the registration: {} in namespace `{}` (held by `{}`)", .0.code, .0.namespace, .0.owner_worker_id)]
+    Rejected(Rejection),
+    /// No connection to the engine could be made (and registered) within
+    /// `connect_timeout`; the worker keeps trying in the background.
+    #[error("the engine at {url} is unreachable: {detail}")]
+    Unreachable {
+        /// The engine URL.
+        url: String,
+        /// The last connection error.
+        detail: String,
+    },
+    /// The worker cannot run here (e.g. `iii_tokio::worker::connect` outside a tokio
+    /// runtime).
+    #[error("no async runtime: {0}")]
+    NoRuntime(String),
     /// A channel end finished abnormally: aborted by the other side, connection lost,
     /// refused (e.g. 404 for a used or unknown ref), or closed locally.
     #[error("channel {}", ChannelOutcome(.0))]
@@ -98,14 +113,52 @@ impl fmt::Display for ChannelOutcome<'_> {
     }
 }
 
-/// A call's outcome as the caller sees it: the raw result (`None` for no result).
-pub(crate) fn call_result(outcome: CallOutcome) -> Result<Option<Payload>, Error> {
-    match outcome {
-        CallOutcome::Ok(result) => Ok(result),
-        CallOutcome::Error(body) => Err(Error::Remote(body)),
-        CallOutcome::TimedOut => Err(Error::Timeout),
-        CallOutcome::Disconnected => Err(Error::Disconnected),
-        CallOutcome::Rejected => Err(Error::Rejected),
+/// What turns the core's bare outcomes into complete errors: the engine URL, the last
+/// connection error and the fatal rejection, as the worker task knows them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ErrorContext {
+    pub(crate) url: String,
+    pub(crate) last_dial_error: Option<String>,
+    pub(crate) rejection: Option<Rejection>,
+}
+
+impl ErrorContext {
+    pub(crate) fn unreachable(&self) -> Error {
+        Error::Unreachable {
+            url: self.url.clone(),
+            detail: self
+                .last_dial_error
+                .clone()
+                .unwrap_or_else(|| "no connection was registered in time".to_owned()),
+        }
+    }
+
+    pub(crate) fn rejected(&self) -> Error {
+        match &self.rejection {
+            Some(rejection) => Error::Rejected(rejection.clone()),
+            None => Error::Closed,
+        }
+    }
+
+    /// A call's outcome as the caller sees it: the raw result (`None` for no result).
+    pub(crate) fn call_result(&self, outcome: CallOutcome) -> Result<Option<Payload>, Error> {
+        match outcome {
+            CallOutcome::Ok(result) => Ok(result),
+            CallOutcome::Error(body) => Err(Error::Remote(body)),
+            CallOutcome::TimedOut => Err(Error::Timeout),
+            CallOutcome::Disconnected => Err(Error::Disconnected),
+            CallOutcome::Rejected => Err(self.rejected()),
+            CallOutcome::Unreachable => Err(self.unreachable()),
+        }
+    }
+
+    /// A refused call, completed.
+    pub(crate) fn invoke_error(&self, error: InvokeError) -> Error {
+        match error {
+            InvokeError::Unreachable => self.unreachable(),
+            InvokeError::Stopped if self.rejection.is_some() => self.rejected(),
+            other => Error::Invoke(other),
+        }
     }
 }
 

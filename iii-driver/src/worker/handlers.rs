@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::error::{IntoErrorBody, INVOCATION_FAILED};
+use super::Invocation;
 use crate::runtime::BoxFuture;
 
 /// The code sent when a typed handler's input does not deserialize.
@@ -21,7 +22,7 @@ pub const SERIALIZATION_ERROR: &str = "serialization_error";
 
 /// A type-erased function handler, as the worker task stores it.
 pub(crate) type Handler =
-    Arc<dyn Fn(Value) -> BoxFuture<'static, Result<Value, ErrorBody>> + Send + Sync>;
+    Arc<dyn Fn(Value, Invocation) -> BoxFuture<'static, Result<Value, ErrorBody>> + Send + Sync>;
 
 /// Erases an untyped handler.
 pub(crate) fn erase<F, Fut, E>(handler: F) -> Handler
@@ -30,8 +31,21 @@ where
     Fut: Future<Output = Result<Value, E>> + Send + 'static,
     E: IntoErrorBody,
 {
-    Arc::new(move |input| {
+    Arc::new(move |input, _| {
         let future = handler(input);
+        Box::pin(async move { future.await.map_err(IntoErrorBody::into_error_body) })
+    })
+}
+
+/// Erases a handler that takes the invocation too.
+pub(crate) fn erase_with_context<F, Fut, E>(handler: F) -> Handler
+where
+    F: Fn(Value, Invocation) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, E>> + Send + 'static,
+    E: IntoErrorBody,
+{
+    Arc::new(move |input, invocation| {
+        let future = handler(input, invocation);
         Box::pin(async move { future.await.map_err(IntoErrorBody::into_error_body) })
     })
 }
@@ -46,7 +60,7 @@ where
     Fut: Future<Output = Result<O, E>> + Send + 'static,
     E: IntoErrorBody,
 {
-    Arc::new(move |input| {
+    Arc::new(move |input, _| {
         let future = serde_json::from_value::<I>(input)
             .map(&handler)
             .map_err(|e| ErrorBody::new(DESERIALIZATION_ERROR, e.to_string()));
@@ -59,8 +73,12 @@ where
 }
 
 /// Runs a handler on one input; a panic becomes an `invocation_failed` error.
-pub(crate) async fn run_handler(handler: Handler, input: Value) -> Result<Value, ErrorBody> {
-    let future = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(input))) {
+pub(crate) async fn run_handler(
+    handler: Handler,
+    input: Value,
+    invocation: Invocation,
+) -> Result<Value, ErrorBody> {
+    let future = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(input, invocation))) {
         Ok(future) => future,
         Err(_) => return Err(panicked()),
     };

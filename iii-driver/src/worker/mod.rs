@@ -18,7 +18,8 @@
 //!     let n = input["n"].as_i64().ok_or("`n` must be an integer")?;
 //!     Ok::<_, &str>(json!({ "n": n * 2 }))
 //! })?;
-//! iii.wait_connected(Duration::from_secs(5)).await?;
+//! // Connected, and the engine has applied the registration.
+//! iii.wait_registered(Duration::from_secs(5)).await?;
 //! let doubled = iii.trigger("math::double", json!({ "n": 21 })).await?;
 //! assert_eq!(doubled["n"], 42);
 //! # Ok(()) }
@@ -27,89 +28,65 @@
 //! Channels: [`Iii::create_channel`] gives a [`ChannelWriter`] / [`ChannelReader`] pair and
 //! their refs; the other side builds its end from a ref with [`ChannelReader::new`] or
 //! [`ChannelWriter::new`]. Ends are driven by the worker task, so they take the worker
-//! handle (`&iii`) rather than an address: the seed API's
-//! `ChannelReader::new(iii.address(), &ref)` becomes `ChannelReader::new(&iii, &ref)`.
+//! handle (`&iii`) rather than an address (the documentation's
+//! `ChannelReader::new(iii.address(), &ref)` is in the `sdk` facade).
 
+mod calls;
 mod channel;
+mod context;
+mod credit;
 mod dial;
 mod error;
 mod handlers;
+mod introspect;
+mod options;
+mod reader;
+mod registry;
+mod state;
 mod task;
+mod tls;
 #[cfg(feature = "tokio")]
 mod tokio_io;
+mod writer;
 
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures_channel::mpsc::UnboundedSender;
 use futures_channel::oneshot;
-use futures_util::future::{self, Either};
-use iii_core::wire::control::to_payload;
-use iii_core::wire::Payload;
-use iii_core::worker::{
-    FunctionSpec, RegisterError, TriggerSpec, TriggerTypeSpec, Worker, WorkerConfig,
-};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use serde_json::Value;
+use iii_core::worker::Worker;
 
-pub use channel::{Channel, ChannelItem, ChannelReader, ChannelWriter};
+pub use crate::runtime::BoxFuture;
+pub use bytes::Bytes;
+pub use calls::{CallOptions, Reply};
+pub use channel::{Channel, ChannelItem};
+pub use context::Invocation;
 pub use dial::{DEFAULT_URL, HANDSHAKE_TIMEOUT};
 pub use error::{Error, IntoErrorBody, INVOCATION_FAILED};
 pub use handlers::{TriggerHandler, TriggerRequest, DESERIALIZATION_ERROR, SERIALIZATION_ERROR};
 pub use iii_core::channel::{extract_channel_refs, ChannelRef, Direction};
 pub use iii_core::wire::ErrorBody;
+pub use iii_core::worker::{
+    ConfigError, ConnectionState, EndOutcome, InvokeError, ReadError, RegisterError, Rejection,
+    TraceContext, WorkerConfig, WorkerIdentity, WriteError,
+};
+pub use iii_core::CloseCode;
+pub use introspect::{
+    FunctionInfo, FunctionsSubscription, TriggerInfo, TriggerTypeInfo, WorkerInfo,
+};
+pub use options::WorkerOptions;
+pub use reader::ChannelReader;
+pub use registry::{FunctionDef, FunctionRef, Trigger, TriggerTypeRef};
+pub use state::ConnectionStates;
+pub use writer::ChannelWriter;
 
 use crate::runtime::{self, Runtime};
-use task::{Command, DialConfig, Task};
-
-/// How to reach the engine and who this worker is.
-#[derive(Debug, Clone)]
-pub struct WorkerOptions {
-    /// The engine URL (`ws://host:port`). `None`: the `III_URL` environment variable when
-    /// it is set and not blank, else [`DEFAULT_URL`].
-    pub url: Option<String>,
-    /// The worker name announced to the engine. `None`: `III_WORKER_NAME` when set, else
-    /// `iii-rs:<pid>` (with `:<n>` for the second and later worker of the process).
-    pub name: Option<String>,
-    /// The bearer token sent in the upgrade request. `None`: `III_TOKEN` when set and not
-    /// blank, else no `Authorization` header.
-    pub token: Option<String>,
-    /// Deadline of [`Iii::trigger`] (and of channel creation); default 30 s. Overrides
-    /// `core.invocation_timeout`.
-    pub invocation_timeout: Duration,
-    /// Limits, backoff and the rest of the identity (namespace, description). The
-    /// identity's `name`, `runtime`, `version` and `pid` are set by the SDK.
-    pub core: WorkerConfig,
-    /// WebSocket read buffer of each connection (control and every channel end), in
-    /// bytes: kept for the connection's life and cleared before every read, so it is
-    /// what an idle channel end costs. Default 2 KiB (tungstenite's own default, 128 KiB,
-    /// cost ~5 % of the CPU of a channel stream).
-    pub read_buffer_bytes: usize,
-    /// Largest single read from a socket, in bytes. Its buffer exists only while data
-    /// arrives (freed whenever the socket has nothing more to read). Default 64 KiB.
-    pub socket_read_bytes: usize,
-}
-
-impl Default for WorkerOptions {
-    fn default() -> Self {
-        Self {
-            url: None,
-            name: None,
-            token: None,
-            invocation_timeout: Duration::from_secs(30),
-            core: WorkerConfig::default(),
-            read_buffer_bytes: 2 * 1024,
-            socket_read_bytes: 64 * 1024,
-        }
-    }
-}
+use task::{Command, Task};
 
 /// What the handles know without asking the task: the ids registered so far, so that
 /// the synchronous registration methods can report duplicates and unknown ids.
@@ -126,8 +103,12 @@ pub(crate) struct Shared {
     address: String,
     mirror: Mutex<Mirror>,
     next_key: AtomicU64,
+    /// The core's `writer_window_bytes`: every writer's initial credit.
+    writer_window_bytes: usize,
     /// Set once the worker stopped (shut down or fatally rejected).
     pub(crate) stopped: AtomicBool,
+    /// The connection state and its subscribers.
+    pub(crate) state: state::StateCell,
 }
 
 impl Shared {
@@ -142,8 +123,8 @@ impl Shared {
 
 /// A connected (or connecting) worker. Cheap to clone: every clone drives the same
 /// worker. The worker stops on [`Iii::shutdown`], on a fatal rejection, or once every
-/// handle (including channel ends and handles captured by registered functions) is
-/// dropped.
+/// handle (including channel ends, registration handles and handles captured by
+/// registered functions) is dropped.
 pub struct Iii<R: Runtime> {
     rt: R,
     commands: UnboundedSender<Command>,
@@ -176,12 +157,17 @@ fn env(name: &str) -> Option<String> {
 
 impl<R: Runtime> Iii<R> {
     /// Starts a worker on `rt`: it connects in the background (see
-    /// [`Iii::wait_connected`]) and reconnects with backoff. Fails only on unusable
-    /// options (a URL that is not `ws://`, an invalid token or configuration).
+    /// [`Iii::wait_connected`]) and reconnects with backoff. Fails at once on unusable
+    /// options (a URL that is not `ws://`/`wss://`, an invalid token, header or
+    /// configuration) and with [`Error::NoRuntime`] where `rt` cannot run (e.g. tokio
+    /// outside a tokio runtime). An engine that cannot be reached is reported by calls
+    /// and waits after `core.connect_timeout`, naming the URL.
     pub fn connect(rt: R, options: WorkerOptions) -> Result<Self, Error> {
+        rt.check().map_err(Error::NoRuntime)?;
         let address = dial::resolve_url(options.url.as_deref(), env("III_URL").as_deref());
         let token = dial::resolve_token(options.token.as_deref(), env("III_TOKEN").as_deref());
-        dial::endpoint(&address, token.as_deref())?;
+        dial::endpoint(&address, token.as_deref(), &options.headers)?;
+        let tls = dial::tls_config(&address, &options.tls_root_certificates)?;
         let mut config = options.core;
         config.invocation_timeout = options.invocation_timeout;
         let identity = &mut config.identity;
@@ -191,22 +177,26 @@ impl<R: Runtime> Iii<R> {
         identity.version = env!("CARGO_PKG_VERSION").to_owned();
         identity.pid = Some(std::process::id());
         let ws = dial::ws_config(config.max_control_message_bytes, options.read_buffer_bytes);
+        let writer_window_bytes = config.writer_window_bytes;
         let core = Worker::new(config, runtime::os_seed(), runtime::now())?;
         let shared = Arc::new(Shared {
             address: address.clone(),
             mirror: Mutex::default(),
             next_key: AtomicU64::new(1),
+            writer_window_bytes,
             stopped: AtomicBool::new(false),
+            state: state::StateCell::default(),
         });
         let (commands, command_rx) = futures_channel::mpsc::unbounded();
         let (net_tx, net_rx) = futures_channel::mpsc::unbounded();
-        let dial = DialConfig {
-            address,
+        let dial = dial::DialConfig {
             token,
+            headers: options.headers,
             ws,
             socket_read_bytes: options.socket_read_bytes,
+            tls,
         };
-        let task = Task::new(rt.clone(), core, dial, shared.clone(), net_tx);
+        let task = Task::new(rt.clone(), core, address, dial, shared.clone(), net_tx);
         rt.spawn(Box::pin(task.run(command_rx, net_rx)));
         Ok(Self {
             rt,
@@ -226,6 +216,17 @@ impl<R: Runtime> Iii<R> {
         self.shared.stopped.load(Ordering::Acquire)
     }
 
+    /// Where the control connection stands now.
+    pub fn connection_state(&self) -> ConnectionState {
+        self.shared.state.get()
+    }
+
+    /// The connection state now, then every change, until the worker stops (the
+    /// stream ends after [`ConnectionState::Stopped`]).
+    pub fn connection_states(&self) -> ConnectionStates {
+        self.shared.state.subscribe()
+    }
+
     pub(crate) fn send(&self, command: Command) -> Result<(), Error> {
         self.commands
             .unbounded_send(command)
@@ -233,178 +234,52 @@ impl<R: Runtime> Iii<R> {
     }
 
     /// Waits until the engine has registered this worker (`workerregistered`) on the
-    /// current connection. `Err(Timeout)` after `timeout`; `Err(Rejected)` or
-    /// `Err(Closed)` once the worker has stopped.
+    /// current connection. `Err(Timeout)` after `timeout`; `Err(Unreachable)` naming the
+    /// URL once the engine was unreachable for `core.connect_timeout`; `Err(Rejected)`
+    /// or `Err(Closed)` once the worker has stopped. Needs no runtime in the caller: the
+    /// deadline is kept by the worker task.
     pub async fn wait_connected(&self, timeout: Duration) -> Result<(), Error> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::WaitConnected(reply))?;
-        self.with_timeout(timeout, async {
-            answer.await.unwrap_or(Err(Error::Closed))
-        })
-        .await
-    }
-
-    async fn with_timeout<T>(
-        &self,
-        timeout: Duration,
-        work: impl Future<Output = Result<T, Error>>,
-    ) -> Result<T, Error> {
-        let deadline = self.rt.sleep_until(runtime::now() + timeout);
-        match future::select(std::pin::pin!(work), deadline).await {
-            Either::Left((result, _)) => result,
-            Either::Right(((), _)) => Err(Error::Timeout),
-        }
-    }
-
-    fn check_running(&self) -> Result<(), Error> {
-        if self.is_stopped() {
-            return Err(RegisterError::Stopped.into());
-        }
-        Ok(())
-    }
-
-    /// Serves `id` with `handler`: it receives the call's input and its `Ok` becomes the
-    /// result, its `Err` an error for the caller ([`IntoErrorBody`]; a plain message is
-    /// sent as `invocation_failed`). A panic is reported as `invocation_failed`.
-    pub fn register_function<F, Fut, E>(&self, id: &str, handler: F) -> Result<(), Error>
-    where
-        F: Fn(Value) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Value, E>> + Send + 'static,
-        E: IntoErrorBody,
-    {
-        self.register_function_spec(spec(id), handler)
-    }
-
-    /// [`Iii::register_function`] with a full spec (description, schemas, metadata).
-    pub fn register_function_spec<F, Fut, E>(
-        &self,
-        spec: FunctionSpec,
-        handler: F,
-    ) -> Result<(), Error>
-    where
-        F: Fn(Value) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Value, E>> + Send + 'static,
-        E: IntoErrorBody,
-    {
-        self.register_erased(spec, handlers::erase(handler))
-    }
-
-    /// Serves `id` with a typed handler: the input is deserialized into `I` (a bad input
-    /// answers the caller with `deserialization_error`) and the output serialized.
-    pub fn register_typed<I, O, F, Fut, E>(&self, id: &str, handler: F) -> Result<(), Error>
-    where
-        I: DeserializeOwned + Send + 'static,
-        O: Serialize + Send + 'static,
-        F: Fn(I) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<O, E>> + Send + 'static,
-        E: IntoErrorBody,
-    {
-        self.register_erased(spec(id), handlers::erase_typed(handler))
-    }
-
-    fn register_erased(&self, spec: FunctionSpec, handler: handlers::Handler) -> Result<(), Error> {
-        self.check_running()?;
-        if spec.id.is_empty() {
-            return Err(RegisterError::EmptyField("id").into());
-        }
-        let mut mirror = self.shared.mirror();
-        if mirror.functions.contains(&spec.id) {
-            return Err(RegisterError::Duplicate(spec.id).into());
-        }
-        mirror.functions.insert(spec.id.clone());
-        self.send(Command::RegisterFunction(spec, handler))
-    }
-
-    /// Stops serving `id`.
-    pub fn unregister_function(&self, id: &str) -> Result<(), Error> {
-        self.check_running()?;
-        let mut mirror = self.shared.mirror();
-        if !mirror.functions.remove(id) {
-            return Err(RegisterError::NotFound(id.to_owned()).into());
-        }
-        self.send(Command::UnregisterFunction(id.to_owned()))
-    }
-
-    /// Calls `function_id` with `payload` and waits for its result, at most the default
-    /// invocation timeout. `null` or no result reads as `Value::Null`.
-    pub async fn trigger(&self, function_id: &str, payload: Value) -> Result<Value, Error> {
-        self.trigger_with_timeout(function_id, payload, self.invocation_timeout)
-            .await
-    }
-
-    /// [`Iii::trigger`] with its own deadline.
-    pub async fn trigger_with_timeout(
-        &self,
-        function_id: &str,
-        payload: Value,
-        timeout: Duration,
-    ) -> Result<Value, Error> {
-        let result = self
-            .call(function_id, to_payload(&payload), timeout)
-            .await?;
-        parse_result(result.as_deref())
-    }
-
-    /// [`Iii::trigger`] with a typed input and output.
-    pub async fn trigger_typed<I, O>(&self, function_id: &str, input: &I) -> Result<O, Error>
-    where
-        I: Serialize + ?Sized,
-        O: DeserializeOwned,
-    {
-        let payload = serde_json::value::to_raw_value(input)?;
-        let result = self
-            .call(function_id, payload, self.invocation_timeout)
-            .await?;
-        parse_result(result.as_deref())
-    }
-
-    async fn call(
-        &self,
-        function_id: &str,
-        data: Payload,
-        timeout: Duration,
-    ) -> Result<Option<Payload>, Error> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Invoke {
-            function_id: function_id.to_owned(),
-            data,
-            timeout: Some(timeout),
-            reply,
-        })?;
+        let deadline = runtime::now() + timeout;
+        self.send(Command::WaitConnected { deadline, reply })?;
         answer.await.unwrap_or(Err(Error::Closed))
     }
 
-    /// Calls `function_id` fire-and-forget (no result, no error from the function).
-    /// Queued while disconnected.
-    pub fn trigger_void(&self, function_id: &str, payload: Value) -> Result<(), Error> {
-        self.check_running()?;
-        if function_id.is_empty() {
-            return Err(iii_core::worker::InvokeError::EmptyFunctionId.into());
-        }
-        self.send(Command::InvokeVoid {
-            function_id: function_id.to_owned(),
-            data: to_payload(&payload),
-        })
+    /// Waits until every function, trigger type and trigger registered before this
+    /// call is in effect at the engine, so that a call made next finds them. Engines
+    /// may apply registrations late (the reference engine holds them until this
+    /// worker's announce has run); this waits for the engine's answer to the announce,
+    /// then for a `ping` sent after the registrations to come back.
+    ///
+    /// Errors: `Timeout` after `timeout`, [`Error::Rejected`] if the engine refused a
+    /// function of this worker (`FUNCTION_NAMESPACE_CONFLICT`) or the worker, and the
+    /// errors of [`wait_connected`](Self::wait_connected).
+    pub async fn wait_registered(&self, timeout: Duration) -> Result<(), Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Sync { timeout, reply })?;
+        answer.await.unwrap_or(Err(Error::Closed))
     }
 
     /// Creates a channel at the engine (`buffer_size`: its buffer in messages; `None`
     /// for the engine's default) and returns both local ends and their refs. The ends
     /// connect lazily: the writer on its first write or close, the reader on its first
-    /// read.
+    /// read; an end dropped unused has no effect (hand its ref to another worker).
     pub async fn create_channel(&self, buffer_size: Option<usize>) -> Result<Channel<R>, Error> {
         let (writer_key, reader_key) = (self.shared.key(), self.shared.key());
         let (items, item_rx) = futures_channel::mpsc::unbounded();
+        let credit = self.new_write_credit();
         let (reply, answer) = oneshot::channel();
         self.send(Command::CreateChannel {
             buffer_size,
             writer: writer_key,
             reader: reader_key,
+            credit: credit.clone(),
             items,
             reply,
         })?;
         let refs = answer.await.unwrap_or(Err(Error::Closed))?;
         Ok(Channel {
-            writer: ChannelWriter::attach(self, writer_key),
+            writer: ChannelWriter::attach(self, writer_key, credit),
             reader: ChannelReader::attach(self, reader_key, item_rx),
             writer_ref: refs.writer,
             reader_ref: refs.reader,
@@ -415,70 +290,12 @@ impl<R: Runtime> Iii<R> {
         self.shared.key()
     }
 
-    /// Provides trigger type `id`: the engine sends it the bindings of that type, which
-    /// `handler` accepts or refuses.
-    pub fn register_trigger_type<H: TriggerHandler>(
-        &self,
-        id: &str,
-        description: &str,
-        handler: H,
-    ) -> Result<(), Error> {
-        self.check_running()?;
-        if id.is_empty() {
-            return Err(RegisterError::EmptyField("id").into());
-        }
-        let mut mirror = self.shared.mirror();
-        if mirror.trigger_types.contains(id) {
-            return Err(RegisterError::Duplicate(id.to_owned()).into());
-        }
-        mirror.trigger_types.insert(id.to_owned());
-        let spec = TriggerTypeSpec {
-            id: id.to_owned(),
-            description: description.to_owned(),
-            trigger_request_format: None,
-            call_request_format: None,
-        };
-        self.send(Command::RegisterTriggerType(spec, Arc::new(handler)))
+    pub(crate) fn new_write_credit(&self) -> Arc<credit::WriteCredit> {
+        Arc::new(credit::WriteCredit::new(self.shared.writer_window_bytes))
     }
 
-    /// Stops providing trigger type `id`.
-    pub fn unregister_trigger_type(&self, id: &str) -> Result<(), Error> {
-        self.check_running()?;
-        let mut mirror = self.shared.mirror();
-        if !mirror.trigger_types.remove(id) {
-            return Err(RegisterError::NotFound(id.to_owned()).into());
-        }
-        self.send(Command::UnregisterTriggerType(id.to_owned()))
-    }
-
-    /// Binds `function_id` to a trigger of `trigger_type` with `config`; returns the
-    /// binding id. The binding is replayed on every reconnect. Asynchronous because the
-    /// worker task mints the id; a refusal by the provider is logged (`tracing`).
-    pub async fn register_trigger(
-        &self,
-        trigger_type: &str,
-        function_id: &str,
-        config: Value,
-    ) -> Result<String, Error> {
-        let spec = TriggerSpec {
-            trigger_type: trigger_type.to_owned(),
-            function_id: function_id.to_owned(),
-            config: to_payload(&config),
-            metadata: None,
-        };
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::RegisterTrigger(spec, reply))?;
-        answer.await.unwrap_or(Err(Error::Closed))
-    }
-
-    /// Removes a binding made with [`Iii::register_trigger`].
-    pub fn unregister_trigger(&self, id: &str) -> Result<(), Error> {
-        self.check_running()?;
-        let mut mirror = self.shared.mirror();
-        if !mirror.triggers.remove(id) {
-            return Err(RegisterError::NotFound(id.to_owned()).into());
-        }
-        self.send(Command::UnregisterTrigger(id.to_owned()))
+    pub(crate) fn commands(&self) -> UnboundedSender<Command> {
+        self.commands.clone()
     }
 
     /// Stops the worker: closes the control connection and every channel end (pending
@@ -486,26 +303,13 @@ impl<R: Runtime> Iii<R> {
     /// resolves once the connections are closed (or after a short grace).
     pub async fn shutdown(&self) {
         let (reply, answer) = oneshot::channel();
-        if self.send(Command::Shutdown(reply)).is_ok() {
+        if self.send(Command::Shutdown(Some(reply))).is_ok() {
             let _ = answer.await;
         }
     }
-}
 
-fn spec(id: &str) -> FunctionSpec {
-    FunctionSpec {
-        id: id.to_owned(),
-        description: None,
-        request_format: None,
-        response_format: None,
-        metadata: None,
+    /// Asks the worker to stop without waiting (see [`shutdown`](Self::shutdown)).
+    pub fn shutdown_now(&self) {
+        let _ = self.send(Command::Shutdown(None));
     }
-}
-
-/// Parses a call's raw result; no result reads as JSON `null`.
-fn parse_result<T: DeserializeOwned>(
-    result: Option<&serde_json::value::RawValue>,
-) -> Result<T, Error> {
-    let text = result.map_or("null", |raw| raw.get());
-    Ok(serde_json::from_str(text)?)
 }

@@ -6,10 +6,11 @@ use iii_core::worker::{CallOutcome, EndOutcome, RegisterError};
 use iii_core::CloseCode;
 use serde_json::{json, Value};
 
+use super::calls::parse_result;
 use super::dial::{endpoint, refused_status, resolve_name, resolve_token, resolve_url};
-use super::error::{call_result, reader_end};
+use super::error::{reader_end, ErrorContext};
 use super::handlers::{erase, erase_typed, run_handler, DESERIALIZATION_ERROR};
-use super::{parse_result, Error, IntoErrorBody, DEFAULT_URL, INVOCATION_FAILED};
+use super::{Error, IntoErrorBody, DEFAULT_URL, INVOCATION_FAILED};
 
 #[test]
 fn url_comes_from_the_option_then_the_environment_then_the_default() {
@@ -43,7 +44,12 @@ fn names_default_to_the_pid_and_stay_unique_per_process() {
 
 #[test]
 fn endpoint_parses_host_port_and_adds_the_bearer_token() {
-    let ep = endpoint("ws://example.test:4000/base?x=1", Some("sekret")).expect("valid");
+    let headers = [("x-tenant".to_owned(), "acme".to_owned())];
+    let ep = endpoint("ws://example.test:4000/base?x=1", Some("sekret"), &headers).expect("valid");
+    assert_eq!(
+        ep.request.headers().get("x-tenant").expect("custom header"),
+        "acme"
+    );
     assert_eq!((ep.host.as_str(), ep.port), ("example.test", 4000));
     assert_eq!(ep.request.uri().path(), "/base");
     assert_eq!(ep.request.uri().query(), Some("x=1"));
@@ -51,23 +57,54 @@ fn endpoint_parses_host_port_and_adds_the_bearer_token() {
     assert_eq!(auth, "Bearer sekret");
     assert!(ep.request.headers().contains_key("sec-websocket-key"));
 
-    let ep = endpoint("ws://[::1]", None).expect("valid");
+    let ep = endpoint("ws://[::1]", None, &[]).expect("valid");
     assert_eq!((ep.host.as_str(), ep.port), ("::1", 80));
     assert!(ep.request.headers().get("authorization").is_none());
 }
 
 #[test]
+fn wss_needs_tls_support_and_roots() {
+    let ep = endpoint("wss://engine.example:8443/", None, &[]).expect("a wss URL parses");
+    assert_eq!(ep.port, 8443);
+    assert_eq!(
+        endpoint("wss://engine.example", None, &[])
+            .expect("valid")
+            .port,
+        443
+    );
+    let plain = super::dial::tls_config("ws://h:1", &[]).expect("no TLS for ws://");
+    assert!(plain.is_none());
+    // Built without a root feature and given no roots, wss:// is refused at connect.
+    if cfg!(not(any(
+        feature = "tls-native-roots",
+        feature = "tls-webpki-roots"
+    ))) {
+        assert!(matches!(
+            super::dial::tls_config("wss://h:1", &[]),
+            Err(Error::InvalidOption(_))
+        ));
+    }
+}
+
+#[test]
 fn endpoint_refuses_what_it_cannot_dial() {
-    for url in ["wss://h:1", "http://h:1", "h:1", "not a url", "ws://"] {
+    for url in ["http://h:1", "h:1", "not a url", "ws://"] {
         assert!(
-            matches!(endpoint(url, None), Err(Error::InvalidOption(_))),
+            matches!(endpoint(url, None, &[]), Err(Error::InvalidOption(_))),
             "{url}"
         );
     }
     assert!(matches!(
-        endpoint("ws://h:1", Some("bad\ntoken")),
+        endpoint("ws://h:1", Some("bad\ntoken"), &[]),
         Err(Error::InvalidOption(_))
     ));
+    for header in [("bad name", "v"), ("x-ok", "bad\nvalue")] {
+        let headers = [(header.0.to_owned(), header.1.to_owned())];
+        assert!(matches!(
+            endpoint("ws://h:1", None, &headers),
+            Err(Error::InvalidOption(_))
+        ));
+    }
 }
 
 #[test]
@@ -85,6 +122,12 @@ fn refused_upgrades_map_to_their_status() {
 
 #[test]
 fn call_outcomes_map_to_errors() {
+    let context = ErrorContext {
+        url: "ws://127.0.0.1:1".into(),
+        last_dial_error: Some("connection refused".into()),
+        rejection: None,
+    };
+    let call_result = |outcome| context.call_result(outcome);
     assert!(matches!(call_result(CallOutcome::Ok(None)), Ok(None)));
     let body = ErrorBody::new("function_not_found", "Function not found");
     assert!(
@@ -98,9 +141,25 @@ fn call_outcomes_map_to_errors() {
         call_result(CallOutcome::Disconnected),
         Err(Error::Disconnected)
     ));
+    let unreachable = call_result(CallOutcome::Unreachable).unwrap_err();
+    assert_eq!(
+        unreachable.to_string(),
+        "the engine at ws://127.0.0.1:1 is unreachable: connection refused"
+    );
+    let rejection = iii_core::worker::Rejection {
+        code: "WORKER_NAMESPACE_CONFLICT".into(),
+        namespace: "default".into(),
+        worker_name: Some("w".into()),
+        function_id: None,
+        owner_worker_id: "other".into(),
+    };
+    let context = ErrorContext {
+        rejection: Some(rejection.clone()),
+        ..context
+    };
     assert!(matches!(
-        call_result(CallOutcome::Rejected),
-        Err(Error::Rejected)
+        context.call_result(CallOutcome::Rejected),
+        Err(Error::Rejected(r)) if r == rejection
     ));
 }
 
@@ -168,19 +227,23 @@ fn wrapped_handlers_report_bad_input_errors_and_panics() {
     });
     futures_executor_lite(async move {
         assert_eq!(
-            run_handler(typed.clone(), json!({"n": 1})).await,
+            run_handler(typed.clone(), json!({"n": 1}), invocation()).await,
             Ok(json!(2))
         );
-        let bad = run_handler(typed, json!({"n": "x"}))
+        let bad = run_handler(typed, json!({"n": "x"}), invocation())
             .await
             .expect_err("bad");
         assert_eq!(bad.code, DESERIALIZATION_ERROR);
-        let refused = run_handler(plain.clone(), json!(1)).await.expect_err("err");
+        let refused = run_handler(plain.clone(), json!(1), invocation())
+            .await
+            .expect_err("err");
         assert_eq!(
             (refused.code.as_str(), refused.message.as_str()),
             (INVOCATION_FAILED, "refused")
         );
-        let panicked = run_handler(plain, Value::Null).await.expect_err("panic");
+        let panicked = run_handler(plain, Value::Null, invocation())
+            .await
+            .expect_err("panic");
         assert_eq!(panicked.code, INVOCATION_FAILED);
     });
 }
@@ -196,4 +259,13 @@ fn futures_executor_lite<F: std::future::Future<Output = ()>>(future: F) {
         }
     }
     panic!("the future did not complete");
+}
+
+fn invocation() -> super::Invocation {
+    super::Invocation {
+        invocation_id: "6f1c2a3e-6c9d-4f7a-9b1e-0d2c3b4a5f60".into(),
+        function_id: "f".into(),
+        metadata: None,
+        trace: super::TraceContext::default(),
+    }
 }

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use futures_io::{AsyncRead, AsyncWrite};
 
-use super::channel::{ChannelReader, ChannelWriter};
+use super::{ChannelReader, ChannelWriter};
 use crate::runtime::Runtime;
 
 impl<R: Runtime> tokio::io::AsyncWrite for ChannelWriter<R> {

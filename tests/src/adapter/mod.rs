@@ -2,6 +2,8 @@
 //! over the worker's [`Runtime`], run against an engine URL. `tests/tests/adapter_*.rs`
 //! run the suite on tokio, on smol, and in mixed pairs.
 
+mod control;
+mod handoff;
 mod scenarios;
 
 use std::future::Future;
@@ -11,6 +13,8 @@ use iii_driver::server::EngineServer;
 use iii_driver::worker::{Iii, WorkerOptions};
 use iii_driver::Runtime;
 
+pub use control::*;
+pub use handoff::*;
 pub use scenarios::*;
 
 /// How long any single wait in the suite may take before the test fails.
@@ -94,6 +98,19 @@ macro_rules! adapter_suite {
             dropped_writer_fails_the_reader,
             wrong_key_and_reused_ref_are_refused,
             trigger_type_and_binding,
+            abandoned_writes_are_all_or_nothing,
+            poll_write_pending_takes_nothing,
+            writer_is_a_sink,
+            closed_reader_fails_the_writer,
+            reader_closed_before_reading_fails_the_writer,
+            listings_and_handles,
+            void_timeout_and_rejection,
+            functions_available_subscription,
+            metadata_and_trace_context,
+        );
+        $crate::adapter_suite!(@pairs $flavor; $flavor, $flavor;
+            dropped_unused_writer_leaves_the_handed_off_ref_working,
+            dropped_unused_reader_leaves_the_handed_off_ref_working,
         );
 
         #[test]
@@ -107,6 +124,19 @@ macro_rules! adapter_suite {
             });
         }
     };
+    // Scenarios of two workers: run on `$host` (tokio whenever a tokio worker takes
+    // part), engine on `$first`, the first worker on `$first`, the second on `$second`.
+    (@pairs $host:ty; $first:ty, $second:ty; $($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            use $crate::adapter::Flavor;
+            <$host>::block_on(async {
+                let engine = $crate::adapter::engine(<$first>::rt()).await;
+                $crate::adapter::$name(<$first>::rt(), <$second>::rt(), &engine.url()).await;
+                engine.shutdown().await;
+            });
+        }
+    )*};
     ($flavor:ty; $($name:ident),* $(,)?) => {$(
         #[test]
         fn $name() {

@@ -268,8 +268,9 @@ pub async fn wrong_key_and_reused_ref_are_refused<R: Runtime>(rt: R, url: &str) 
     iii.shutdown().await;
 }
 
-async fn with_timeout<F: std::future::Future>(future: F) -> F::Output {
-    let timer = futures_timer_free_timeout(WAIT);
+/// Awaits `future`, failing the test after [`WAIT`].
+pub(super) async fn with_timeout<F: std::future::Future>(future: F) -> F::Output {
+    let timer = timer(WAIT);
     futures_util::pin_mut!(future);
     match futures_util::future::select(future, timer).await {
         futures_util::future::Either::Left((output, _)) => output,
@@ -277,8 +278,8 @@ async fn with_timeout<F: std::future::Future>(future: F) -> F::Output {
     }
 }
 
-/// A runtime-independent timeout: a thread that sleeps, then completes a oneshot.
-fn futures_timer_free_timeout(after: Duration) -> futures_channel::oneshot::Receiver<()> {
+/// A runtime-independent timer: a thread that sleeps, then completes a oneshot.
+pub(super) fn timer(after: Duration) -> futures_channel::oneshot::Receiver<()> {
     let (tx, rx) = futures_channel::oneshot::channel();
     std::thread::spawn(move || {
         std::thread::sleep(after);
@@ -288,8 +289,8 @@ fn futures_timer_free_timeout(after: Duration) -> futures_channel::oneshot::Rece
 }
 
 /// Sleeps without needing any particular runtime's timer.
-async fn pause(duration: Duration) {
-    let _ = futures_timer_free_timeout(duration).await;
+pub(super) async fn pause(duration: Duration) {
+    let _ = timer(duration).await;
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -465,7 +466,7 @@ pub async fn trigger_type_and_binding<R: Runtime>(rt: R, url: &str) {
         .expect("bind");
     let (registering, request) = with_timeout(requests.next()).await.expect("bind request");
     assert!(registering);
-    assert_eq!(request.id, binding);
+    assert_eq!(request.id, binding.id());
     assert_eq!(request.function_id, "on.tick");
     assert_eq!(request.config, json!({"every_ms": 100}));
     // The provider fires: an ordinary call of the bound function.
@@ -475,10 +476,10 @@ pub async fn trigger_type_and_binding<R: Runtime>(rt: R, url: &str) {
         .expect("fire");
     assert_eq!(answer, json!("handled"));
     assert_eq!(with_timeout(fired.next()).await.expect("fired")["tick"], 1);
-    consumer.unregister_trigger(&binding).expect("unbind");
+    binding.unregister().expect("unbind");
     let (registering, request) = with_timeout(requests.next()).await.expect("unbind request");
     assert!(!registering);
-    assert_eq!(request.id, binding);
+    assert_eq!(request.id, binding.id());
     consumer.shutdown().await;
     provider.shutdown().await;
 }

@@ -83,7 +83,11 @@ impl Default for SimConfig {
         Self {
             seed: 1,
             engine: EngineConfig::default(),
-            worker: WorkerConfig::default(),
+            // Keepalive pings recur forever; a run "until idle" needs them off.
+            worker: WorkerConfig {
+                keepalive: false,
+                ..WorkerConfig::default()
+            },
             shape: PipeShape::default(),
         }
     }
@@ -972,6 +976,7 @@ impl Sim {
             WorkerEvent::CallCompleted {
                 invocation_id,
                 outcome,
+                ..
             } => {
                 self.transcript.record(format!(
                     "{elapsed:?} W{w} completed {invocation_id} {outcome:?}"

@@ -201,6 +201,7 @@ impl WorkerRig {
             WorkerEvent::CallCompleted {
                 invocation_id,
                 outcome,
+                ..
             } => {
                 assert!(
                     self.calls.remove(&invocation_id).is_some(),

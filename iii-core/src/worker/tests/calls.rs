@@ -8,7 +8,13 @@ use crate::wire::{CloseCode, ErrorBody, Message, PeerClose, Text};
 
 #[test]
 fn invoke_result_completes_exactly_once() {
-    let (mut worker, t0, conn) = connected(WorkerConfig::default());
+    let config = WorkerConfig {
+        keepalive_interval: secs(1000),
+        idle_timeout: secs(2000),
+        connect_timeout: secs(3000),
+        ..WorkerConfig::default()
+    };
+    let (mut worker, t0, conn) = connected(config);
     let id = worker
         .invoke(t0, "math::add", to_payload(&json!([1, 2])), None)
         .expect("sent");
@@ -23,6 +29,7 @@ fn invoke_result_completes_exactly_once() {
     let [WorkerEvent::CallCompleted {
         invocation_id,
         outcome: CallOutcome::Ok(Some(value)),
+        ..
     }] = evs.as_slice()
     else {
         panic!("expected one completion, got {evs:?}");
@@ -31,7 +38,11 @@ fn invoke_result_completes_exactly_once() {
     assert_eq!(value.get(), r#"{"sum":3}"#);
     engine(&mut worker, t0, conn, result);
     assert!(drain(&mut worker).is_empty());
-    assert_eq!(worker.poll_timeout(), None);
+    assert_eq!(
+        worker.poll_timeout(),
+        Some(t0 + secs(1000)),
+        "only the keepalive is left"
+    );
 
     let failing = worker.invoke(t0, "x", null_payload(), None).expect("sent");
     drain(&mut worker);
@@ -60,7 +71,7 @@ fn timeout_then_late_result_is_ignored() {
     worker.handle_timeout(t0 + secs(5));
     assert!(matches!(
         events(drain(&mut worker)).as_slice(),
-        [WorkerEvent::CallCompleted { invocation_id, outcome: CallOutcome::TimedOut }] if *invocation_id == id
+        [WorkerEvent::CallCompleted { invocation_id, outcome: CallOutcome::TimedOut, .. }] if *invocation_id == id
     ));
     engine(
         &mut worker,
@@ -129,7 +140,11 @@ fn incoming_invocations_and_trigger_requests() {
     let sent = sent_json(&drain(&mut worker), conn);
     assert_eq!(
         sent,
-        [json!({"type": "invocationresult", "invocation_id": known, "function_id": "local"})]
+        [
+            json!({"type": "invocationresult", "invocation_id": known, "function_id": "local",
+            "traceparent": "tp"})
+        ],
+        "the call's trace context goes back with the result"
     );
 
     // Without an invocation id: still invoked, completion discarded.

@@ -335,3 +335,129 @@ fn reader_data_before_connected_report_is_delivered() {
         [WorkerEvent::ChannelData { data, .. }] if data.as_ref() == b"early"
     ));
 }
+
+#[test]
+fn ends_that_never_attached_are_dropped_without_a_trace() {
+    let (mut worker, t0, _) = connected(WorkerConfig::default());
+    for direction in [Direction::Write, Direction::Read] {
+        let end = worker.open_channel(t0, channel_ref(direction));
+        assert!(!worker.channel_drop(t0, end), "nothing left to finish");
+        assert!(
+            drain(&mut worker).is_empty(),
+            "no dial, no close: the ref stays usable elsewhere"
+        );
+        assert_eq!(
+            worker.channel_free_window(end),
+            0,
+            "the end is forgotten ({direction:?})"
+        );
+        assert_eq!(
+            worker.channel_consumed(t0, end, 0),
+            Err(ReadError::UnknownEnd(end))
+        );
+    }
+}
+
+#[test]
+fn a_dropped_attached_writer_aborts_and_a_closing_one_finishes() {
+    let (mut worker, t0, _) = connected(WorkerConfig::default());
+    let end = worker.open_channel(t0, channel_ref(Direction::Write));
+    worker
+        .channel_write(t0, end, Bytes::from_static(b"abc"))
+        .expect("fits");
+    let conn = connect_conn(&drain(&mut worker));
+    assert!(
+        worker.channel_drop(t0, end),
+        "the abort is still to be sent"
+    );
+    worker.handle_connected(t0, conn);
+    let out = drain(&mut worker);
+    assert!(
+        out.iter().any(|o| matches!(o,
+            WorkerOutput::Close { conn: c, code: Some(code), .. } if *c == conn && *code == CloseCode::INTERNAL)),
+        "{out:?}"
+    );
+
+    let end = worker.open_channel(t0, channel_ref(Direction::Write));
+    worker
+        .channel_write(t0, end, Bytes::from_static(b"abc"))
+        .expect("fits");
+    worker.channel_close(t0, end).expect("close");
+    let conn = connect_conn(&drain(&mut worker));
+    assert!(
+        worker.channel_drop(t0, end),
+        "the clean close is still to be sent"
+    );
+    worker.handle_connected(t0, conn);
+    let out = drain(&mut worker);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, WorkerOutput::Close { code: None, .. })),
+        "a clean close, not an abort: {out:?}"
+    );
+}
+
+#[test]
+fn the_free_window_is_reported_and_growth_is_announced_on_request() {
+    let config = WorkerConfig {
+        writer_window_bytes: 1000,
+        chunk_size: 100,
+        ..WorkerConfig::default()
+    };
+    let (mut worker, t0, _) = connected(config);
+    let end = worker.open_channel(t0, channel_ref(Direction::Write));
+    assert_eq!(worker.channel_free_window(end), 1000);
+    worker
+        .channel_write(t0, end, Bytes::from(vec![0u8; 300]))
+        .expect("fits");
+    assert_eq!(worker.channel_free_window(end), 700);
+    let conn = connect_conn(&drain(&mut worker));
+    worker.handle_connected(t0, conn);
+    drain(&mut worker);
+    worker.handle_sent(t0, conn, 1);
+    assert!(
+        events(drain(&mut worker)).is_empty(),
+        "no event unless asked for"
+    );
+    assert_eq!(worker.channel_free_window(end), 800);
+    worker.channel_want_writable(t0, end).expect("a writer");
+    worker.handle_sent(t0, conn, 1);
+    assert!(matches!(
+        events(drain(&mut worker)).as_slice(),
+        [WorkerEvent::ChannelWritable { end: e }] if *e == end
+    ));
+    assert_eq!(worker.channel_free_window(end), 900);
+    worker.channel_close(t0, end).expect("close");
+    assert_eq!(worker.channel_free_window(end), 0, "closing takes no more");
+}
+
+#[test]
+fn closing_a_reader_early_tells_the_engine_even_before_it_attached() {
+    let (mut worker, t0, _) = connected(WorkerConfig::default());
+    let end = worker.open_channel(t0, channel_ref(Direction::Read));
+    worker.channel_close_reader(t0, end).expect("a reader");
+    let conn = connect_conn(&drain(&mut worker));
+    worker.handle_message(t0, conn, Message::Binary(Bytes::from_static(b"moot")));
+    let out = drain(&mut worker);
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, WorkerOutput::Event(WorkerEvent::ChannelData { .. }))),
+        "nothing is delivered after close: {out:?}"
+    );
+    assert!(out.iter().any(|o| matches!(o,
+        WorkerOutput::Close { conn: c, code: Some(code), reason: "reader closed" }
+            if *c == conn && *code == CloseCode::GOING_AWAY)));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        WorkerOutput::Event(WorkerEvent::ChannelEnded {
+            outcome: EndOutcome::Closed,
+            ..
+        })
+    )));
+    assert_eq!(
+        worker.channel_close_reader(t0, end),
+        Ok(()),
+        "twice is harmless"
+    );
+    assert!(drain(&mut worker).is_empty());
+}

@@ -3,6 +3,7 @@
 
 mod calls;
 mod channels;
+mod liveness;
 mod props;
 mod session;
 

@@ -3,24 +3,27 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use iii_core::worker::ReadError;
-use iii_core::CloseCode;
-
-use super::{Command, ReaderItem, Task, Waiter};
+use super::{Command, Task, Waiter};
 use crate::runtime::Runtime;
 use crate::worker::Error;
 
 impl<R: Runtime> Task<R> {
     pub(super) fn command(&mut self, now: Instant, command: Command) {
         match command {
-            Command::WaitConnected(reply) => {
+            Command::WaitConnected { deadline, reply } => {
                 if self.stopping.is_some() || self.shared.stopped.load(Ordering::Acquire) {
                     let _ = reply.send(Err(self.stop_error()));
                 } else if self.registered {
                     let _ = reply.send(Ok(()));
+                } else if self.unreachable {
+                    let _ = reply.send(Err(self.errors.unreachable()));
                 } else {
-                    self.connect_waiters.push(reply);
+                    self.connect_waiters.push((deadline, reply));
                 }
+            }
+            Command::Sync { timeout, reply } => {
+                let id = self.core.sync(now, timeout);
+                self.syncs.insert(id, reply);
             }
             Command::RegisterFunction(spec, handler) => {
                 let id = spec.id.clone();
@@ -67,18 +70,22 @@ impl<R: Runtime> Task<R> {
             Command::Invoke {
                 function_id,
                 data,
-                timeout,
+                options,
                 reply,
-            } => match self.core.invoke(now, &function_id, data, timeout) {
+            } => match self.core.invoke_with(now, &function_id, data, options) {
                 Ok(id) => {
                     self.calls.insert(id, Waiter::Call(reply));
                 }
                 Err(error) => {
-                    let _ = reply.send(Err(error.into()));
+                    let _ = reply.send(Err(self.errors.invoke_error(error)));
                 }
             },
-            Command::InvokeVoid { function_id, data } => {
-                if let Err(error) = self.core.invoke_void(now, &function_id, data) {
+            Command::InvokeVoid {
+                function_id,
+                data,
+                options,
+            } => {
+                if let Err(error) = self.core.invoke_void_with(now, &function_id, data, options) {
                     tracing::warn!(%error, %function_id, "trigger_void refused");
                 }
             }
@@ -86,6 +93,7 @@ impl<R: Runtime> Task<R> {
                 buffer_size,
                 writer,
                 reader,
+                credit,
                 items,
                 reply,
             } => match self.core.create_channel(now, buffer_size) {
@@ -93,61 +101,42 @@ impl<R: Runtime> Task<R> {
                     let waiter = Waiter::Channel {
                         writer,
                         reader,
+                        credit,
                         items,
                         reply,
                     };
                     self.calls.insert(id, waiter);
                 }
                 Err(error) => {
-                    let _ = reply.send(Err(error.into()));
+                    let _ = reply.send(Err(self.errors.invoke_error(error)));
                 }
             },
             Command::OpenEnd {
                 key,
                 channel_ref,
-                items,
-            } => self.open_end(now, key, channel_ref, items),
-            Command::Writer { key, op } => match self.slots.get_mut(&key) {
-                Some(slot) => {
-                    let (op, reply) = op.into_queued();
-                    slot.writes.push(op, reply);
-                    self.pump_writer(now, key);
-                }
-                None => op.fail(Error::Closed),
-            },
-            Command::Abort(key) => {
-                if let Some(slot) = self.slots.get(&key) {
-                    let _ = self.core.channel_abort(now, slot.end, CloseCode::INTERNAL);
-                }
-            }
-            Command::StartReading(key) => {
-                let Some(slot) = self.slots.get(&key) else {
-                    return;
-                };
-                match self.core.channel_start_reading(now, slot.end) {
-                    Ok(()) | Err(ReadError::Ended(_)) => {}
-                    Err(error) => {
-                        if let Some(items) = &slot.items {
-                            let _ = items.unbounded_send(ReaderItem::End(Err(error.into())));
-                        }
-                    }
-                }
-            }
+                kind,
+            } => self.open_end(now, key, channel_ref, kind),
+            Command::Write {
+                key,
+                data,
+                credited,
+            } => self.writer_data(now, key, data, credited),
+            Command::Text { key, text, cost } => self.writer_text(now, key, text, cost),
+            Command::CloseWriter { key, reply } => self.writer_close(now, key, reply),
+            Command::Abort(key) => self.abort(now, key),
+            Command::StartReading(key) => self.start_reading(now, key),
+            Command::CloseReader(key) => self.close_reader(now, key),
             Command::Consumed { key, bytes } => {
                 if let Some(slot) = self.slots.get(&key) {
                     let _ = self.core.channel_consumed(now, slot.end, bytes);
                 }
             }
             Command::DropEnd(key) => self.drop_end(now, key),
-            Command::Shutdown(reply) => self.begin_stop(now, Some(reply)),
+            Command::Shutdown(reply) => self.begin_stop(now, reply),
         }
     }
 
     pub(super) fn stop_error(&self) -> Error {
-        if self.rejected {
-            Error::Rejected
-        } else {
-            Error::Closed
-        }
+        self.errors.rejected()
     }
 }

@@ -8,14 +8,16 @@ use futures_util::FutureExt;
 use iii_core::channel::ChannelRefs;
 use iii_core::wire::control::to_payload;
 use iii_core::wire::{ErrorBody, Payload};
-use iii_core::worker::WorkerEvent;
+use iii_core::worker::{SyncOutcome, TraceContext, WorkerEvent};
 use iii_core::InvocationId;
 use serde_json::value::RawValue;
 use serde_json::Value;
+use std::sync::Arc;
+use tracing::Instrument;
 
-use super::{Net, ReaderItem, Task, Waiter};
+use super::{CallReply, EndKind, Net, ReaderItem, Task, Waiter};
 use crate::runtime::Runtime;
-use crate::worker::error::call_result;
+use crate::worker::context::{Invocation, WithInvocation};
 use crate::worker::handlers::{run_handler, TriggerRequest, DESERIALIZATION_ERROR};
 use crate::worker::Error;
 
@@ -25,7 +27,9 @@ impl<R: Runtime> Task<R> {
             WorkerEvent::Registered { worker_id } => {
                 tracing::debug!(%worker_id, "registered with the engine");
                 self.registered = true;
-                for waiter in self.connect_waiters.drain(..) {
+                self.unreachable = false;
+                self.function_rejections.clear();
+                for (_, waiter) in self.connect_waiters.drain(..) {
                     let _ = waiter.send(Ok(()));
                 }
             }
@@ -34,29 +38,66 @@ impl<R: Runtime> Task<R> {
                 if reconnect_at.is_none() {
                     self.shared.stopped.store(true, Ordering::Release);
                     let error = self.stop_error();
-                    for waiter in self.connect_waiters.drain(..) {
+                    for (_, waiter) in self.connect_waiters.drain(..) {
                         let _ = waiter.send(Err(error.clone()));
                     }
                 }
             }
-            WorkerEvent::Rejected {
-                code,
-                function_id,
-                fatal,
-            } => {
-                tracing::warn!(%code, ?function_id, fatal, "registration rejected");
-                self.rejected |= fatal;
+            WorkerEvent::Rejected { rejection, fatal } => {
+                tracing::warn!(code = %rejection.code, namespace = %rejection.namespace,
+                    function_id = ?rejection.function_id, owner = %rejection.owner_worker_id,
+                    fatal, "registration rejected");
+                if fatal {
+                    self.errors.rejection = Some(rejection);
+                } else {
+                    self.function_rejections.push(rejection);
+                }
+            }
+            WorkerEvent::Unreachable => {
+                self.unreachable = true;
+                let error = self.errors.unreachable();
+                tracing::error!(%error, "giving up waiting for the engine (still retrying)");
+                for (_, waiter) in self.connect_waiters.drain(..) {
+                    let _ = waiter.send(Err(error.clone()));
+                }
+            }
+            WorkerEvent::Synced { id, outcome } => {
+                let Some(reply) = self.syncs.remove(&id) else {
+                    return;
+                };
+                let result = match outcome {
+                    SyncOutcome::Done => match self.function_rejections.first() {
+                        Some(rejection) => Err(Error::Rejected(rejection.clone())),
+                        None => Ok(()),
+                    },
+                    SyncOutcome::TimedOut if self.unreachable => Err(self.errors.unreachable()),
+                    SyncOutcome::TimedOut => Err(Error::Timeout),
+                    SyncOutcome::Stopped => Err(self.stop_error()),
+                };
+                let _ = reply.send(result);
             }
             WorkerEvent::Invoked {
                 invocation_id,
                 function_id,
                 data,
-                ..
-            } => self.invoked(now, invocation_id, &function_id, &data),
+                metadata,
+                traceparent,
+                baggage,
+            } => {
+                let trace = TraceContext {
+                    traceparent,
+                    baggage,
+                };
+                self.invoked(now, invocation_id, function_id, &data, metadata, trace);
+            }
             WorkerEvent::CallCompleted {
                 invocation_id,
                 outcome,
-            } => self.call_completed(now, invocation_id, call_result(outcome)),
+                trace,
+            } => {
+                let result = self.errors.call_result(outcome).map(|raw| (raw, trace));
+                self.call_completed(now, invocation_id, result);
+            }
             WorkerEvent::TriggerRequested {
                 id,
                 trigger_type,
@@ -72,7 +113,7 @@ impl<R: Runtime> Task<R> {
                     metadata: metadata.and_then(|m| serde_json::from_str(m.get()).ok()),
                 };
                 let Some(handler) = self.trigger_types.get(&request.trigger_type).cloned() else {
-                    let error = ErrorBody::trigger_type_not_found();
+                    let error = ErrorBody::new("trigger_type_not_found", "Trigger type not found");
                     let _ = self.core.trigger_registration_result(now, &id, Err(error));
                     return;
                 };
@@ -133,11 +174,13 @@ impl<R: Runtime> Task<R> {
         &mut self,
         now: Instant,
         id: InvocationId,
-        function_id: &str,
+        function_id: String,
         data: &RawValue,
+        metadata: Option<Payload>,
+        trace: TraceContext,
     ) {
-        let Some(handler) = self.handlers.get(function_id).cloned() else {
-            let error = ErrorBody::function_not_found();
+        let Some(handler) = self.handlers.get(&function_id).cloned() else {
+            let error = ErrorBody::new("function_not_found", "Function not found");
             let _ = self.core.complete(now, id, Err(error));
             return;
         };
@@ -149,11 +192,23 @@ impl<R: Runtime> Task<R> {
                 return;
             }
         };
+        let span = tracing::info_span!("iii.invocation", function_id = %function_id,
+            invocation_id = %id, traceparent = trace.traceparent.as_deref().unwrap_or(""));
+        let invocation = Invocation {
+            invocation_id: id.to_string(),
+            function_id,
+            metadata: metadata.and_then(|m| serde_json::from_str(m.get()).ok()),
+            trace,
+        };
+        let running = WithInvocation {
+            invocation: Arc::new(invocation.clone()),
+            future: Box::pin(run_handler(handler, input, invocation)),
+        };
         // Poll the handler once here: one that is ready at once (no IO) is answered in
         // this turn, without a spawned task and a hop back through the network queue.
         // One that waits moves to its own task, which polls it again with a real waker.
-        let mut running = Box::pin(run_handler(handler, input));
-        if let Some(result) = running.as_mut().now_or_never() {
+        let mut running = running.instrument(span);
+        if let Some(result) = (&mut running).now_or_never() {
             self.handler_done(now, id, result);
             return;
         }
@@ -177,12 +232,7 @@ impl<R: Runtime> Task<R> {
         }
     }
 
-    pub(super) fn call_completed(
-        &mut self,
-        now: Instant,
-        id: InvocationId,
-        result: Result<Option<Payload>, Error>,
-    ) {
+    pub(super) fn call_completed(&mut self, now: Instant, id: InvocationId, result: CallReply) {
         match self.calls.remove(&id) {
             None => {}
             Some(Waiter::Call(reply)) => {
@@ -191,17 +241,18 @@ impl<R: Runtime> Task<R> {
             Some(Waiter::Channel {
                 writer,
                 reader,
+                credit,
                 items,
                 reply,
             }) => {
-                let refs = result.and_then(|payload| {
+                let refs = result.and_then(|(payload, _)| {
                     let text = payload.as_ref().map_or("null", |p| p.get());
                     serde_json::from_str::<ChannelRefs>(text).map_err(Error::from)
                 });
                 match refs {
                     Ok(refs) => {
-                        self.open_end(now, writer, refs.writer.clone(), None);
-                        self.open_end(now, reader, refs.reader.clone(), Some(items));
+                        self.open_end(now, writer, refs.writer.clone(), EndKind::Writer(credit));
+                        self.open_end(now, reader, refs.reader.clone(), EndKind::Reader(items));
                         if reply.send(Ok(refs)).is_err() {
                             // The caller gave up: nobody will ever use these ends.
                             self.release(now, writer);

@@ -5,13 +5,12 @@
 //! or the deadline), reads the clock once, feeds the input, feeds messages held for
 //! resumed connections, and executes every output the core produced.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use async_tungstenite::WebSocketStream;
 use bytes::Bytes;
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -20,21 +19,25 @@ use futures_util::{FutureExt, StreamExt};
 use iii_core::channel::{channel_url, ChannelRef, ChannelRefs};
 use iii_core::wire::{ErrorBody, Payload};
 use iii_core::worker::{
-    ConnectTarget, EndId, EndOutcome, FunctionSpec, TriggerSpec, TriggerTypeSpec, Worker,
-    WorkerOutput, WriteOp, WriteQueue,
+    CallOptions, ConnectTarget, ConnectionState, EndId, EndOutcome, FunctionSpec, Rejection,
+    SyncId, TraceContext, TriggerSpec, TriggerTypeSpec, Worker, WorkerOutput,
 };
 use iii_core::{ConnId, InvocationId, Text};
 use serde_json::Value;
 
 mod commands;
+mod control;
 mod ends;
 mod events;
 
-use super::dial::{dial, Socket};
+use super::credit::WriteCredit;
+use super::dial::{dial, DialConfig, DialFailure, Socket};
+use super::error::ErrorContext;
 use super::handlers::{Handler, TriggerHandler, TriggerRequest};
 use super::{Error, Shared};
 use crate::conn::{pump, ConnEvent, Conns, Ready, CLOSE_GRACE};
 use crate::runtime::{self, BoxFuture, Runtime};
+use control::{ControlEvent, ControlSocket};
 
 /// What a reader handle receives, in arrival order.
 #[derive(Debug)]
@@ -45,66 +48,24 @@ pub(crate) enum ReaderItem {
     End(Result<(), Error>),
 }
 
-/// One operation of a writer handle, executed in order (by the core's
-/// [`WriteQueue`](iii_core::worker::WriteQueue)).
-pub(crate) enum WriterOp {
-    /// Write `data` (all of it, or as much as fits once something fits).
-    Write {
-        data: Bytes,
-        all: bool,
-        reply: oneshot::Sender<Result<usize, Error>>,
-    },
-    /// Send one text message.
-    Text {
-        text: Text,
-        reply: oneshot::Sender<Result<(), Error>>,
-    },
-    /// Close cleanly; answered once the end is over.
-    Close {
-        reply: oneshot::Sender<Result<(), Error>>,
-    },
-}
-
-/// Where a writer operation's result goes.
-pub(crate) enum WriterReply {
-    Written(oneshot::Sender<Result<usize, Error>>),
-    Done(oneshot::Sender<Result<(), Error>>),
-}
-
-impl WriterOp {
-    /// The core's request and where its result goes.
-    pub(crate) fn into_queued(self) -> (WriteOp, WriterReply) {
-        match self {
-            WriterOp::Write { data, all, reply } => {
-                (WriteOp::Bytes { data, all }, WriterReply::Written(reply))
-            }
-            WriterOp::Text { text, reply } => (WriteOp::Text(text), WriterReply::Done(reply)),
-            WriterOp::Close { reply } => (WriteOp::Close, WriterReply::Done(reply)),
-        }
-    }
-
-    fn fail(self, error: Error) {
-        self.into_queued().1.send(Err(error));
-    }
-}
-
-impl WriterReply {
-    /// Answers the handle.
-    pub(crate) fn send(self, result: Result<usize, Error>) {
-        match self {
-            WriterReply::Written(reply) => {
-                let _ = reply.send(result);
-            }
-            WriterReply::Done(reply) => {
-                let _ = reply.send(result.map(|_| ()));
-            }
-        }
-    }
+/// How a new end reaches its handle.
+pub(crate) enum EndKind {
+    /// A reader: items go here.
+    Reader(UnboundedSender<ReaderItem>),
+    /// A writer: the window it shares with its handle.
+    Writer(Arc<WriteCredit>),
 }
 
 /// A request from a handle to the task.
 pub(crate) enum Command {
-    WaitConnected(oneshot::Sender<Result<(), Error>>),
+    WaitConnected {
+        deadline: Instant,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    Sync {
+        timeout: Duration,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
     RegisterFunction(FunctionSpec, Handler),
     UnregisterFunction(String),
     RegisterTriggerType(TriggerTypeSpec, Arc<dyn TriggerHandler>),
@@ -114,52 +75,72 @@ pub(crate) enum Command {
     Invoke {
         function_id: String,
         data: Payload,
-        timeout: Option<Duration>,
-        reply: oneshot::Sender<Result<Option<Payload>, Error>>,
+        options: CallOptions,
+        reply: oneshot::Sender<CallReply>,
     },
     InvokeVoid {
         function_id: String,
         data: Payload,
+        options: CallOptions,
     },
     CreateChannel {
         buffer_size: Option<usize>,
         writer: u64,
         reader: u64,
+        credit: Arc<WriteCredit>,
         items: UnboundedSender<ReaderItem>,
         reply: oneshot::Sender<Result<ChannelRefs, Error>>,
     },
     OpenEnd {
         key: u64,
         channel_ref: ChannelRef,
-        items: Option<UnboundedSender<ReaderItem>>,
+        kind: EndKind,
     },
-    Writer {
+    /// Bytes for a writer: `credited` ones were granted (they fit the window at once);
+    /// the rest of a cancelled write is not.
+    Write {
         key: u64,
-        op: WriterOp,
+        data: Bytes,
+        credited: bool,
+    },
+    /// A text message for a writer, costing `cost` bytes of credit.
+    Text {
+        key: u64,
+        text: Text,
+        cost: usize,
+    },
+    CloseWriter {
+        key: u64,
+        reply: oneshot::Sender<Result<(), Error>>,
     },
     Abort(u64),
     StartReading(u64),
+    CloseReader(u64),
     Consumed {
         key: u64,
         bytes: usize,
     },
     DropEnd(u64),
-    Shutdown(oneshot::Sender<()>),
+    Shutdown(Option<oneshot::Sender<()>>),
 }
+
+/// A call's raw result and the trace context that came back with it.
+pub(crate) type CallReply = Result<(Option<Payload>, TraceContext), Error>;
 
 /// What the network side (and spawned handlers) report to the task.
 pub(crate) enum Net<R: Runtime> {
     Conn(ConnEvent),
-    Dialed(ConnId, Result<Box<WebSocketStream<Socket<R>>>, Option<u16>>),
+    Dialed(ConnId, Result<Box<WebSocketStream<Socket<R>>>, DialFailure>),
     Complete(InvocationId, Result<Value, ErrorBody>),
     TriggerResult(String, Result<(), ErrorBody>),
 }
 
 enum Waiter {
-    Call(oneshot::Sender<Result<Option<Payload>, Error>>),
+    Call(oneshot::Sender<CallReply>),
     Channel {
         writer: u64,
         reader: u64,
+        credit: Arc<WriteCredit>,
         items: UnboundedSender<ReaderItem>,
         reply: oneshot::Sender<Result<ChannelRefs, Error>>,
     },
@@ -168,27 +149,42 @@ enum Waiter {
 /// The task's record of one channel end handle.
 struct Slot {
     end: EndId,
-    /// Readers: where items go.
-    items: Option<UnboundedSender<ReaderItem>>,
-    /// Writers: operations in order.
-    writes: WriteQueue<WriterReply>,
+    kind: SlotKind,
     ended: Option<EndOutcome>,
     /// The handle was dropped: release the end once it is over.
     dropped: bool,
 }
 
+enum SlotKind {
+    Reader(UnboundedSender<ReaderItem>),
+    Writer(WriterSlot),
+}
+
+/// A writer's data on its way into the core, and its share of the window.
+struct WriterSlot {
+    credit: Arc<WriteCredit>,
+    /// Credited bytes received from the handle (cumulative).
+    arrived: u64,
+    /// Data the core's window has not taken yet, in order.
+    queue: VecDeque<Queued>,
+    /// Credit the queue stands for.
+    queued: usize,
+    /// The handle's close, answered when the end is over.
+    close: Option<oneshot::Sender<Result<(), Error>>>,
+    /// `channel_close` was called.
+    close_sent: bool,
+}
+
+enum Queued {
+    Binary(Bytes),
+    Text(Text, usize),
+}
+
 enum Input<R: Runtime> {
     Command(Option<Command>),
     Net(Net<R>),
+    Control(ControlEvent),
     Deadline,
-}
-
-/// How the task dials.
-pub(crate) struct DialConfig {
-    pub(crate) address: String,
-    pub(crate) token: Option<String>,
-    pub(crate) ws: WebSocketConfig,
-    pub(crate) socket_read_bytes: usize,
 }
 
 /// The task's state. See the [module docs](self).
@@ -197,6 +193,7 @@ pub(crate) struct Task<R: Runtime> {
     core: Worker,
     conns: Conns,
     dialing: BTreeSet<ConnId>,
+    address: String,
     dial: DialConfig,
     net_tx: UnboundedSender<Net<R>>,
     shared: Arc<Shared>,
@@ -204,9 +201,21 @@ pub(crate) struct Task<R: Runtime> {
     trigger_types: BTreeMap<String, Arc<dyn TriggerHandler>>,
     bindings: BTreeMap<String, TriggerRequest>,
     calls: BTreeMap<InvocationId, Waiter>,
-    connect_waiters: Vec<oneshot::Sender<Result<(), Error>>>,
+    /// `wait_connected` callers and their deadlines.
+    connect_waiters: Vec<(Instant, oneshot::Sender<Result<(), Error>>)>,
+    /// `wait_registered` callers.
+    syncs: BTreeMap<SyncId, oneshot::Sender<Result<(), Error>>>,
+    /// Function registrations the engine refused on the current connection.
+    function_rejections: Vec<Rejection>,
+    /// The control connection being dialed, to keep its error.
+    control_dial: Option<ConnId>,
+    /// The open control connection, driven by this task.
+    control: Option<ControlSocket<R>>,
+    errors: ErrorContext,
     registered: bool,
-    rejected: bool,
+    /// The core reported the engine unreachable (until it registers a connection).
+    unreachable: bool,
+    state: ConnectionState,
     slots: BTreeMap<u64, Slot>,
     keys: BTreeMap<EndId, u64>,
     stopping: Option<(Instant, Vec<oneshot::Sender<()>>)>,
@@ -217,6 +226,7 @@ impl<R: Runtime> Task<R> {
     pub(crate) fn new(
         rt: R,
         core: Worker,
+        address: String,
         dial: DialConfig,
         shared: Arc<Shared>,
         net_tx: UnboundedSender<Net<R>>,
@@ -226,6 +236,11 @@ impl<R: Runtime> Task<R> {
             core,
             conns: Conns::default(),
             dialing: BTreeSet::new(),
+            errors: ErrorContext {
+                url: address.clone(),
+                ..ErrorContext::default()
+            },
+            address,
             dial,
             net_tx,
             shared,
@@ -234,8 +249,13 @@ impl<R: Runtime> Task<R> {
             bindings: BTreeMap::new(),
             calls: BTreeMap::new(),
             connect_waiters: Vec::new(),
+            syncs: BTreeMap::new(),
+            function_rejections: Vec::new(),
+            control_dial: None,
+            control: None,
             registered: false,
-            rejected: false,
+            unreachable: false,
+            state: ConnectionState::Connecting,
             slots: BTreeMap::new(),
             keys: BTreeMap::new(),
             stopping: None,
@@ -260,7 +280,19 @@ impl<R: Runtime> Task<R> {
                 sleep = deadline.map(|at| (at, self.rt.sleep_until(at)));
             }
             net_first = !net_first;
+            let control = &mut self.control;
             let input = futures_util::future::poll_fn(|cx| {
+                // The control connection is written by this task (no hop to another):
+                // what the last turn transmitted is fed now, read next, and flushed once
+                // nothing else is ready, so that one flush covers a batch.
+                if let Some(socket) = control.as_mut() {
+                    if let Poll::Ready(event) = socket.poll_feed(cx) {
+                        return Poll::Ready(Input::Control(event));
+                    }
+                    if let Poll::Ready(event) = socket.poll_read(cx) {
+                        return Poll::Ready(Input::Control(event));
+                    }
+                }
                 let mut command = |cx: &mut std::task::Context<'_>| {
                     if commands_open {
                         if let Poll::Ready(command) = commands.poll_next_unpin(cx) {
@@ -286,6 +318,11 @@ impl<R: Runtime> Task<R> {
                         return Poll::Ready(Input::Deadline);
                     }
                 }
+                if let Some(socket) = control.as_mut() {
+                    if let Poll::Ready(event) = socket.poll_flush(cx) {
+                        return Poll::Ready(Input::Control(event));
+                    }
+                }
                 Poll::Pending
             })
             .await;
@@ -297,12 +334,15 @@ impl<R: Runtime> Task<R> {
                     self.begin_stop(now, None);
                 }
                 Input::Net(event) => self.net(now, event),
+                Input::Control(event) => self.control_event(now, event),
                 Input::Deadline => {
                     sleep = None;
                     self.core.handle_timeout(now);
+                    self.expire_waiters(now);
                 }
             }
             self.drain(now);
+            self.publish_state();
             if self.stop_done(now) {
                 return;
             }
@@ -311,9 +351,30 @@ impl<R: Runtime> Task<R> {
 
     fn deadline(&self) -> Option<Instant> {
         let stop = self.stopping.as_ref().map(|(at, _)| *at);
-        match (self.core.poll_timeout(), stop) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let waiter = self.connect_waiters.iter().map(|(at, _)| *at).min();
+        [self.core.poll_timeout(), stop, waiter]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// `wait_connected` callers whose deadline passed get `Timeout`.
+    fn expire_waiters(&mut self, now: Instant) {
+        let (expired, waiting) = std::mem::take(&mut self.connect_waiters)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.connect_waiters = waiting;
+        for (_, reply) in expired {
+            let _ = reply.send(Err(Error::Timeout));
+        }
+    }
+
+    /// Publishes the core's connection state when it changed.
+    fn publish_state(&mut self) {
+        let state = self.core.connection_state();
+        if state != self.state {
+            self.state = state;
+            self.shared.state.set(state);
         }
     }
 
@@ -333,7 +394,7 @@ impl<R: Runtime> Task<R> {
         let Some((deadline, _)) = &self.stopping else {
             return false;
         };
-        if self.conns.len() > 0 && now < *deadline {
+        if (self.conns.len() > 0 || self.control.is_some()) && now < *deadline {
             return false;
         }
         if let Some((_, replies)) = self.stopping.take() {
@@ -342,6 +403,22 @@ impl<R: Runtime> Task<R> {
             }
         }
         true
+    }
+
+    fn control_event(&mut self, now: Instant, event: ControlEvent) {
+        let Some(conn) = self.control.as_ref().map(|control| control.conn) else {
+            return;
+        };
+        match event {
+            ControlEvent::Message(message) => self.core.handle_message(now, conn, message),
+            ControlEvent::Sent(count) => self.core.handle_sent(now, conn, count),
+            ControlEvent::Closed(close) => {
+                let ours = self.control.take().is_some_and(|control| control.closing);
+                if !ours {
+                    self.core.handle_closed(now, conn, close);
+                }
+            }
+        }
     }
 
     /// Executes outputs until there are none, feeding held messages of resumed
@@ -366,25 +443,30 @@ impl<R: Runtime> Task<R> {
         match output {
             WorkerOutput::Connect { conn, target } => {
                 let url = match target {
-                    ConnectTarget::Control => self.dial.address.clone(),
-                    ConnectTarget::Channel(channel_ref) => {
-                        channel_url(&self.dial.address, &channel_ref)
+                    ConnectTarget::Control => {
+                        self.control_dial = Some(conn);
+                        self.address.clone()
                     }
+                    ConnectTarget::Channel(channel_ref) => channel_url(&self.address, &channel_ref),
                 };
                 self.dialing.insert(conn);
                 let rt = self.rt.clone();
                 let tx = self.net_tx.clone();
-                let token = self.dial.token.clone();
-                let config = self.dial.ws;
-                let socket_read_bytes = self.dial.socket_read_bytes;
+                let config = self.dial.clone();
+                let control = self.control_dial == Some(conn);
                 self.rt.spawn(Box::pin(async move {
-                    let result = dial(rt, url, token, config, socket_read_bytes).await;
+                    let result = dial(rt, url, config, control).await;
                     let _ = tx.unbounded_send(Net::Dialed(conn, result.map(Box::new)));
                 }));
             }
-            WorkerOutput::Transmit { conn, message } => self.conns.transmit(conn, message),
+            WorkerOutput::Transmit { conn, message } => match self.control.as_mut() {
+                Some(control) if control.conn == conn => control.transmit(message),
+                _ => self.conns.transmit(conn, message),
+            },
             WorkerOutput::Close { conn, code, reason } => {
-                if self.dialing.remove(&conn) {
+                if let Some(control) = self.control.as_mut().filter(|c| c.conn == conn) {
+                    control.close(code, reason);
+                } else if self.dialing.remove(&conn) {
                     // Still dialing: dropping the dial's result closes it.
                 } else if let Some(close) = self.conns.close(conn, code, reason) {
                     // The peer had already ended it; its held messages are moot now.
@@ -417,6 +499,10 @@ impl<R: Runtime> Task<R> {
                     return;
                 }
                 match result {
+                    Ok(ws) if self.control_dial == Some(conn) => {
+                        self.control = Some(ControlSocket::new(conn, *ws));
+                        self.core.handle_connected(now, conn);
+                    }
                     Ok(ws) => {
                         let ends = self.conns.open(conn);
                         let pumped = pump(
@@ -430,7 +516,14 @@ impl<R: Runtime> Task<R> {
                         self.rt.spawn(Box::pin(pumped));
                         self.core.handle_connected(now, conn);
                     }
-                    Err(status) => self.core.handle_connect_failed(now, conn, status),
+                    Err(failure) => {
+                        if self.control_dial == Some(conn) {
+                            tracing::warn!(url = %self.address, detail = %failure.detail,
+                                "cannot connect to the engine; retrying");
+                            self.errors.last_dial_error = Some(failure.detail);
+                        }
+                        self.core.handle_connect_failed(now, conn, failure.status);
+                    }
                 }
             }
             Net::Complete(id, result) => self.handler_done(now, id, result),
