@@ -104,8 +104,8 @@ pub(crate) enum Failure {
     Lost {
         /// The function called.
         function: String,
-        /// The SDK's error.
-        error: Error,
+        /// The SDK's error (boxed: it is large, and failures are rare).
+        error: Box<Error>,
     },
     /// The function (or the engine for it) answered with an error.
     #[error("`{function}` failed: {}{}", ErrorText(.body), StreamNote(.stream))]
@@ -130,8 +130,8 @@ pub(crate) enum Failure {
     Stream {
         /// Bytes moved before the failure.
         bytes: u64,
-        /// The SDK's error.
-        error: Error,
+        /// The SDK's error (boxed, as above).
+        error: Box<Error>,
     },
     /// A local read or write failed.
     #[error("{context}: {source}")]
@@ -189,7 +189,10 @@ impl Failure {
             Error::Timeout => Failure::Timeout { function, timeout },
             Error::InvalidOption(message) => Failure::Usage(message),
             Error::Invoke(error) => Failure::Usage(error.to_string()),
-            error => Failure::Lost { function, error },
+            error => Failure::Lost {
+                function,
+                error: Box::new(error),
+            },
         }
     }
 }

@@ -63,7 +63,10 @@ where
             body,
             stream: Some(error.to_string()),
         },
-        _ => Failure::Stream { bytes, error },
+        _ => Failure::Stream {
+            bytes,
+            error: Box::new(error),
+        },
     }
 }
 

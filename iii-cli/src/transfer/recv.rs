@@ -75,7 +75,7 @@ pub(crate) async fn run(
                 return Err(match answer {
                     Some(_) => Failure::Stream {
                         bytes: received,
-                        error,
+                        error: Box::new(error),
                     },
                     None => stream_failed(call, received, error, transfer.error_grace).await,
                 });
