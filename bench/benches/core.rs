@@ -47,6 +47,8 @@ fn drain(engine: &mut Engine, now: Instant, watch: ConnId, texts: &mut Vec<Strin
 fn control(engine: &mut Engine, now: Instant) -> ConnId {
     let conn = engine
         .accept(now, &UpgradeRequest::to("/"))
+        .decided()
+        .and_then(Result::ok)
         .expect("control accepted")
         .conn;
     drain(engine, now, conn, &mut Vec::new());
@@ -63,10 +65,14 @@ fn channel(engine: &mut Engine, now: Instant) -> (ConnId, ConnId) {
     let refs: ChannelRefs = serde_json::from_value(answer["result"].clone()).expect("refs");
     let writer = engine
         .accept(now, &UpgradeRequest::to(&channel_url("", &refs.writer)))
+        .decided()
+        .and_then(Result::ok)
         .expect("writer")
         .conn;
     let reader = engine
         .accept(now, &UpgradeRequest::to(&channel_url("", &refs.reader)))
+        .decided()
+        .and_then(Result::ok)
         .expect("reader")
         .conn;
     drain(engine, now, reader, &mut texts);

@@ -15,6 +15,13 @@ pub struct UpgradeRequest<'a> {
     pub authorization: Option<&'a str>,
     /// The `Origin` header, if present (browsers always send it; other clients do not).
     pub origin: Option<&'a str>,
+    /// The listener it arrived on (0 is the main one; see
+    /// [`crate::engine::EngineConfig::listeners`]).
+    pub listener: usize,
+    /// The client's address, when known.
+    pub peer: Option<std::net::IpAddr>,
+    /// Every header (name, value), for an authentication function.
+    pub headers: &'a [(String, String)],
 }
 
 impl<'a> UpgradeRequest<'a> {
@@ -37,6 +44,21 @@ impl<'a> UpgradeRequest<'a> {
     /// The same request with an `Origin` header.
     pub fn with_origin(self, origin: Option<&'a str>) -> Self {
         Self { origin, ..self }
+    }
+
+    /// The same request, arrived on `listener` from `peer` with `headers`.
+    pub fn on_listener(
+        self,
+        listener: usize,
+        peer: Option<std::net::IpAddr>,
+        headers: &'a [(String, String)],
+    ) -> Self {
+        Self {
+            listener,
+            peer,
+            headers,
+            ..self
+        }
     }
 }
 

@@ -17,9 +17,12 @@ use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use futures_channel::oneshot;
 use futures_util::future::{self, Either, Shared};
 use futures_util::{FutureExt, StreamExt};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
 use iii_core::engine::{
-    Accepted, ConfigError, Engine, EngineConfig, EngineEvent, EngineMetrics, EngineOutput,
-    EngineStats,
+    Accepted, Admission, ConfigError, Engine, EngineConfig, EngineEvent, EngineMetrics,
+    EngineOutput, EngineStats, ListenerPolicy, Ticket,
 };
 use iii_core::upgrade::{parse_target, Rejection, UpgradeRequest};
 use iii_core::PeerClose;
@@ -78,6 +81,20 @@ pub struct EngineSettings {
     /// Bearer token of `GET /metrics` and `GET /healthz`. Unset, they take the workers'
     /// token (`core.auth_token`) when there is one, and are open otherwise. Default none.
     pub metrics_token: Option<String>,
+    /// Worker listeners beyond the main one, each with its own address and policy (for
+    /// example an RBAC listener for untrusted workers): the core's listener `i` is
+    /// `listeners[i - 1]`, and `core.listeners` is filled from here (leave it empty).
+    /// [`crate::server::EngineServer::bind`] binds them all. Default none.
+    pub listeners: Vec<ListenerSettings>,
+}
+
+/// A worker listener beyond the main one.
+#[derive(Debug, Clone)]
+pub struct ListenerSettings {
+    /// Where it listens (`host:port`; port 0 picks a free port).
+    pub addr: String,
+    /// How it treats the workers that connect to it.
+    pub policy: ListenerPolicy,
 }
 
 impl Default for EngineSettings {
@@ -95,6 +112,7 @@ impl Default for EngineSettings {
             idle_timeout: Duration::from_secs(60),
             tcp_keepalive: Some(Duration::from_secs(60)),
             metrics_token: None,
+            listeners: Vec::new(),
         }
     }
 }
@@ -117,7 +135,13 @@ pub enum StartError {
 impl EngineSettings {
     /// Checks that the settings can work together (the core's and the transport's).
     pub fn validate(&self) -> Result<(), StartError> {
-        self.core.validate()?;
+        if !self.core.listeners.is_empty() {
+            return Err(StartError::Transport(
+                "set extra listeners through `listeners` (with their addresses), not `core.listeners`"
+                    .to_owned(),
+            ));
+        }
+        self.core_config().validate()?;
         let positive = [
             ("handshake_timeout", self.handshake_timeout),
             ("write_timeout", self.write_timeout),
@@ -163,6 +187,21 @@ impl EngineSettings {
         Ok(())
     }
 
+    /// The core's configuration, with the listeners' policies.
+    fn core_config(&self) -> EngineConfig {
+        let mut core = self.core.clone();
+        core.listeners = self.listeners.iter().map(|l| l.policy.clone()).collect();
+        core
+    }
+
+    /// The policy of listener `listener` (0 is the main one, always trusted).
+    pub(crate) fn listener_policy(&self, listener: usize) -> Option<&ListenerPolicy> {
+        listener
+            .checked_sub(1)
+            .and_then(|i| self.listeners.get(i))
+            .map(|l| &l.policy)
+    }
+
     /// The token `/metrics` and `/healthz` require, if any.
     fn endpoint_token(&self) -> Option<&str> {
         self.metrics_token
@@ -188,6 +227,9 @@ enum Input {
         target: String,
         authorization: Option<String>,
         origin: Option<String>,
+        listener: usize,
+        peer: IpAddr,
+        headers: Vec<(String, String)>,
         reply: oneshot::Sender<AcceptReply>,
     },
     Conn(ConnEvent),
@@ -333,7 +375,7 @@ impl EngineHandle {
 pub fn start<R: Runtime>(rt: R, settings: EngineSettings) -> Result<EngineHandle, StartError> {
     settings.validate()?;
     let seed = try_os_seed().map_err(|e| StartError::Randomness(e.to_string()))?;
-    let engine = Engine::new(settings.core.clone(), seed, now())?;
+    let engine = Engine::new(settings.core_config(), seed, now())?;
     let (tx, rx) = futures_channel::mpsc::unbounded();
     let (exit_tx, exit_rx) = oneshot::channel();
     let running = Arc::new(AtomicBool::new(true));
@@ -392,16 +434,29 @@ pub async fn serve_connection<R: Runtime>(
     tcp: R::Tcp,
     peer: SocketAddr,
 ) {
-    serve_counted(rt, engine, tcp, peer, ()).await;
+    serve_counted(rt, engine, tcp, peer, 0, ()).await;
 }
 
-/// [`serve_connection`], dropping `handshake` as soon as the upgrade is decided (the
+/// [`serve_connection`] for a connection that arrived on listener `listener` (an index
+/// into [`EngineSettings::listeners`] plus one; 0 is the main listener).
+pub async fn serve_connection_on<R: Runtime>(
+    rt: R,
+    engine: EngineHandle,
+    tcp: R::Tcp,
+    peer: SocketAddr,
+    listener: usize,
+) {
+    serve_counted(rt, engine, tcp, peer, listener, ()).await;
+}
+
+/// [`serve_connection_on`], dropping `handshake` as soon as the upgrade is decided (the
 /// accept loop counts connections in their upgrade with it).
 pub(crate) async fn serve_counted<R: Runtime, G>(
     rt: R,
     engine: EngineHandle,
     tcp: R::Tcp,
     peer: SocketAddr,
+    listener: usize,
     handshake: G,
 ) {
     let settings = engine.settings.clone();
@@ -417,11 +472,21 @@ pub(crate) async fn serve_counted<R: Runtime, G>(
             }
         }
     };
-    let request = match head {
+    let mut request = match head {
         Ok(Request::Upgrade(request)) => request,
         Ok(Request::Plain(request)) => {
             drop(handshake);
-            serve_endpoint(&engine, &mut tcp, request, peer).await;
+            // Operational endpoints are for operators: never on an untrusted listener.
+            if settings
+                .listener_policy(listener)
+                .is_some_and(|policy| policy.rbac.is_some())
+            {
+                let refusal = refusal_for(Rejection::NotFound);
+                engine.transport.refused(refusal.status);
+                refuse(&mut tcp, refusal).await;
+            } else {
+                serve_endpoint(&engine, &mut tcp, request, peer).await;
+            }
             return;
         }
         Err(HeadError::Refuse(refusal)) => {
@@ -445,6 +510,9 @@ pub(crate) async fn serve_counted<R: Runtime, G>(
         target: request.target.clone(),
         authorization: request.authorization.clone(),
         origin: request.origin.clone(),
+        listener,
+        peer: peer.ip(),
+        headers: std::mem::take(&mut request.headers),
         reply,
     });
     let decision = match (asked, decision.await) {
@@ -551,6 +619,8 @@ async fn run<R: Runtime>(
     settings: Arc<EngineSettings>,
 ) {
     let mut conns = Conns::default();
+    // Upgrades an authentication function decides, by ticket.
+    let mut deferred: Deferred = BTreeMap::new();
     let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
     let mut shutdown: Option<oneshot::Sender<()>> = None;
     // A drain in progress: its deadline and who waits for its end.
@@ -566,7 +636,7 @@ async fn run<R: Runtime>(
                 };
                 tracing::info!(?outcome, "drained; closing what is left");
                 engine.shutdown(now());
-                execute(&mut engine, &mut conns, now());
+                execute(&mut engine, &mut conns, &mut deferred, &settings, now());
                 for done in drain.take().map(|(_, d)| d).unwrap_or_default() {
                     let _ = done.send(outcome);
                 }
@@ -592,7 +662,7 @@ async fn run<R: Runtime>(
                 Either::Right(((), _)) => {
                     timer = None;
                     engine.handle_timeout(now());
-                    execute(&mut engine, &mut conns, now());
+                    execute(&mut engine, &mut conns, &mut deferred, &settings, now());
                     continue;
                 }
             },
@@ -609,22 +679,29 @@ async fn run<R: Runtime>(
                     target,
                     authorization,
                     origin,
+                    listener,
+                    peer,
+                    headers,
                     reply,
                 } => {
                     let request = UpgradeRequest::to(&target)
                         .with_authorization(authorization.as_deref())
-                        .with_origin(origin.as_deref());
+                        .with_origin(origin.as_deref())
+                        .on_listener(listener, Some(peer), &headers);
                     match engine.accept(now, &request) {
-                        Ok(accepted) => {
-                            let options = settings.conn_options(&accepted);
-                            let ends = conns.open_with(accepted.conn, options);
-                            if reply.send(Ok((accepted, ends))).is_err() {
-                                engine.handle_closed(now, accepted.conn, PeerClose::Lost);
-                                conns.remove(accepted.conn);
-                            }
-                        }
-                        Err(rejection) => {
+                        Admission::Accepted(accepted) => answer_upgrade(
+                            &mut engine,
+                            &mut conns,
+                            &settings,
+                            now,
+                            reply,
+                            Ok(accepted),
+                        ),
+                        Admission::Refused(rejection) => {
                             let _ = reply.send(Err(rejection));
+                        }
+                        Admission::Deferred(ticket) => {
+                            deferred.insert(ticket, reply);
                         }
                     }
                 }
@@ -664,7 +741,7 @@ async fn run<R: Runtime>(
                 #[cfg(feature = "fault-injection")]
                 Input::Panic => panic!("fault injected into the engine task"),
             }
-            execute(&mut engine, &mut conns, now);
+            execute(&mut engine, &mut conns, &mut deferred, &settings, now);
             budget -= 1;
             if budget > 0 {
                 next = inputs.try_recv().ok();
@@ -678,12 +755,54 @@ async fn run<R: Runtime>(
     tracing::debug!(connections = conns.len(), "engine task stopped");
 }
 
+/// Upgrades waiting for an authentication function's decision.
+type Deferred = BTreeMap<Ticket, oneshot::Sender<AcceptReply>>;
+
+/// Answers an upgrade the core decided: an accepted one gets its connection (and is
+/// closed again if the handshake task is gone).
+fn answer_upgrade(
+    engine: &mut Engine,
+    conns: &mut Conns,
+    settings: &EngineSettings,
+    now: Instant,
+    reply: oneshot::Sender<AcceptReply>,
+    decision: Result<Accepted, Rejection>,
+) {
+    match decision {
+        Ok(accepted) => {
+            let options = settings.conn_options(&accepted);
+            let ends = conns.open_with(accepted.conn, options);
+            if reply.send(Ok((accepted, ends))).is_err() {
+                engine.handle_closed(now, accepted.conn, PeerClose::Lost);
+                conns.remove(accepted.conn);
+            }
+        }
+        Err(rejection) => {
+            let _ = reply.send(Err(rejection));
+        }
+    }
+}
+
 /// Drains the core's outputs into the connections, feeding held messages (and then the
 /// held end) of resumed connections as they become admissible.
-fn execute(engine: &mut Engine, conns: &mut Conns, now: Instant) {
+fn execute(
+    engine: &mut Engine,
+    conns: &mut Conns,
+    deferred: &mut Deferred,
+    settings: &EngineSettings,
+    now: Instant,
+) {
     loop {
         while let Some(output) = engine.poll_output() {
             match output {
+                EngineOutput::Admitted { ticket, admission } => match deferred.remove(&ticket) {
+                    Some(reply) => answer_upgrade(engine, conns, settings, now, reply, admission),
+                    None => {
+                        if let Ok(accepted) = admission {
+                            engine.handle_closed(now, accepted.conn, PeerClose::Lost);
+                        }
+                    }
+                },
                 EngineOutput::Transmit { conn, message } => conns.transmit(conn, message),
                 EngineOutput::Close { conn, code, reason } => {
                     if let Some(close) = conns.close(conn, code, reason) {
@@ -726,6 +845,9 @@ fn log_event(event: &EngineEvent) {
             reason,
         } => {
             tracing::info!(%conn, what, id = id.as_deref().unwrap_or(""), ?reason, "request refused")
+        }
+        EngineEvent::AuthFailed { listener, reason } => {
+            tracing::info!(listener, %reason, "worker not admitted")
         }
         EngineEvent::InvocationTimedOut { conn, function_id } => {
             tracing::info!(%conn, %function_id, "invocation timed out")

@@ -14,6 +14,9 @@ pub(crate) struct UpgradeRequest {
     pub(crate) authorization: Option<String>,
     /// The `Origin` header, if any (browsers send it; other clients do not).
     pub(crate) origin: Option<String>,
+    /// Every header with a UTF-8 value (names lowercased), for an RBAC listener's
+    /// authentication function.
+    pub(crate) headers: Vec<(String, String)>,
     /// `Sec-WebSocket-Key`.
     key: String,
     /// Bytes read past the request head (a client that did not wait for the 101).
@@ -164,10 +167,19 @@ fn validate(request: &httparse::Request<'_, '_>, leftover: Vec<u8>) -> Result<Re
     let Some(key) = header("sec-websocket-key").and_then(|v| std::str::from_utf8(v).ok()) else {
         return refuse(MALFORMED);
     };
+    let headers = request
+        .headers
+        .iter()
+        .filter_map(|h| {
+            let value = std::str::from_utf8(h.value).ok()?;
+            Some((h.name.to_ascii_lowercase(), value.to_owned()))
+        })
+        .collect();
     Ok(Request::Upgrade(UpgradeRequest {
         target,
         authorization: text("authorization"),
         origin: text("origin"),
+        headers,
         key: key.trim().to_owned(),
         leftover,
     }))

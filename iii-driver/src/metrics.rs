@@ -134,6 +134,8 @@ fn refusal_label(reason: RefusalReason) -> &'static str {
         RefusalReason::FunctionOwned => "function_owned",
         RefusalReason::ChannelLimit => "channel_limit",
         RefusalReason::Quota(_) => "quota",
+        RefusalReason::Forbidden => "forbidden",
+        RefusalReason::NotApproved => "not_approved",
     }
 }
 

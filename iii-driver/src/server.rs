@@ -21,66 +21,116 @@ use crate::write_deadline::WriteDeadline;
 /// The address the SDKs connect to by default (`ws://127.0.0.1:49134`).
 pub const DEFAULT_ADDR: &str = "127.0.0.1:49134";
 
-/// An engine serving one listener: the worker control WebSocket at `/`, channel ends at
-/// `/ws/channels/{id}?key=…&dir=read|write`, and `/otel` (accepted and discarded).
+/// An engine serving its listeners: on each, the worker control WebSocket at `/`,
+/// channel ends at `/ws/channels/{id}?key=…&dir=read|write`, and `/otel` (accepted and
+/// discarded).
 #[derive(Debug)]
 pub struct EngineServer {
-    local_addr: SocketAddr,
+    /// Bound addresses: the main listener's, then those of
+    /// [`EngineSettings::listeners`] in order.
+    local_addrs: Vec<SocketAddr>,
     handle: EngineHandle,
-    stop: Option<oneshot::Sender<()>>,
-    stopped: Option<oneshot::Receiver<()>>,
+    /// One per accept loop.
+    stop: Vec<oneshot::Sender<()>>,
+    stopped: Vec<oneshot::Receiver<()>>,
 }
 
 impl EngineServer {
-    /// Binds `addr` (`host:port`, port 0 for any) on `rt` and starts serving.
+    /// Binds `addr` (`host:port`, port 0 for any) and the address of every listener in
+    /// `settings.listeners` on `rt`, and starts serving them all.
     pub async fn bind<R: Runtime>(rt: R, addr: &str, settings: EngineSettings) -> io::Result<Self> {
-        let listener = rt.bind(addr.to_owned()).await?;
-        Self::serve(rt, listener, settings)
+        let mut listeners = vec![rt.bind(addr.to_owned()).await?];
+        for extra in &settings.listeners {
+            let bound = rt.bind(extra.addr.clone()).await.map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("listener `{}` on {}: {e}", extra.policy.name, extra.addr),
+                )
+            })?;
+            listeners.push(bound);
+        }
+        Self::serve_all(rt, listeners, settings)
     }
 
-    /// Serves an already bound listener.
+    /// Serves an already bound main listener (`settings.listeners` must be empty: bind
+    /// those with [`EngineServer::bind`] or [`EngineServer::serve_all`]).
     pub fn serve<R: Runtime>(
         rt: R,
         listener: R::Listener,
         settings: EngineSettings,
     ) -> io::Result<Self> {
-        let local_addr = rt.local_addr(&listener)?;
+        Self::serve_all(rt, vec![listener], settings)
+    }
+
+    /// Serves already bound listeners: the main one first, then one per entry of
+    /// `settings.listeners`, in order.
+    pub fn serve_all<R: Runtime>(
+        rt: R,
+        listeners: Vec<R::Listener>,
+        settings: EngineSettings,
+    ) -> io::Result<Self> {
+        if listeners.len() != settings.listeners.len() + 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} listeners bound for {} configured (the main one plus `listeners`)",
+                    listeners.len(),
+                    settings.listeners.len() + 1
+                ),
+            ));
+        }
+        let local_addrs = listeners
+            .iter()
+            .map(|l| rt.local_addr(l))
+            .collect::<io::Result<Vec<_>>>()?;
+        let names: Vec<String> = std::iter::once("main".to_owned())
+            .chain(settings.listeners.iter().map(|l| l.policy.name.clone()))
+            .collect();
         let handle = start(rt.clone(), settings)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        Self::serve_with(rt, listener, local_addr, handle)
+        let mut server = Self {
+            local_addrs: local_addrs.clone(),
+            handle: handle.clone(),
+            stop: Vec::new(),
+            stopped: Vec::new(),
+        };
+        for (index, listener) in listeners.into_iter().enumerate() {
+            let (stop, stop_rx) = oneshot::channel();
+            let (stopped_tx, stopped) = oneshot::channel();
+            let loop_rt = rt.clone();
+            let engine = handle.clone();
+            rt.spawn(Box::pin(async move {
+                accept_loop(loop_rt, listener, index, engine, stop_rx).await;
+                let _ = stopped_tx.send(());
+            }));
+            tracing::info!(local_addr = %local_addrs[index], listener = %names[index], "engine listening");
+            server.stop.push(stop);
+            server.stopped.push(stopped);
+        }
+        Ok(server)
     }
 
-    fn serve_with<R: Runtime>(
-        rt: R,
-        listener: R::Listener,
-        local_addr: SocketAddr,
-        handle: EngineHandle,
-    ) -> io::Result<Self> {
-        let (stop, stop_rx) = oneshot::channel();
-        let (stopped_tx, stopped) = oneshot::channel();
-        let loop_rt = rt.clone();
-        let engine = handle.clone();
-        rt.spawn(Box::pin(async move {
-            accept_loop(loop_rt, listener, engine, stop_rx).await;
-            let _ = stopped_tx.send(());
-        }));
-        tracing::info!(%local_addr, "engine listening");
-        Ok(Self {
-            local_addr,
-            handle,
-            stop: Some(stop),
-            stopped: Some(stopped),
-        })
-    }
-
-    /// The bound address.
+    /// The main listener's bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.local_addrs[0]
     }
 
-    /// The URL workers connect to (`ws://ip:port`).
+    /// Every bound address: the main listener's, then those of
+    /// [`EngineSettings::listeners`] in order.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// The URL workers connect to (`ws://ip:port`) on the main listener.
     pub fn url(&self) -> String {
-        format!("ws://{}", self.local_addr)
+        format!("ws://{}", self.local_addrs[0])
+    }
+
+    /// The URL of listener `index` (0 is the main one; `i` is `settings.listeners[i - 1]`).
+    pub fn listener_url(&self, index: usize) -> Option<String> {
+        self.local_addrs
+            .get(index)
+            .map(|addr| format!("ws://{addr}"))
     }
 
     /// The engine task's handle (stats, shutdown).
@@ -104,10 +154,10 @@ impl EngineServer {
     }
 
     async fn stop_accepting(&mut self) {
-        if let Some(stop) = self.stop.take() {
+        for stop in self.stop.drain(..) {
             let _ = stop.send(());
         }
-        if let Some(stopped) = self.stopped.take() {
+        for stopped in self.stopped.drain(..) {
             let _ = stopped.await;
         }
     }
@@ -115,8 +165,8 @@ impl EngineServer {
 
 impl Drop for EngineServer {
     fn drop(&mut self) {
-        // Stop the accept loop; the engine task ends when its last handle is gone.
-        if let Some(stop) = self.stop.take() {
+        // Stop the accept loops; the engine task ends when its last handle is gone.
+        for stop in self.stop.drain(..) {
             let _ = stop.send(());
         }
     }
@@ -149,6 +199,7 @@ fn out_of_descriptors(error: &io::Error) -> bool {
 async fn accept_loop<R: Runtime>(
     rt: R,
     listener: R::Listener,
+    index: usize,
     engine: EngineHandle,
     mut stop: oneshot::Receiver<()>,
 ) {
@@ -206,7 +257,7 @@ async fn accept_loop<R: Runtime>(
         let engine = engine.clone();
         let task_rt = rt.clone();
         rt.spawn(Box::pin(async move {
-            serve_counted(task_rt, engine, tcp, peer, slot).await;
+            serve_counted(task_rt, engine, tcp, peer, index, slot).await;
         }));
     }
 }

@@ -2,9 +2,13 @@
 
 use std::io;
 
-pub use iii_core::engine::{EngineConfig, EngineStats};
+pub use iii_core::engine::{
+    EngineConfig, EngineStats, FunctionFilter, ListenerPolicy, MetadataMatch, Pattern, Rbac,
+    WorkerQuotas,
+};
 pub use iii_driver::engine::{
-    DrainOutcome, EngineExit, EngineHandle, EngineSettings, EngineStopped, StartError,
+    DrainOutcome, EngineExit, EngineHandle, EngineSettings, EngineStopped, ListenerSettings,
+    StartError,
 };
 pub use iii_driver::server::{EngineServer, DEFAULT_ADDR};
 

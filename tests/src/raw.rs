@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use iii_core::engine::{Accepted, Engine, EngineConfig, EngineEvent, EngineOutput};
+use iii_core::engine::{
+    Accepted, Admission, Engine, EngineConfig, EngineEvent, EngineOutput, Ticket,
+};
 use iii_core::upgrade::{Rejection, UpgradeRequest};
 use iii_core::{CloseCode, ConnId, Message, PeerClose, Text};
 use serde_json::Value;
@@ -47,6 +49,8 @@ pub struct RawEngine {
     pub events: Vec<EngineEvent>,
     /// Report sends at once (true) or leave them to `flush`.
     pub auto_sent: bool,
+    /// Decisions on deferred upgrades (RBAC listeners), by ticket.
+    pub admitted: BTreeMap<Ticket, Result<Accepted, Rejection>>,
     unsent: BTreeMap<ConnId, usize>,
     calls: u64,
 }
@@ -63,6 +67,7 @@ impl RawEngine {
             inboxes: BTreeMap::new(),
             events: Vec::new(),
             auto_sent: true,
+            admitted: BTreeMap::new(),
             unsent: BTreeMap::new(),
             calls: 0,
         }
@@ -80,10 +85,51 @@ impl RawEngine {
         auth: Option<&str>,
     ) -> Result<Accepted, Rejection> {
         let request = UpgradeRequest::to(target).with_authorization(auth);
-        let accepted = self.engine.accept(self.now, &request)?;
-        self.inboxes.entry(accepted.conn).or_default();
+        match self.upgrade(&request) {
+            Admission::Accepted(accepted) => Ok(accepted),
+            Admission::Refused(rejection) => Err(rejection),
+            Admission::Deferred(ticket) => panic!("the main listener deferred {ticket:?}"),
+        }
+    }
+
+    /// Upgrades with `request` as it is (any listener, headers, peer address).
+    pub fn upgrade(&mut self, request: &UpgradeRequest<'_>) -> Admission {
+        let admission = self.engine.accept(self.now, request);
+        if let Admission::Accepted(accepted) = &admission {
+            self.inboxes.entry(accepted.conn).or_default();
+        }
         self.drain();
-        Ok(accepted)
+        admission
+    }
+
+    /// A control connection on `listener` with `headers` from `peer`, admitted at once
+    /// or after its authentication function answered (which the caller drives); returns
+    /// the connection and its worker id, or why it was not admitted.
+    pub fn control_on(
+        &mut self,
+        listener: usize,
+        target: &str,
+        headers: &[(String, String)],
+    ) -> Result<(ConnId, String), Rejection> {
+        let request = UpgradeRequest::to(target).on_listener(
+            listener,
+            Some(std::net::IpAddr::from([127, 0, 0, 1])),
+            headers,
+        );
+        let accepted = match self.upgrade(&request) {
+            Admission::Accepted(accepted) => accepted,
+            Admission::Refused(rejection) => return Err(rejection),
+            Admission::Deferred(ticket) => match self.admitted.remove(&ticket) {
+                Some(decision) => decision?,
+                None => return Err(Rejection::Unavailable),
+            },
+        };
+        let hello = self.take_json(accepted.conn).remove(0);
+        assert_eq!(hello["type"], "workerregistered");
+        Ok((
+            accepted.conn,
+            hello["worker_id"].as_str().unwrap_or_default().to_owned(),
+        ))
     }
 
     /// A control connection; returns it and its worker id.
@@ -120,6 +166,16 @@ impl RawEngine {
     /// returns the `invocationresult` that answers it (other messages `conn` received
     /// meanwhile are dropped). Panics if no answer arrived.
     pub fn call(&mut self, conn: ConnId, function_id: &str, data: Value) -> Value {
+        let id = self.call_async(conn, function_id, data);
+        self.take_json(conn)
+            .into_iter()
+            .find(|m| m["type"] == "invocationresult" && m["invocation_id"] == id.as_str())
+            .unwrap_or_else(|| panic!("no answer to {function_id}"))
+    }
+
+    /// Sends a call of `function_id` from `conn` with `data` under a fresh invocation
+    /// id, and returns the id (the answer, if any, lands in `conn`'s inbox).
+    pub fn call_async(&mut self, conn: ConnId, function_id: &str, data: Value) -> String {
         self.calls += 1;
         let id = format!("00000000-0000-4000-8000-{:012x}", self.calls);
         self.send(
@@ -127,10 +183,7 @@ impl RawEngine {
             serde_json::json!({"type": "invokefunction", "invocation_id": id,
                                "function_id": function_id, "data": data}),
         );
-        self.take_json(conn)
-            .into_iter()
-            .find(|m| m["type"] == "invocationresult" && m["invocation_id"] == id.as_str())
-            .unwrap_or_else(|| panic!("no answer to {function_id}"))
+        id
     }
 
     /// The peer closes `conn`.
@@ -205,6 +258,12 @@ impl RawEngine {
                         self.inboxes.entry(conn).or_default().paused = false
                     }
                     EngineOutput::Event(event) => self.events.push(event),
+                    EngineOutput::Admitted { ticket, admission } => {
+                        if let Ok(accepted) = &admission {
+                            self.inboxes.entry(accepted.conn).or_default();
+                        }
+                        self.admitted.insert(ticket, admission);
+                    }
                 }
             }
             if sent.is_empty() {

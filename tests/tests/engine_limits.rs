@@ -516,19 +516,22 @@ fn the_optional_engine_side_invocation_timeout_answers_the_caller() {
 
 #[test]
 fn foreign_origins_are_refused_and_allowed_ones_accepted() {
+    use iii_core::engine::Admission;
     use iii_core::upgrade::{Rejection, UpgradeRequest};
     let mut raw = RawEngine::new(EngineConfig {
         allowed_origins: vec!["http://127.0.0.1:8080".into()],
         ..EngineConfig::default()
     });
-    let now = raw.now;
     let evil = UpgradeRequest::to("/").with_origin(Some("http://evil.example"));
-    assert_eq!(
-        raw.engine.accept(now, &evil).err(),
-        Some(Rejection::Forbidden)
-    );
+    assert!(matches!(
+        raw.upgrade(&evil),
+        Admission::Refused(Rejection::Forbidden)
+    ));
     let good = UpgradeRequest::to("/").with_origin(Some("http://127.0.0.1:8080"));
-    assert!(raw.engine.accept(now, &good).is_ok());
+    assert!(matches!(raw.upgrade(&good), Admission::Accepted(_)));
     // No Origin header (every non-browser SDK): not affected.
-    assert!(raw.engine.accept(now, &UpgradeRequest::to("/")).is_ok());
+    assert!(matches!(
+        raw.upgrade(&UpgradeRequest::to("/")),
+        Admission::Accepted(_)
+    ));
 }

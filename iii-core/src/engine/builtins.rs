@@ -94,7 +94,7 @@ impl Engine {
                     }
                 }
             }
-            CHANNELS_LIST => Ok(self.list_channels(&input(data)?)),
+            CHANNELS_LIST => Ok(self.list_channels(conn, &input(data)?)),
             WORKERS_REGISTER => {
                 let meta: WorkerMeta = input(data)?;
                 if self.announce(now, conn, meta) {
@@ -106,10 +106,10 @@ impl Engine {
                     ))
                 }
             }
-            WORKERS_LIST => Ok(self.list_workers(now, &input(data)?)),
-            FUNCTIONS_LIST => Ok(self.list_functions(&input::<ListInput>(data)?)),
-            TRIGGERS_LIST => Ok(self.list_trigger_types(&input(data)?)),
-            REGISTERED_TRIGGERS_LIST => Ok(self.list_bindings(&input(data)?)),
+            WORKERS_LIST => Ok(self.list_workers(now, conn, &input(data)?)),
+            FUNCTIONS_LIST => Ok(self.list_functions(conn, &input::<ListInput>(data)?)),
+            TRIGGERS_LIST => Ok(self.list_trigger_types(conn, &input(data)?)),
+            REGISTERED_TRIGGERS_LIST => Ok(self.list_bindings(conn, &input(data)?)),
             _ => Err(ErrorBody::new(
                 "function_not_found",
                 format!("Function {function_id} not found in namespace {DEFAULT_NAMESPACE}."),

@@ -90,8 +90,12 @@ pub struct EngineConfig {
     /// A longer listing is cut at an entry boundary and says where to continue
     /// (`next_offset`). Default 1 MiB (Python workers refuse larger messages).
     pub max_list_bytes: usize,
-    /// What one worker connection may hold.
+    /// What one worker connection may hold (on the main listener).
     pub quotas: WorkerQuotas,
+    /// Listeners beyond the main one (listener 0): listener `i` is `listeners[i - 1]`,
+    /// each with its own policy, for example role-based access control for untrusted
+    /// workers. Default none.
+    pub listeners: Vec<super::rbac::ListenerPolicy>,
 }
 
 /// What one worker connection may hold at once. Every refusal is typed: an error answer
@@ -119,6 +123,24 @@ pub struct WorkerQuotas {
     pub registration_bytes: usize,
     /// Bytes of all the worker's registrations together. Default 32 MiB.
     pub total_registration_bytes: usize,
+}
+
+impl WorkerQuotas {
+    /// The stricter defaults of listeners for untrusted workers: 100 functions, 10
+    /// trigger types, 100 bindings, 1 engine binding, 1 024 pending invocations, 64
+    /// channels, 64 KiB per registration, 1 MiB in all.
+    pub fn untrusted() -> Self {
+        Self {
+            functions: 100,
+            trigger_types: 10,
+            bindings: 100,
+            engine_bindings: 1,
+            pending_invocations: 1024,
+            channels: 64,
+            registration_bytes: 64 << 10,
+            total_registration_bytes: 1 << 20,
+        }
+    }
 }
 
 impl Default for WorkerQuotas {
@@ -159,6 +181,7 @@ impl Default for EngineConfig {
             max_payload_depth: 100,
             max_list_bytes: 1 << 20,
             quotas: WorkerQuotas::default(),
+            listeners: Vec::new(),
         }
     }
 }

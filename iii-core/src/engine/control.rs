@@ -3,6 +3,7 @@
 use crate::Instant;
 
 use super::quota::{count_message, Registration};
+use super::rbac::{Hooked, SessionPolicy};
 use super::session::{sanitize, FunctionSpec, Session, WorkerMeta, DEFAULT_NAMESPACE};
 use super::{ConnKind, Engine, EngineEvent, FnKey, Quota, RefusalReason, Timer, Violation};
 use crate::ids::{ConnId, Secret};
@@ -13,18 +14,32 @@ const TELEMETRY_PREFIXES: [&[u8]; 3] = [b"OTLP", b"MTRC", b"LOGS"];
 const RESERVED_PREFIX: &str = "engine::";
 
 impl Engine {
-    /// A new control connection: register it and greet it with `workerregistered`.
-    pub(super) fn open_control(&mut self, now: Instant, conn: ConnId) {
+    /// A new control connection on `listener` from `peer` (with `policy` on an RBAC
+    /// listener): register it and greet it with `workerregistered`.
+    pub(super) fn open_control(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        listener: usize,
+        peer: Option<std::net::IpAddr>,
+        policy: Option<SessionPolicy>,
+    ) {
         let worker_id = self.ids.uuid().to_string();
         let token = self.new_secret();
         let greeting = ControlMessage::WorkerRegistered(WorkerRegistered {
             worker_id: worker_id.clone(),
             reattach_token: Some(token.to_hex()),
         });
+        if let Some(peer) = peer {
+            *self.sessions_per_peer.entry((listener, peer)).or_default() += 1;
+        }
         let session = Session {
             worker_id: worker_id.clone(),
             reattach_token: token,
             connected_at: Some(now),
+            listener,
+            peer,
+            policy,
             ..Session::default()
         };
         self.insert_conn(conn, ConnKind::Control(Box::new(session)));
@@ -126,12 +141,41 @@ impl Engine {
         self.emit(EngineEvent::ProtocolViolation { conn, violation });
     }
 
-    fn register_function(&mut self, now: Instant, conn: ConnId, spec: RegisterFunction) {
+    fn register_function(&mut self, now: Instant, conn: ConnId, mut spec: RegisterFunction) {
+        let Some(session) = self.session(conn) else {
+            return;
+        };
+        let local_id = spec.id.clone();
+        if let Some(policy) = &session.policy {
+            if !policy.allow_function_registration {
+                let message = "this session may not register functions".to_owned();
+                let reason = RefusalReason::Forbidden;
+                return self.refuse_function(now, conn, &local_id, reason, message);
+            }
+            spec.id = policy.registered_id(&local_id);
+        }
+        if let Some(Hooked::Function(spec, local_id)) =
+            self.hold_for_hook(now, conn, Hooked::Function(spec, local_id))
+        {
+            self.register_approved_function(now, conn, spec, local_id);
+        }
+    }
+
+    /// Registers `spec` for `conn` (approved by its hook, if it needed one); `local_id`
+    /// is the id the worker knows it by.
+    pub(super) fn register_approved_function(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        spec: RegisterFunction,
+        local_id: String,
+    ) {
         let Some(session) = self.session(conn) else {
             return;
         };
         let namespace = session.namespace.clone();
         let owned_functions = session.functions.len();
+        let limit = self.quotas_of(conn).functions;
         let key: FnKey = (namespace.clone(), spec.id.clone());
         if spec.id.is_empty() || spec.id.starts_with(RESERVED_PREFIX) {
             let message = "function ids must be non-empty and outside engine::".to_owned();
@@ -165,7 +209,6 @@ impl Engine {
             Some(_) => self.function_specs.get(&key).map(|s| s.bytes),
             None => None,
         };
-        let limit = self.config.quotas.functions;
         if replacing.is_none() && owned_functions >= limit {
             let reason = RefusalReason::Quota(Quota::Functions);
             let message = count_message(Quota::Functions, limit);
@@ -192,10 +235,10 @@ impl Engine {
         };
         self.account_registration(conn, replacing, bytes);
         self.functions.insert(key.clone(), conn);
-        self.function_specs.insert(
-            key.clone(),
-            FunctionSpec::new(&key.1, description, spec.metadata, bytes),
-        );
+        let mut function = FunctionSpec::new(&key.1, description, spec.metadata, bytes);
+        function.exposed_on = self.exposure(&key.1, function.metadata.as_deref());
+        function.local_id = (local_id != key.1).then_some(local_id);
+        self.function_specs.insert(key.clone(), function);
         if let Some(session) = self.session_mut(conn) {
             session.functions.insert(key.clone());
         }
@@ -204,6 +247,22 @@ impl Engine {
             function_id: key.1,
         });
         self.functions_changed(now);
+    }
+
+    /// Refuses function `id` of `conn` for `reason` (see `reject_function`).
+    pub(super) fn refuse_function(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        id: &str,
+        reason: RefusalReason,
+        message: String,
+    ) {
+        let namespace = self
+            .session(conn)
+            .map_or_else(|| DEFAULT_NAMESPACE.to_owned(), |s| s.namespace.clone());
+        let key: FnKey = (namespace, id.to_owned());
+        self.reject_function(now, conn, &key, String::new(), reason, message);
     }
 
     /// Refuses a `registerfunction`. The worker gets `registrationrejected` with
@@ -245,7 +304,11 @@ impl Engine {
         let Some(session) = self.session(conn) else {
             return;
         };
-        let key: FnKey = (session.namespace.clone(), id.to_owned());
+        let id = match &session.policy {
+            Some(policy) => policy.registered_id(id),
+            None => id.to_owned(),
+        };
+        let key: FnKey = (session.namespace.clone(), id);
         if self.release_function(conn, &key) {
             self.functions_changed(now);
         }
@@ -274,6 +337,12 @@ impl Engine {
             Some(ns) if ns.trim().is_empty() => return false,
             Some(ns) => ns.to_owned(),
         };
+        // Sessions of RBAC listeners live in the default namespace, where their policy
+        // applies.
+        let untrusted = self.session(conn).is_some_and(|s| s.policy.is_some());
+        if untrusted && namespace != DEFAULT_NAMESPACE {
+            return false;
+        }
         let Some(session) = self.session_mut(conn) else {
             return false;
         };
@@ -353,6 +422,15 @@ impl Engine {
     pub(super) fn end_session(&mut self, now: Instant, conn: ConnId, session: Session) {
         if self.workers.get(&session.worker_id) == Some(&conn) {
             self.workers.remove(&session.worker_id);
+        }
+        if let Some(peer) = session.peer {
+            let key = (session.listener, peer);
+            if let Some(count) = self.sessions_per_peer.get_mut(&key) {
+                *count -= 1;
+                if *count == 0 {
+                    self.sessions_per_peer.remove(&key);
+                }
+            }
         }
         let mut changed = false;
         for key in &session.functions {

@@ -12,11 +12,12 @@ use std::collections::BTreeSet;
 use uuid::Uuid;
 
 use super::metrics::InvocationOutcome;
+use super::rbac::Caller;
 use super::session::DEFAULT_NAMESPACE;
-use super::{Engine, EngineEvent, FnKey, Quota, RefusalReason, Timer, Violation};
+use super::{Engine, EngineEvent, FnKey, Quota, RefusalReason, Ticket, Timer, Violation};
 use crate::ids::ConnId;
 use crate::wire::control::{Action, InvocationResult, InvokeFunction, Payload};
-use crate::wire::json::{nesting_exceeds, with_caller_worker_id};
+use crate::wire::json::{nesting_exceeds, with_caller_keys};
 use crate::wire::{ControlMessage, ErrorBody};
 use crate::Instant;
 
@@ -32,6 +33,19 @@ pub(super) struct Pending {
     pub(super) caller_trace: CallerTrace,
     /// When the engine forwarded it (for the latency histogram).
     pub(super) started: Instant,
+    /// Why the engine sent it.
+    pub(super) purpose: Purpose,
+}
+
+/// Why an invocation was forwarded to a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Purpose {
+    /// A call (from a worker, or a trigger fire).
+    Call,
+    /// The authentication function of a deferred upgrade.
+    Admission(Ticket),
+    /// A registration hook.
+    Hook(u64),
 }
 
 /// The `traceparent` and `baggage` a caller sent with its call.
@@ -55,6 +69,7 @@ impl Engine {
             return;
         };
         let caller_worker_id = session.worker_id.clone();
+        let caller = self.caller(conn);
         let void = matches!(call.action, Some(Action::Void));
         let reply_to = if void { None } else { call.invocation_id };
         // An answer from the engine itself: counted, and sent unless the call is void.
@@ -105,27 +120,47 @@ impl Engine {
             return;
         }
         let key: FnKey = (namespace.to_owned(), call.function_id.clone());
-        match self.resolve(&key) {
+        let target = self.resolve(&key);
+        let not_found = || {
+            ErrorBody::new(
+                "function_not_found",
+                format!("Function {} not found in namespace {}.", key.1, key.0),
+            )
+        };
+        // An untrusted caller learns nothing about what it may not call: the answer is
+        // the one for a function that does not exist.
+        let forbidden = caller.untrusted && !self.may_call(conn, &key);
+        if forbidden && !matches!(target, Target::Missing) {
+            self.refused(
+                conn,
+                "invokefunction",
+                Some(key.1.clone()),
+                RefusalReason::Forbidden,
+            );
+        }
+        if forbidden || matches!(target, Target::Missing) {
+            reply(self, Err(not_found()));
+            return;
+        }
+        if let Some(middleware) = caller.middleware.clone() {
+            self.invoke_middleware(now, conn, call, &key, &caller, &middleware);
+            return;
+        }
+        match target {
+            Target::Missing => {}
             Target::Builtin => {
                 let outcome = self.call_builtin(now, conn, &call.function_id, &call.data);
                 reply(self, outcome);
-            }
-            Target::Missing => {
-                let message = format!(
-                    "Function {} not found in namespace {}.",
-                    call.function_id, namespace
-                );
-                reply(self, Err(ErrorBody::new("function_not_found", message)));
             }
             Target::Worker(owner) => {
                 if let Err(error) = self.check_pending_quota(conn, "invokefunction", &key.1) {
                     reply(self, Err(error));
                     return;
                 }
-                let data = with_caller_worker_id(call.data, &caller_worker_id);
+                let data = with_caller(call.data, &caller_worker_id, &caller);
                 let forwarded = InvokeFunction {
                     invocation_id: None,
-                    function_id: call.function_id,
+                    function_id: self.local_id(&key),
                     data,
                     traceparent: call.traceparent,
                     baggage: call.baggage,
@@ -141,9 +176,89 @@ impl Engine {
                     },
                     None => CallerTrace::default(),
                 };
-                self.forward(now, owner, forwarded, caller, Some(conn), caller_trace);
+                let pending = Pending {
+                    caller,
+                    origin: Some(conn),
+                    function_id: call.function_id,
+                    caller_trace,
+                    started: now,
+                    purpose: Purpose::Call,
+                };
+                self.forward(now, owner, forwarded, pending);
             }
         }
+    }
+
+    /// Sends a call of `conn` to its listener's middleware function instead of `key`:
+    /// the middleware decides what is invoked, and its answer is the caller's.
+    fn invoke_middleware(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        call: InvokeFunction,
+        key: &FnKey,
+        caller: &Caller,
+        middleware: &str,
+    ) {
+        let void = matches!(call.action, Some(Action::Void));
+        let reply_to = if void { None } else { call.invocation_id };
+        let middleware_key: FnKey = (DEFAULT_NAMESPACE.to_owned(), middleware.to_owned());
+        let Target::Worker(owner) = self.resolve(&middleware_key) else {
+            self.metrics.invocation(InvocationOutcome::Error, None);
+            if let Some(id) = reply_to {
+                let error = ErrorBody::new(
+                    "middleware_unavailable",
+                    "this listener's middleware function is not registered",
+                );
+                self.reply(now, conn, id, &call.function_id, Err(error));
+            }
+            return;
+        };
+        if let Err(error) = self.check_pending_quota(conn, "invokefunction", &key.1) {
+            if let Some(id) = reply_to {
+                self.reply(now, conn, id, &call.function_id, Err(error));
+            }
+            return;
+        }
+        let namespace = (key.0 != DEFAULT_NAMESPACE).then_some(key.0.as_str());
+        let data = Engine::middleware_input(
+            &key.1,
+            &call.data,
+            call.action.as_ref(),
+            namespace,
+            caller.context.as_deref(),
+        );
+        let forwarded = InvokeFunction {
+            invocation_id: None,
+            function_id: self.local_id(&middleware_key),
+            data,
+            traceparent: call.traceparent,
+            baggage: call.baggage,
+            action: None,
+            metadata: call.metadata,
+            namespace: None,
+        };
+        let caller_trace = CallerTrace {
+            traceparent: forwarded.traceparent.clone(),
+            baggage: forwarded.baggage.clone(),
+        };
+        let pending = Pending {
+            caller: reply_to.map(|id| (conn, id)),
+            origin: Some(conn),
+            function_id: call.function_id,
+            caller_trace,
+            started: now,
+            purpose: Purpose::Call,
+        };
+        self.forward(now, owner, forwarded, pending);
+    }
+
+    /// The id the worker serving `key` knows it by (without the engine's prefix).
+    pub(super) fn local_id(&self, key: &FnKey) -> String {
+        self.function_specs
+            .get(key)
+            .and_then(|spec| spec.local_id.clone())
+            .unwrap_or_else(|| key.1.clone())
     }
 
     /// Refuses a new invocation of `origin` past its `pending_invocations` quota.
@@ -153,7 +268,7 @@ impl Engine {
         what: &'static str,
         function_id: &str,
     ) -> Result<(), ErrorBody> {
-        let limit = self.config.quotas.pending_invocations;
+        let limit = self.quotas_of(origin).pending_invocations;
         let pending = self.pending_by_origin.get(&origin).map_or(0, BTreeSet::len);
         if pending < limit {
             return Ok(());
@@ -180,42 +295,57 @@ impl Engine {
 
     /// Sends `call` to `owner`, recording it first so that even an immediate answer finds
     /// its entry. The caller's id is reused toward the owner unless that id is already
-    /// pending there.
+    /// pending there. Returns the id used toward the owner.
     fn forward(
         &mut self,
         now: Instant,
         owner: ConnId,
         mut call: InvokeFunction,
-        caller: Option<(ConnId, Uuid)>,
-        origin: Option<ConnId>,
-        caller_trace: CallerTrace,
-    ) {
-        let mut id = caller.map_or_else(|| self.ids.uuid(), |(_, id)| id);
+        pending: Pending,
+    ) -> Uuid {
+        let mut id = pending.caller.map_or_else(|| self.ids.uuid(), |(_, id)| id);
         while self.pending.contains_key(&(owner, id)) {
             id = self.ids.uuid();
         }
         call.invocation_id = Some(id);
-        self.pending.insert(
-            (owner, id),
-            Pending {
-                caller,
-                origin,
-                function_id: call.function_id.clone(),
-                caller_trace,
-                started: now,
-            },
-        );
-        if let Some(origin) = origin {
+        if let Some(origin) = pending.origin {
             self.pending_by_origin
                 .entry(origin)
                 .or_default()
                 .insert((owner, id));
         }
-        if let Some(timeout) = self.config.invocation_timeout {
+        if let (Some(timeout), Purpose::Call) = (self.config.invocation_timeout, pending.purpose) {
             self.timers
                 .set_after(Timer::Invocation(owner, id), now, timeout);
         }
+        self.pending.insert((owner, id), pending);
         self.send_control(now, owner, &ControlMessage::InvokeFunction(call));
+        id
+    }
+
+    /// Sends `call` to `owner` on the engine's own behalf (an authentication function or
+    /// a registration hook); its answer comes back to the machine, per `purpose`.
+    pub(super) fn forward_internal(
+        &mut self,
+        now: Instant,
+        owner: ConnId,
+        call: InvokeFunction,
+        purpose: Purpose,
+    ) -> Uuid {
+        let pending = Pending {
+            caller: None,
+            origin: None,
+            function_id: call.function_id.clone(),
+            caller_trace: CallerTrace::default(),
+            started: now,
+            purpose,
+        };
+        self.forward(now, owner, call, pending)
+    }
+
+    /// Forgets the invocation `key` (its answer will be dropped as unknown).
+    pub(super) fn forget_pending(&mut self, key: (ConnId, Uuid)) {
+        self.take_pending(key);
     }
 
     /// Calls `function_id` from inside the engine (trigger fires) on behalf of `origin`
@@ -240,7 +370,7 @@ impl Engine {
         }
         let call = InvokeFunction {
             invocation_id: None,
-            function_id: key.1.clone(),
+            function_id: self.local_id(key),
             data,
             traceparent: None,
             baggage: None,
@@ -248,7 +378,15 @@ impl Engine {
             metadata,
             namespace: None,
         };
-        self.forward(now, owner, call, None, Some(origin), CallerTrace::default());
+        let pending = Pending {
+            caller: None,
+            origin: Some(origin),
+            function_id: key.1.clone(),
+            caller_trace: CallerTrace::default(),
+            started: now,
+            purpose: Purpose::Call,
+        };
+        self.forward(now, owner, call, pending);
     }
 
     /// Removes the pending invocation `key` and its bookkeeping.
@@ -273,6 +411,18 @@ impl Engine {
             self.violation(conn, Violation::UnknownResult);
             return;
         };
+        let answered = match (&result.error, &result.result) {
+            (Some(error), _) => Err(error.clone()),
+            (None, result) => Ok(result
+                .as_ref()
+                .filter(|r| r.get().trim() != "null")
+                .cloned()),
+        };
+        match pending.purpose {
+            Purpose::Call => {}
+            Purpose::Admission(ticket) => return self.admission_answered(now, ticket, answered),
+            Purpose::Hook(ticket) => return self.hook_answered(now, ticket, answered),
+        }
         let outcome = match result.error {
             Some(_) => InvocationOutcome::Error,
             None => InvocationOutcome::Ok,
@@ -373,6 +523,18 @@ impl Engine {
             let Some(pending) = self.take_pending(key) else {
                 continue;
             };
+            let stopped = ErrorBody::new("invocation_stopped", "Invocation stopped");
+            match pending.purpose {
+                Purpose::Call => {}
+                Purpose::Admission(ticket) => {
+                    self.admission_answered(now, ticket, Err(stopped));
+                    continue;
+                }
+                Purpose::Hook(ticket) => {
+                    self.hook_answered(now, ticket, Err(stopped));
+                    continue;
+                }
+            }
             self.metrics.invocation(InvocationOutcome::Stopped, None);
             if let Some((caller, caller_id)) = pending.caller {
                 let error = ErrorBody::new("invocation_stopped", "Invocation stopped");
@@ -395,6 +557,14 @@ impl Engine {
             .range((conn, Uuid::nil())..=(conn, Uuid::max()))
             .count()
     }
+}
+
+/// `data` with `_caller_worker_id` set and, for callers on RBAC listeners,
+/// `_caller_context` set to their session's context (or removed when it has none, so
+/// that an untrusted caller cannot forge one).
+fn with_caller(data: Payload, worker_id: &str, caller: &Caller) -> Payload {
+    let context = caller.untrusted.then_some(caller.context.as_deref());
+    with_caller_keys(data, worker_id, context)
 }
 
 fn too_deep_error(depth: usize) -> ErrorBody {

@@ -282,11 +282,19 @@ impl Engine {
     }
 
     /// `engine::functions::list`.
-    pub(super) fn list_functions(&self, input: &ListInput) -> Payload {
+    pub(super) fn list_functions(&self, viewer: ConnId, input: &ListInput) -> Payload {
         let needle = input.needle();
+        let untrusted = self.is_untrusted(viewer);
         let mut rows: Vec<(u8, FunctionRow<'_>)> = self
             .function_candidates()
             .into_iter()
+            .filter(|c| {
+                !untrusted
+                    || self.may_call(
+                        viewer,
+                        &(c.row.namespace.to_owned(), c.row.function_id.to_owned()),
+                    )
+            })
             .filter(|c| input.include_internal() || !c.internal)
             .filter(|c| {
                 input
@@ -326,11 +334,13 @@ impl Engine {
     }
 
     /// `engine::workers::list`.
-    pub(super) fn list_workers(&self, now: Instant, input: &ListInput) -> Payload {
+    pub(super) fn list_workers(&self, now: Instant, viewer: ConnId, input: &ListInput) -> Payload {
         let needle = input.needle();
+        let untrusted = self.is_untrusted(viewer);
         let rows = self
             .workers
             .values()
+            .filter(|conn| !untrusted || **conn == viewer)
             .filter_map(|conn| Some((*conn, self.session(*conn)?)))
             .filter(|(_, s)| {
                 needle
@@ -365,12 +375,14 @@ impl Engine {
     }
 
     /// `engine::triggers::list`: trigger types.
-    pub(super) fn list_trigger_types(&self, input: &ListInput) -> Payload {
+    pub(super) fn list_trigger_types(&self, viewer: ConnId, input: &ListInput) -> Payload {
         let needle = input.needle();
+        let policy = self.session(viewer).and_then(|s| s.policy.as_ref());
         let rows = self
             .triggers
             .types
             .iter()
+            .filter(|(key, _)| policy.is_none_or(|p| p.may_use_trigger_type(&key.1)))
             .map(|(key, trigger_type)| TriggerTypeRow {
                 id: &key.1,
                 namespace: &key.0,
@@ -397,12 +409,15 @@ impl Engine {
     }
 
     /// `engine::registered-triggers::list`: trigger bindings, by id.
-    pub(super) fn list_bindings(&self, input: &ListInput) -> Payload {
+    pub(super) fn list_bindings(&self, viewer: ConnId, input: &ListInput) -> Payload {
         let needle = input.needle();
+        let untrusted = self.is_untrusted(viewer);
         let rows = self
             .triggers
             .bindings
             .iter()
+            // An untrusted worker sees its own bindings only: never another's config.
+            .filter(|(_, binding)| !untrusted || binding.owner == viewer)
             .map(|(id, binding)| {
                 let worker_name = self
                     .functions
@@ -446,9 +461,19 @@ impl Engine {
     }
 
     /// `engine::channels::list`.
-    pub(super) fn list_channels(&self, input: &ListInput) -> Payload {
-        let rows = self.channels.values().map(|c| c.info());
+    pub(super) fn list_channels(&self, viewer: ConnId, input: &ListInput) -> Payload {
+        let untrusted = self.is_untrusted(viewer);
+        let rows = self
+            .channels
+            .values()
+            .filter(|c| !untrusted || c.owner_conn == Some(viewer))
+            .map(|c| c.info());
         paged("channels", rows, self.page(input), "")
+    }
+
+    /// True when `conn` is a session of an RBAC listener.
+    fn is_untrusted(&self, conn: ConnId) -> bool {
+        self.session(conn).is_some_and(|s| s.policy.is_some())
     }
 }
 

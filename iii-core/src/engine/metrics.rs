@@ -105,8 +105,8 @@ pub struct EngineMetrics {
     /// Requests refused for a quota, by [`Quota`] (see [`QUOTAS`]).
     pub quota_refusals: [u64; 8],
     /// Requests refused for another reason: too deep, reserved id, trigger type owned,
-    /// function owned, channel limit.
-    pub other_refusals: [u64; 5],
+    /// function owned, channel limit, forbidden, not approved.
+    pub other_refusals: [u64; 7],
     /// Connections dropped as slow consumers.
     pub slow_consumers: u64,
 }
@@ -149,12 +149,14 @@ pub const QUOTAS: [Quota; 8] = [
 ];
 
 /// The other refusal reasons in the order of [`EngineMetrics::other_refusals`].
-pub const OTHER_REFUSALS: [RefusalReason; 5] = [
+pub const OTHER_REFUSALS: [RefusalReason; 7] = [
     RefusalReason::TooDeep,
     RefusalReason::Reserved,
     RefusalReason::TriggerTypeOwned,
     RefusalReason::FunctionOwned,
     RefusalReason::ChannelLimit,
+    RefusalReason::Forbidden,
+    RefusalReason::NotApproved,
 ];
 
 impl EngineMetrics {

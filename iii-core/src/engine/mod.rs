@@ -14,6 +14,7 @@ mod listing;
 mod metrics;
 mod output;
 mod quota;
+mod rbac;
 mod relay;
 mod session;
 mod triggers;
@@ -30,6 +31,9 @@ pub use metrics::{
 };
 pub use output::{
     ChannelOutcome, ChannelStats, EngineEvent, EngineOutput, Quota, RefusalReason, Violation,
+};
+pub use rbac::{
+    FunctionFilter, ListenerPolicy, MetadataMatch, Pattern, Rbac, Ticket, INFRASTRUCTURE_FUNCTIONS,
 };
 pub use relay::ChannelInfo;
 
@@ -70,6 +74,29 @@ pub struct Accepted {
     /// new message only while less than this has been read and not yet consumed
     /// (`EngineConfig::read_ahead_bytes`; the core's byte budgets reserve room for it).
     pub read_ahead_bytes: usize,
+}
+
+/// The engine's answer to an upgrade request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The connection exists: complete the handshake and drive it.
+    Accepted(Accepted),
+    /// Refused: answer with the rejection's status and do not upgrade.
+    Refused(Rejection),
+    /// An authentication function decides (RBAC listeners): keep the request waiting
+    /// until [`EngineOutput::Admitted`] with this ticket arrives.
+    Deferred(Ticket),
+}
+
+impl Admission {
+    /// The decision, when there is one already.
+    pub fn decided(self) -> Option<Result<Accepted, Rejection>> {
+        match self {
+            Admission::Accepted(accepted) => Some(Ok(accepted)),
+            Admission::Refused(rejection) => Some(Err(rejection)),
+            Admission::Deferred(_) => None,
+        }
+    }
 }
 
 /// Counts for observability and for tests.
@@ -121,6 +148,10 @@ enum Timer {
     FunctionsAvailable,
     /// `invocation_timeout` of the invocation pending at this worker under this id.
     Invocation(ConnId, Uuid),
+    /// The authentication function of a deferred upgrade is late.
+    Admission(Ticket),
+    /// A registration hook is late.
+    Hook(u64),
 }
 
 #[derive(Debug)]
@@ -169,6 +200,14 @@ pub struct Engine {
     metrics: EngineMetrics,
     /// New workers are refused while in-flight work finishes (see [`Engine::drain`]).
     draining: bool,
+    /// Upgrades waiting for an authentication function.
+    admissions: BTreeMap<Ticket, rbac::PendingAdmission>,
+    /// Registrations waiting for an approval hook.
+    hooks: BTreeMap<u64, rbac::PendingHook>,
+    /// The last ticket handed out (admissions and hooks).
+    next_ticket: u64,
+    /// Control connections by (listener, client address), for per-address limits.
+    sessions_per_peer: BTreeMap<(usize, std::net::IpAddr), usize>,
     timers: TimerTable<Timer>,
     out: VecDeque<EngineOutput>,
 }
@@ -197,6 +236,10 @@ impl Engine {
             paused_writers: 0,
             metrics: EngineMetrics::default(),
             draining: false,
+            admissions: BTreeMap::new(),
+            hooks: BTreeMap::new(),
+            next_ticket: 0,
+            sessions_per_peer: BTreeMap::new(),
             timers: TimerTable::default(),
             out: VecDeque::new(),
         })
@@ -207,61 +250,96 @@ impl Engine {
         &self.config
     }
 
-    /// Decides an upgrade request from its target (`/path?query`) and its
-    /// `Authorization` and `Origin` headers. On `Ok` the connection exists: complete the
-    /// handshake and drive it (messages already queued for it are part of its outputs);
-    /// if the handshake fails, report `handle_closed(.., PeerClose::Lost)`. On `Err`
-    /// answer with the rejection's status and do not upgrade.
+    /// Decides an upgrade request from its target (`/path?query`), its `Authorization`
+    /// and `Origin` headers and the listener it arrived on. On `Accepted` the connection
+    /// exists: complete the handshake and drive it (messages already queued for it are
+    /// part of its outputs); if the handshake fails, report
+    /// `handle_closed(.., PeerClose::Lost)`. On `Refused` answer with the rejection's
+    /// status and do not upgrade. On `Deferred` (an RBAC listener's authentication
+    /// function decides) wait for [`EngineOutput::Admitted`] with that ticket.
     ///
     /// May queue outputs (`workerregistered` for a control connection, buffered data for a
-    /// late reader).
-    pub fn accept(
-        &mut self,
-        now: Instant,
-        request: &UpgradeRequest<'_>,
-    ) -> Result<Accepted, Rejection> {
-        let decision = self.decide(now, request);
-        match &decision {
-            Ok(accepted) => self.metrics.accepted(accepted.kind),
-            Err(rejection) => self.metrics.refused_upgrade(*rejection),
+    /// late reader, the authentication function's invocation).
+    pub fn accept(&mut self, now: Instant, request: &UpgradeRequest<'_>) -> Admission {
+        let admission = self.decide(now, request);
+        match admission {
+            Admission::Accepted(accepted) => self.metrics.accepted(accepted.kind),
+            Admission::Refused(rejection) => self.metrics.refused_upgrade(rejection),
+            Admission::Deferred(_) => {}
         }
-        decision
+        admission
     }
 
-    fn decide(
-        &mut self,
-        now: Instant,
-        request: &UpgradeRequest<'_>,
-    ) -> Result<Accepted, Rejection> {
-        let route = parse_target(request.target)?;
+    fn decide(&mut self, now: Instant, request: &UpgradeRequest<'_>) -> Admission {
+        let refused = Admission::Refused;
+        let route = match parse_target(request.target) {
+            Ok(route) => route,
+            Err(rejection) => return refused(rejection),
+        };
+        let policy = match request.listener {
+            0 => None,
+            n => match self.listener_policy(n) {
+                Some(policy) => Some(policy),
+                None => return refused(Rejection::NotFound),
+            },
+        };
         if let Some(origin) = request.origin {
-            if !self.config.origin_allowed(origin) {
-                return Err(Rejection::Forbidden);
+            let allowed = match policy.and_then(|p| p.allowed_origins.as_ref()) {
+                Some(origins) => EngineConfig {
+                    allowed_origins: origins.clone(),
+                    ..EngineConfig::default()
+                }
+                .origin_allowed(origin),
+                None => self.config.origin_allowed(origin),
+            };
+            if !allowed {
+                return refused(Rejection::Forbidden);
             }
         }
         if self.conns.len() >= self.config.max_connections {
-            return Err(Rejection::Overloaded);
+            return refused(Rejection::Overloaded);
         }
+        let untrusted = policy.is_some_and(|p| p.rbac.is_some());
+        let per_peer = policy.and_then(|p| p.max_connections_per_ip);
         match route {
             Route::Control | Route::Telemetry => {
-                self.check_token(request.authorization)?;
                 if self.draining {
-                    return Err(Rejection::Unavailable);
+                    return refused(Rejection::Unavailable);
+                }
+                if let (Some(limit), Some(peer)) = (per_peer, request.peer) {
+                    let held = self
+                        .sessions_per_peer
+                        .get(&(request.listener, peer))
+                        .copied()
+                        .unwrap_or(0);
+                    if held >= limit {
+                        return refused(Rejection::Overloaded);
+                    }
+                }
+                let telemetry = route == Route::Telemetry;
+                if untrusted {
+                    return self.admit_untrusted(now, request, telemetry);
+                }
+                if let Err(rejection) = self.check_token(request.authorization) {
+                    return refused(rejection);
                 }
                 let conn = self.alloc_conn();
-                if route == Route::Telemetry {
+                if telemetry {
                     self.insert_conn(conn, ConnKind::Telemetry);
-                    return Ok(self.accepted(conn, ConnKindTag::Telemetry));
+                    return Admission::Accepted(self.accepted(conn, ConnKindTag::Telemetry));
                 }
-                self.open_control(now, conn);
-                Ok(self.accepted(conn, ConnKindTag::Control))
+                self.open_control(now, conn, request.listener, request.peer, None);
+                Admission::Accepted(self.accepted(conn, ConnKindTag::Control))
             }
             Route::Channel {
                 channel_id,
                 key,
                 direction,
             } => {
-                let channel = self.authorize_end(&channel_id, &key, direction)?;
+                let channel = match self.authorize_end(&channel_id, &key, direction) {
+                    Ok(channel) => channel,
+                    Err(rejection) => return refused(rejection),
+                };
                 let conn = self.alloc_conn();
                 self.insert_conn(conn, ConnKind::Channel { channel, direction });
                 self.attach_end(now, channel, direction, conn);
@@ -269,9 +347,17 @@ impl Engine {
                     Direction::Read => ConnKindTag::ChannelReader,
                     Direction::Write => ConnKindTag::ChannelWriter,
                 };
-                Ok(self.accepted(conn, kind))
+                Admission::Accepted(self.accepted(conn, kind))
             }
         }
+    }
+
+    /// The policy of listener `index` (1 and up; 0 is the main listener, which has
+    /// none).
+    fn listener_policy(&self, index: usize) -> Option<&ListenerPolicy> {
+        index
+            .checked_sub(1)
+            .and_then(|i| self.config.listeners.get(i))
     }
 
     /// A whole message arrived on `conn`. May queue any output.
@@ -334,6 +420,8 @@ impl Engine {
                 Timer::ChannelExpiry(channel) => self.expire_channel(now, channel),
                 Timer::FunctionsAvailable => self.notify_functions_available(now),
                 Timer::Invocation(owner, id) => self.invocation_timed_out(now, owner, id),
+                Timer::Admission(ticket) => self.admission_timed_out(ticket),
+                Timer::Hook(ticket) => self.hook_timed_out(now, ticket),
             }
         }
     }

@@ -35,6 +35,15 @@ pub enum EngineOutput {
         /// The reason text.
         reason: &'static str,
     },
+    /// The decision on an upgrade that [`super::Engine::accept`] deferred: on `Ok`
+    /// complete the handshake and drive the connection (as for
+    /// [`super::Admission::Accepted`]), on `Err` answer with the rejection's status.
+    Admitted {
+        /// The ticket `accept` returned.
+        ticket: super::Ticket,
+        /// The decision.
+        admission: Result<super::Accepted, crate::upgrade::Rejection>,
+    },
     /// Stop reading from `conn` until `ResumeRead`.
     PauseRead {
         /// The connection.
@@ -101,6 +110,10 @@ pub enum RefusalReason {
     FunctionOwned,
     /// The engine's channel limit (`max_channels`) is reached.
     ChannelLimit,
+    /// The listener's policy does not allow it (RBAC).
+    Forbidden,
+    /// A registration hook refused it, failed, or did not answer in time.
+    NotApproved,
 }
 
 impl RefusalReason {
@@ -113,6 +126,8 @@ impl RefusalReason {
             RefusalReason::TriggerTypeOwned => "trigger_type_conflict",
             RefusalReason::FunctionOwned => "FUNCTION_NAMESPACE_CONFLICT",
             RefusalReason::ChannelLimit => "channel_limit",
+            RefusalReason::Forbidden => "FORBIDDEN",
+            RefusalReason::NotApproved => "registration_not_approved",
         }
     }
 }
@@ -255,6 +270,14 @@ pub enum EngineEvent {
         id: Option<String>,
         /// Why.
         reason: RefusalReason,
+    },
+    /// An upgrade to an RBAC listener was refused by (or for lack of) its authentication
+    /// function. The reason never holds the request's credentials.
+    AuthFailed {
+        /// The listener.
+        listener: usize,
+        /// Why.
+        reason: String,
     },
     /// An invocation routed to a worker was not answered within `invocation_timeout`;
     /// its caller got a `timeout` error.

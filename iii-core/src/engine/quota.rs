@@ -7,7 +7,7 @@
 //! the code that creates them. Every refusal emits [`EngineEvent::Refused`]; where the
 //! protocol has no answer of its own, the worker also gets an `error` message.
 
-use super::{Engine, EngineEvent, Quota, RefusalReason};
+use super::{Engine, EngineEvent, Quota, RefusalReason, WorkerQuotas};
 use crate::ids::ConnId;
 use crate::wire::control::{EngineError, Payload};
 use crate::wire::json::nesting_exceeds;
@@ -23,6 +23,13 @@ pub(super) struct Registration<'a> {
 }
 
 impl Engine {
+    /// The quotas that apply to worker `conn`: its listener's.
+    pub(super) fn quotas_of(&self, conn: ConnId) -> &WorkerQuotas {
+        self.session(conn)
+            .and_then(|s| self.listener_policy(s.listener))
+            .map_or(&self.config.quotas, |listener| &listener.quotas)
+    }
+
     /// Reports a refusal (the event only).
     pub(super) fn refused(
         &mut self,
@@ -68,7 +75,7 @@ impl Engine {
         replacing: usize,
     ) -> Result<usize, (RefusalReason, String)> {
         let depth = self.config.max_payload_depth;
-        let quotas = &self.config.quotas;
+        let quotas = self.quotas_of(conn);
         let mut bytes = registration.text;
         for payload in registration.payloads.iter().flatten() {
             if nesting_exceeds(payload.get(), depth) {

@@ -174,7 +174,7 @@ impl Engine {
             ));
         }
         if let Some((conn, _)) = &owner {
-            let limit = self.config.quotas.channels;
+            let limit = self.quotas_of(*conn).channels;
             let owned = self.channels_by_owner.get(conn).map_or(0, BTreeSet::len);
             if owned >= limit {
                 return Err(CreateChannelError::Quota(Quota::Channels, limit));

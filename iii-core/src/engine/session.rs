@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use super::rbac::SessionPolicy;
 use super::FnKey;
 use crate::ids::Secret;
 use crate::wire::Payload;
@@ -49,6 +50,12 @@ pub(super) struct Session {
     pub(super) engine_bindings: usize,
     /// Bytes of the payloads of everything it registered.
     pub(super) registration_bytes: usize,
+    /// The listener it connected to.
+    pub(super) listener: usize,
+    /// The client's address, when known.
+    pub(super) peer: Option<std::net::IpAddr>,
+    /// What it may do when its listener has RBAC; `None`: trusted.
+    pub(super) policy: Option<SessionPolicy>,
 }
 
 impl Default for Session {
@@ -64,6 +71,9 @@ impl Default for Session {
             bindings: BTreeSet::new(),
             engine_bindings: 0,
             registration_bytes: 0,
+            listener: 0,
+            peer: None,
+            policy: None,
         }
     }
 }
@@ -92,6 +102,11 @@ pub(super) struct FunctionSpec {
     pub(super) search_text: String,
     /// Bytes counted toward the owner's registration quota.
     pub(super) bytes: usize,
+    /// The id its worker knows it by, when the engine prefixed it (RBAC
+    /// `function_registration_prefix`); invocations are sent with this id.
+    pub(super) local_id: Option<String>,
+    /// The listeners whose `expose_functions` it matches.
+    pub(super) exposed_on: BTreeSet<usize>,
 }
 
 impl FunctionSpec {
@@ -114,6 +129,8 @@ impl FunctionSpec {
             internal,
             search_text,
             bytes,
+            local_id: None,
+            exposed_on: BTreeSet::new(),
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::Instant;
 use std::collections::BTreeMap;
 
 use super::quota::{count_message, Registration};
+use super::rbac::Hooked;
 use super::session::{sanitize, Session, DEFAULT_NAMESPACE};
 use super::{Engine, FnKey, Quota, RefusalReason, Timer, Violation};
 use crate::ids::ConnId;
@@ -96,6 +97,33 @@ impl Engine {
         &mut self,
         now: Instant,
         conn: ConnId,
+        mut msg: RegisterTriggerType,
+    ) {
+        let Some(session) = self.session(conn) else {
+            return;
+        };
+        if let Some(policy) = &session.policy {
+            if !policy.allow_trigger_type_registration {
+                let (what, reason) = ("registertriggertype", RefusalReason::Forbidden);
+                let message = "this session may not register trigger types".to_owned();
+                self.refuse_with_error(now, conn, what, Some(msg.id), reason, message);
+                return;
+            }
+            // Sessions of RBAC listeners provide in the default namespace only.
+            msg.namespace = None;
+        }
+        if let Some(Hooked::TriggerType(msg)) =
+            self.hold_for_hook(now, conn, Hooked::TriggerType(msg))
+        {
+            self.register_approved_trigger_type(now, conn, msg);
+        }
+    }
+
+    /// Registers trigger type `msg` for `conn` (approved by its hook, if it needed one).
+    pub(super) fn register_approved_trigger_type(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
         msg: RegisterTriggerType,
     ) {
         let Some(session) = self.session(conn) else {
@@ -120,9 +148,9 @@ impl Engine {
                 "another worker provides this trigger type".to_owned(),
             )),
             Some(Provider::Worker(_)) => None,
-            None if owned >= self.config.quotas.trigger_types => Some((
+            None if owned >= self.quotas_of(conn).trigger_types => Some((
                 RefusalReason::Quota(Quota::TriggerTypes),
-                count_message(Quota::TriggerTypes, self.config.quotas.trigger_types),
+                count_message(Quota::TriggerTypes, self.quotas_of(conn).trigger_types),
             )),
             None => None,
         };
@@ -199,7 +227,58 @@ impl Engine {
         }
     }
 
-    pub(super) fn register_trigger(&mut self, now: Instant, conn: ConnId, msg: RegisterTrigger) {
+    pub(super) fn register_trigger(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        mut msg: RegisterTrigger,
+    ) {
+        let Some(session) = self.session(conn) else {
+            return;
+        };
+        if let Some(policy) = &session.policy {
+            let elsewhere =
+                |ns: &Option<String>| ns.as_deref().is_some_and(|n| n != DEFAULT_NAMESPACE);
+            msg.function_id = policy.registered_id(&msg.function_id);
+            let refusal = if elsewhere(&msg.namespace) || elsewhere(&msg.trigger_namespace) {
+                Some("sessions of this listener bind in the default namespace only")
+            } else if !policy.may_use_trigger_type(&msg.trigger_type) {
+                Some("this session may not use this trigger type")
+            } else if is_engine_type(&msg.trigger_type) {
+                // The engine's notifications describe every worker and function.
+                Some("the engine's trigger types are for trusted workers only")
+            } else {
+                None
+            };
+            // It may bind its own functions and those it may call.
+            let key: FnKey = (DEFAULT_NAMESPACE.to_owned(), msg.function_id.clone());
+            let own = self.functions.get(&key) == Some(&conn);
+            let refusal = refusal.or_else(|| {
+                (!own && !self.may_call(conn, &key))
+                    .then_some("this session may not call that function")
+            });
+            if let Some(message) = refusal {
+                let reason = RefusalReason::Forbidden;
+                self.refused(conn, "registertrigger", Some(msg.id.clone()), reason);
+                let error = ErrorBody::new(reason.code(), message);
+                let (id, trigger_type, function_id) =
+                    (&msg.id, &msg.trigger_type, &msg.function_id);
+                self.trigger_error(now, conn, id, trigger_type, function_id, error);
+                return;
+            }
+        }
+        if let Some(Hooked::Trigger(msg)) = self.hold_for_hook(now, conn, Hooked::Trigger(msg)) {
+            self.register_approved_trigger(now, conn, msg);
+        }
+    }
+
+    /// Registers binding `msg` for `conn` (approved by its hook, if it needed one).
+    pub(super) fn register_approved_trigger(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        msg: RegisterTrigger,
+    ) {
         let Some(session) = self.session(conn) else {
             return;
         };
@@ -211,7 +290,7 @@ impl Engine {
             .bindings
             .get(&msg.id)
             .map(|b| (b.owner, b.bytes, is_engine_type(&b.trigger_type)));
-        let quotas = &self.config.quotas;
+        let quotas = self.quotas_of(conn);
         let on_engine_type = is_engine_type(&msg.trigger_type);
         let replaced_engine_binding = existing.is_some_and(|(_, _, engine)| engine);
         let refusal = if blank(&msg.namespace) || blank(&msg.trigger_namespace) {
@@ -304,7 +383,16 @@ impl Engine {
     }
 
     /// Gives binding `id` to `provider`, telling a worker provider with `registertrigger`.
+    /// A provider on an RBAC listener gets only its own bindings: another worker's stay
+    /// parked, so their configs never reach it.
     fn activate(&mut self, now: Instant, id: &str, provider: Provider) {
+        if let (Provider::Worker(conn), Some(binding)) = (provider, self.triggers.bindings.get(id))
+        {
+            let untrusted = self.session(conn).is_some_and(|s| s.policy.is_some());
+            if untrusted && binding.owner != conn {
+                return;
+            }
+        }
         let Some(binding) = self.triggers.bindings.get_mut(id) else {
             return;
         };
@@ -379,7 +467,7 @@ impl Engine {
         self.trigger_error(now, owner, &msg.id, &trigger_type, &function_id, error);
     }
 
-    fn trigger_error(
+    pub(super) fn trigger_error(
         &mut self,
         now: Instant,
         conn: ConnId,

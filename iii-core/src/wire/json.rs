@@ -45,6 +45,9 @@ pub fn nesting_exceeds(text: &str, limit: usize) -> bool {
 /// The key under which the engine tells a handler who called it.
 pub const CALLER_WORKER_ID: &str = "_caller_worker_id";
 
+/// The key under which the engine passes a caller's RBAC context.
+pub const CALLER_CONTEXT: &str = "_caller_context";
+
 /// Sets `"_caller_worker_id": <worker_id>` in a JSON object payload, as the reference
 /// engine does for calls that come from a worker; other payloads are returned unchanged.
 ///
@@ -52,38 +55,63 @@ pub const CALLER_WORKER_ID: &str = "_caller_worker_id";
 /// removed, so the handler sees exactly one, the true one, whatever its parser does with
 /// duplicate keys. Keys nested deeper are left alone. One pass over the text.
 pub fn with_caller_worker_id(data: Payload, worker_id: &str) -> Payload {
+    with_caller_keys(data, worker_id, None)
+}
+
+/// [`with_caller_worker_id`], and for a caller on an RBAC listener (`context` is
+/// `Some`) also `"_caller_context"`: set to its session's context, or removed when it
+/// has none, so that no caller can forge one.
+pub fn with_caller_keys(
+    data: Payload,
+    worker_id: &str,
+    context: Option<Option<&RawValue>>,
+) -> Payload {
+    let id = serde_json::to_string(worker_id).unwrap_or_else(|_| "\"\"".to_owned());
+    let mut keys: Vec<(&str, Option<&str>)> = vec![(CALLER_WORKER_ID, Some(id.as_str()))];
+    if let Some(context) = context {
+        keys.push((CALLER_CONTEXT, context.map(RawValue::get)));
+    }
+    set_keys(data, &keys)
+}
+
+/// Sets (value `Some`, raw JSON) or removes (`None`) top-level keys of a JSON object
+/// payload; other payloads are returned unchanged. Keys already present in any
+/// spelling are replaced, so each appears at most once.
+fn set_keys(data: Payload, keys: &[(&str, Option<&str>)]) -> Payload {
     let text = data.get();
     let Some(object) = TopLevelObject::scan(text) else {
         return data;
     };
-    let id = serde_json::to_string(worker_id).unwrap_or_else(|_| "\"\"".to_owned());
-    let mut out = String::with_capacity(text.len() + id.len() + 24);
-    let forged: Vec<&Member> = object
-        .members
-        .iter()
-        .filter(|m| key_is(&text[m.key.clone()], CALLER_WORKER_ID))
-        .collect();
-    if forged.is_empty() {
-        // Keep the payload byte for byte and append the key before the closing brace.
-        out.push_str(&text[..object.close]);
-        if !object.members.is_empty() {
-            out.push(',');
+    let managed = |m: &Member| keys.iter().any(|(k, _)| key_is(&text[m.key.clone()], k));
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut any = false;
+    if object.members.iter().any(managed) {
+        out.push('{');
+        for member in object.members.iter().filter(|m| !managed(m)) {
+            if any {
+                out.push(',');
+            }
+            out.push_str(&text[member.key.start..member.value_end]);
+            any = true;
         }
     } else {
-        out.push('{');
-        for member in object
-            .members
-            .iter()
-            .filter(|m| !key_is(&text[m.key.clone()], CALLER_WORKER_ID))
-        {
-            out.push_str(&text[member.key.start..member.value_end]);
+        // Keep the payload byte for byte and append before the closing brace.
+        out.push_str(&text[..object.close]);
+        any = !object.members.is_empty();
+    }
+    for (key, value) in keys {
+        let Some(value) = value else {
+            continue;
+        };
+        if any {
             out.push(',');
         }
+        out.push('"');
+        out.push_str(key);
+        out.push_str("\":");
+        out.push_str(value);
+        any = true;
     }
-    out.push('"');
-    out.push_str(CALLER_WORKER_ID);
-    out.push_str("\":");
-    out.push_str(&id);
     out.push('}');
     RawValue::from_string(out).unwrap_or(data)
 }
@@ -291,6 +319,27 @@ mod tests {
             assert_eq!(map[CALLER_WORKER_ID], "w1", "{out}");
             assert_eq!(out.matches(CALLER_WORKER_ID).count(), 1, "{out}");
         }
+    }
+
+    #[test]
+    fn the_caller_context_is_set_or_removed_for_rbac_callers() {
+        let context = raw(r#"{"user":"u1"}"#);
+        let set = |s: &str, c: Option<Option<&RawValue>>| {
+            with_caller_keys(raw(s), "w", c).get().to_owned()
+        };
+        assert_eq!(
+            set(r#"{"a":1}"#, Some(Some(&context))),
+            r#"{"a":1,"_caller_worker_id":"w","_caller_context":{"user":"u1"}}"#
+        );
+        assert_eq!(
+            set(r#"{"_caller_context":"forged","a":1}"#, Some(None)),
+            r#"{"a":1,"_caller_worker_id":"w"}"#
+        );
+        assert_eq!(
+            set(r#"{"_caller_context":"kept"}"#, None),
+            r#"{"_caller_context":"kept","_caller_worker_id":"w"}"#
+        );
+        assert_eq!(set("[]", Some(Some(&context))), "[]");
     }
 
     #[test]

@@ -797,6 +797,9 @@ impl Sim {
                         link.down.push(Item::Msg(message));
                     }
                 }
+                EngineOutput::Admitted { ticket, .. } => {
+                    panic!("the simulation has no RBAC listener, yet {ticket:?} was decided")
+                }
                 EngineOutput::Close { conn, code, reason } => {
                     self.engine_close(conn, code, reason, false);
                 }
@@ -843,7 +846,12 @@ impl Sim {
             ConnectTarget::Control => "/".to_owned(),
             ConnectTarget::Channel(channel_ref) => channel_url("", channel_ref),
         };
-        let accepted = self.engine.accept(now, &UpgradeRequest::to(&path));
+        // Only the main listener: every upgrade is decided at once.
+        let accepted = self
+            .engine
+            .accept(now, &UpgradeRequest::to(&path))
+            .decided()
+            .expect("the main listener decides every upgrade at once");
         self.transcript.record(format!(
             "{:?} W{w} connect {conn} {path} -> {accepted:?}",
             self.elapsed()

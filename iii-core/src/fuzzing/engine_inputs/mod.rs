@@ -15,7 +15,10 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::channel::{channel_url, extract_channel_refs, ChannelRef, Direction};
-use crate::engine::{Engine, EngineConfig, EngineOutput, WorkerQuotas};
+use crate::engine::{
+    Admission, Engine, EngineConfig, EngineOutput, FunctionFilter, ListenerPolicy, Pattern, Rbac,
+    Ticket, WorkerQuotas,
+};
 use crate::ids::ConnId;
 use crate::upgrade::UpgradeRequest;
 use crate::wire::{CloseCode, Message, PeerClose, Text};
@@ -62,16 +65,40 @@ fn engine_config(flags: u8) -> EngineConfig {
         invocation_timeout: (flags & 32 != 0).then(|| Duration::from_millis(300)),
         max_payload_depth: 6,
         max_list_bytes: 1024,
-        quotas: WorkerQuotas {
-            functions: 3,
-            trigger_types: 2,
-            bindings: 3,
-            engine_bindings: 1,
-            pending_invocations: 4,
-            channels: 3,
-            registration_bytes: 600,
-            total_registration_bytes: 1500,
-        },
+        quotas: quotas(),
+        listeners: vec![ListenerPolicy {
+            max_connections_per_ip: Some(3),
+            quotas: quotas(),
+            middleware_function_id: (flags & 128 != 0).then(|| "f0".to_owned()),
+            ..ListenerPolicy::untrusted(
+                "rbac",
+                Rbac {
+                    auth_function_id: (flags & 64 != 0).then(|| "f1".to_owned()),
+                    hook_timeout: Duration::from_millis(200),
+                    expose_functions: vec![
+                        FunctionFilter::Id(Pattern::new("f*")),
+                        FunctionFilter::Id(Pattern::new("engine::functions::*")),
+                    ],
+                    on_function_registration_function_id: Some("f2".to_owned()),
+                    on_trigger_registration_function_id: None,
+                    on_trigger_type_registration_function_id: Some("f2".to_owned()),
+                },
+            )
+        }],
+    }
+}
+
+/// Quotas small enough for fuzz inputs to reach.
+fn quotas() -> WorkerQuotas {
+    WorkerQuotas {
+        functions: 3,
+        trigger_types: 2,
+        bindings: 3,
+        engine_bindings: 1,
+        pending_invocations: 4,
+        channels: 3,
+        registration_bytes: 600,
+        total_registration_bytes: 1500,
     }
 }
 
@@ -98,6 +125,8 @@ struct EngineRig {
     calls: Vec<(ConnId, String, String)>,
     /// Trigger requests the engine forwarded: `(binding id, trigger type, function id)`.
     triggers: Vec<(String, String, String)>,
+    /// Upgrades waiting for their authentication function.
+    deferred: BTreeSet<Ticket>,
 }
 
 impl EngineRig {
@@ -117,7 +146,17 @@ impl EngineRig {
             workers: Vec::new(),
             calls: Vec::new(),
             triggers: Vec::new(),
+            deferred: BTreeSet::new(),
         }
+    }
+
+    /// A connection the engine admitted.
+    fn admitted(&mut self, conn: ConnId) {
+        assert!(
+            !self.conns.contains_key(&conn) && !self.gone.contains(&conn),
+            "{conn} was handed out twice"
+        );
+        self.conns.insert(conn, EngineConn::default());
     }
 
     fn live(&mut self, conn: ConnId, what: &str) -> &mut EngineConn {
@@ -153,6 +192,15 @@ impl EngineRig {
                 }
                 EngineOutput::Close { conn, .. } | EngineOutput::Abort { conn, .. } => {
                     self.live(conn, "Close").closed = true;
+                }
+                EngineOutput::Admitted { ticket, admission } => {
+                    assert!(
+                        self.deferred.remove(&ticket),
+                        "{ticket:?} decided twice or never deferred"
+                    );
+                    if let Ok(accepted) = admission {
+                        self.admitted(accepted.conn);
+                    }
                 }
                 EngineOutput::PauseRead { conn } => self.live(conn, "PauseRead").paused = true,
                 EngineOutput::ResumeRead { conn } => {
@@ -338,21 +386,31 @@ impl EngineRig {
                     2 => Some(input.text(24)),
                     _ => Some(format!("bearer   {TOKEN} ")),
                 };
-                let origin = match input.below(6) {
+                // One byte picks the origin and the listener (2 and 4: the main one,
+                // 3: the RBAC one, 5: one that does not exist).
+                let choice = input.below(6);
+                let origin = match choice {
                     0 => Some(ORIGIN.to_owned()),
                     1 => Some(input.text(24)),
                     _ => None,
                 };
+                let listener = match choice {
+                    3 => 1,
+                    5 => 2,
+                    _ => 0,
+                };
+                let headers = [("cookie".to_owned(), "session=fuzz".to_owned())];
+                let peer = Some(std::net::IpAddr::from([127, 0, 0, 1]));
                 let request = UpgradeRequest::to(&target)
                     .with_authorization(authorization.as_deref())
-                    .with_origin(origin.as_deref());
-                if let Ok(accepted) = self.engine.accept(now, &request) {
-                    let conn = accepted.conn;
-                    assert!(
-                        !self.conns.contains_key(&conn) && !self.gone.contains(&conn),
-                        "{conn} was handed out twice"
-                    );
-                    self.conns.insert(conn, EngineConn::default());
+                    .with_origin(origin.as_deref())
+                    .on_listener(listener, peer, &headers);
+                match self.engine.accept(now, &request) {
+                    Admission::Accepted(accepted) => self.admitted(accepted.conn),
+                    Admission::Deferred(ticket) => {
+                        assert!(self.deferred.insert(ticket), "{ticket:?} handed out twice");
+                    }
+                    Admission::Refused(_) => {}
                 }
             }
             2..=6 => {
