@@ -12,6 +12,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::ValueParser;
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches};
 use iii_tokio::engine::DEFAULT_ADDR;
@@ -192,14 +193,25 @@ pub(crate) fn render(
             .get_raw(id)
             .map(|values| values.map(|v| v.to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
+        let parser = arg.get_value_parser().type_id();
+        let text = [ValueParser::string(), ValueParser::path_buf()]
+            .iter()
+            .any(|p| p.type_id() == parser);
+        let scalar = |raw: &String| {
+            if text {
+                Value::from(raw.as_str())
+            } else {
+                number(raw)
+            }
+        };
         let value = if arg.is_hide_env_values_set() && !raw.is_empty() {
             Value::from(REDACTED)
         } else if matches!(arg.get_action(), ArgAction::Append) {
-            Value::Sequence(raw.iter().map(|v| scalar(v)).collect())
+            Value::Sequence(raw.iter().map(scalar).collect())
         } else if matches!(arg.get_action(), ArgAction::SetTrue | ArgAction::SetFalse) {
             Value::Bool(matches.get_flag(id))
         } else {
-            raw.first().map_or(Value::Null, |v| scalar(v))
+            raw.first().map_or(Value::Null, scalar)
         };
         config.insert(id.into(), value);
     }
@@ -228,8 +240,9 @@ pub(crate) fn render(
     Ok(out)
 }
 
-/// A value as YAML: a number where it reads back as the same number, else a string.
-fn scalar(raw: &str) -> Value {
+/// A number's value as YAML: a number where it reads back as the same number (so a
+/// value clap took but the file's types would not stays visible as it is).
+fn number(raw: &str) -> Value {
     match raw.parse::<u64>() {
         Ok(number) if number.to_string() == raw => Value::from(number),
         _ => Value::from(raw),

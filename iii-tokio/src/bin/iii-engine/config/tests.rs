@@ -478,6 +478,17 @@ fn print_config_reads_back_as_the_same_settings_and_hides_the_token() {
     // The printed file, with the token put back, resolves to the same settings.
     let again = resolve_with(&text.replace(REDACTED, "hunter2-secret"), &[]).expect("resolves");
     assert_eq!(without_file(again.args), without_file(resolved.args));
+    // Text settings stay text, even all digits; numbers stay numbers.
+    let digits = resolve_with(
+        "workers: []\n",
+        &["--token-file", "0123", "--max-channels", "7"],
+    )
+    .expect("resolves");
+    let text = render(&digits.args, &digits.matches, None).expect("renders");
+    assert!(text.contains("token_file: '0123'"), "{text}");
+    assert!(text.contains("max_channels: 7\n"), "{text}");
+    let again = resolve_with(&text, &[]).expect("resolves");
+    assert_eq!(without_file(again.args), without_file(digits.args));
 }
 
 #[test]
