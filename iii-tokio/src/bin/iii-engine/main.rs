@@ -1,7 +1,7 @@
 //! `iii-engine`: an iii engine on one port. Starts with no configuration on
 //! 127.0.0.1:49134; every limit is a flag (see `--help`) and a key of the configuration
-//! file that `--config` reads (the reference engine's format). Once listening it prints its
-//! URL (`ws://ip:port`) as one line on standard output; logs go to standard error
+//! file that `--config` reads (the reference engine's format). Once listening it prints
+//! its URL (`ws://ip:port`) as one line on standard output; logs go to standard error
 //! (`RUST_LOG` sets the level, default `info`).
 //!
 //! Exit status: 0 after a clean stop (SIGTERM/SIGINT), 1 when it cannot listen or its
