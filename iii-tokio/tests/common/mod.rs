@@ -60,9 +60,20 @@ impl Engine {
     /// Starts it with standard error collected into [`Engine::log`] by a thread, so
     /// that a chatty log never blocks the engine.
     pub(crate) fn start_logged(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut engine = Self::start_with(args, env, Stdio::piped());
-        let mut stderr = engine.child.stderr.take().expect("stderr");
-        let log = engine.log.clone();
+        Self::start_with(args, env, Stdio::piped()).collecting_log()
+    }
+
+    /// Starts `iii-engine <args>` without adding `--addr` (a configuration file gives
+    /// the address), with `env` and its log collected.
+    pub(crate) fn start_unaddressed(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let child = command(args, env).spawn().expect("start iii-engine");
+        Self::wait_for_url(child).collecting_log()
+    }
+
+    /// Collects standard error (piped) into [`Engine::log`] from now on.
+    fn collecting_log(mut self) -> Self {
+        let mut stderr = self.child.stderr.take().expect("stderr");
+        let log = self.log.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
             while let Ok(n) = stderr.read(&mut buf) {
@@ -74,7 +85,7 @@ impl Engine {
                 }
             }
         });
-        engine
+        self
     }
 
     /// The log collected so far.
@@ -137,23 +148,41 @@ pub(crate) fn wait(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     }
 }
 
-/// Runs `iii-engine <args>` to completion (at most 10 s) and returns its exit status
-/// and standard error.
+/// Runs `iii-engine --addr 127.0.0.1:0 <args>` to completion (at most 10 s) and returns
+/// its exit status and standard error.
 pub(crate) fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let args: Vec<&str> = ["--addr", "127.0.0.1:0"]
+        .iter()
+        .chain(args)
+        .copied()
+        .collect();
+    let (status, _, log) = run(&args, env);
+    (status, log)
+}
+
+/// Runs `iii-engine <args>` (no `--addr` added) to completion (at most 10 s, printing
+/// less than a pipe holds) and returns its exit status, standard output and error.
+pub(crate) fn run(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+    let mut child = command(args, env).spawn().expect("start iii-engine");
+    let status = wait(&mut child, Duration::from_secs(10)).expect("exits by itself");
+    let mut stdout = String::new();
+    if let Some(mut pipe) = child.stdout.take() {
+        let _ = pipe.read_to_string(&mut stdout);
+    }
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    (status, stdout, stderr)
+}
+
+/// `iii-engine <args>` with `env`, standard output and error piped.
+fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_iii-engine"));
     command
-        .args(["--addr", "127.0.0.1:0"])
         .args(args)
-        .stdout(Stdio::null())
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let mut child = command.spawn().expect("start iii-engine");
-    let status = wait(&mut child, Duration::from_secs(10)).expect("exits by itself");
-    let mut log = String::new();
-    if let Some(mut stderr) = child.stderr.take() {
-        let _ = stderr.read_to_string(&mut log);
-    }
-    (status, log)
+    command
 }

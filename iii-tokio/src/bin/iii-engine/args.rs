@@ -12,12 +12,29 @@ use iii_tokio::engine::{EngineSettings, DEFAULT_ADDR};
 ///
 /// Every limit below is enforced per connection or per worker so that no peer can take
 /// the engine down; refusals are answered with typed errors and logged.
-#[derive(Debug, Parser)]
+///
+/// Every setting can also come from a configuration file in the reference iii engine's
+/// format (--config): a flag wins over its III_ENGINE_* variable, which wins over the
+/// file, which wins over the default.
+#[derive(Debug, Clone, PartialEq, Parser)]
 #[command(version)]
 pub(crate) struct Args {
-    /// Address to listen on.
+    /// Address to listen on (in a configuration file: `host` and `port`).
     #[arg(long, env = "III_ENGINE_ADDR", default_value = DEFAULT_ADDR)]
     pub(crate) addr: String,
+    /// Read settings from this YAML file (the reference iii engine's `config.yaml`
+    /// format): the `iii-worker-manager` entry's `config:` takes `host`, `port` and every
+    /// flag below in snake_case (`max_connections: 1000`, `allowed_origins: [...]`);
+    /// `${VAR}` and `${VAR:default}` are replaced by environment variables; entries of
+    /// other iii workers are skipped. Flags and III_ENGINE_* variables override it.
+    #[arg(long, env = "III_ENGINE_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Print the effective configuration (file, environment and flags applied; secrets
+    /// redacted) in the configuration file's format, and exit. Settings that cannot work
+    /// are reported instead, with status 2.
+    #[arg(long)]
+    pub(crate) print_config: bool,
+    // Secrets are marked `hide_env_values`: --print-config redacts every such setting.
     /// Require `Authorization: Bearer <TOKEN>` on worker control connections (401
     /// otherwise). Visible to other users in `ps` when given as a flag: prefer
     /// --token-file or III_ENGINE_TOKEN.

@@ -1,6 +1,7 @@
 //! `iii-engine`: an iii engine on one port. Starts with no configuration on
-//! 127.0.0.1:49134; every limit is a flag (see `--help`). Once listening it prints its
-//! URL (`ws://ip:port`) as one line on standard output; logs go to standard error
+//! 127.0.0.1:49134; every limit is a flag (see `--help`) and a key of the configuration
+//! file that `--config` reads (the reference engine's format). Once listening it prints
+//! its URL (`ws://ip:port`) as one line on standard output; logs go to standard error
 //! (`RUST_LOG` sets the level, default `info`).
 //!
 //! Exit status: 0 after a clean stop (SIGTERM/SIGINT: it drains first, see
@@ -12,11 +13,13 @@
 //! while draining) and `GET /metrics` (Prometheus), behind the token when one is set.
 
 mod args;
+mod config;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::CommandFactory;
 use iii_tokio::engine::{bind, EngineExit, EngineSettings};
 use tracing_subscriber::EnvFilter;
 
@@ -26,13 +29,20 @@ use args::{token_on_command_line, Args};
 const BAD_SETTINGS: u8 = 2;
 
 fn main() -> ExitCode {
-    let matches = Args::command().get_matches();
-    let args = match Args::from_arg_matches(&matches) {
-        Ok(args) => args,
-        Err(error) => error.exit(),
-    };
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let first = Args::command().get_matches_from(&argv);
     init_logging();
-    if token_on_command_line(&matches) {
+    let resolved = match config::resolve(&argv, &first, config::process_env) {
+        Ok(resolved) => resolved,
+        Err(config::ResolveError::Args(error)) => error.exit(),
+        Err(error) => {
+            tracing::error!(%error, "invalid configuration");
+            return ExitCode::from(BAD_SETTINGS);
+        }
+    };
+    config::log_file(resolved.file.as_ref());
+    let (args, matches) = (&resolved.args, &resolved.matches);
+    if token_on_command_line(matches) {
         tracing::warn!(
             "the token was given with --token: other users can read it in the process list; \
              use --token-file or III_ENGINE_TOKEN"
@@ -52,6 +62,9 @@ fn main() -> ExitCode {
     if let Err(error) = settings.validate() {
         tracing::error!(%error, "invalid settings");
         return ExitCode::from(BAD_SETTINGS);
+    }
+    if args.print_config {
+        return config::print(&resolved);
     }
     raise_open_files_limit(&settings);
     let runtime = match args.threads.map(std::num::NonZeroUsize::get) {

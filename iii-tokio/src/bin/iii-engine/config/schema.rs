@@ -1,0 +1,169 @@
+//! What an `iii-worker-manager` entry's `config:` may hold: the reference's `host`,
+//! `port`, `handshake_timeout_ms`, `rbac` and `middleware_function_id`, and every
+//! `iii-engine` flag under its own name in snake_case, in the flag's unit (`…_secs`,
+//! `…_ms`, `…_bytes`). Any other key is an error that names it.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// A setting's values as the command line would spell them.
+pub(crate) trait ArgValues {
+    /// One string per value (several for a list).
+    fn arg_values(&self) -> Vec<String>;
+}
+
+macro_rules! impl_arg_values_display {
+    ($($ty:ty),*) => {$(
+        impl ArgValues for $ty {
+            fn arg_values(&self) -> Vec<String> {
+                vec![self.to_string()]
+            }
+        }
+    )*};
+}
+impl_arg_values_display!(usize, u64, NonZeroUsize, String);
+
+impl ArgValues for PathBuf {
+    fn arg_values(&self) -> Vec<String> {
+        // Read from YAML text, so always UTF-8.
+        vec![self.to_string_lossy().into_owned()]
+    }
+}
+
+impl ArgValues for Vec<String> {
+    fn arg_values(&self) -> Vec<String> {
+        self.clone()
+    }
+}
+
+/// Declares the settings of our entry that are `iii-engine` flags: the struct field, the
+/// list of keys and the conversion to command-line values come from one list.
+macro_rules! manager_config {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty,)*) => {
+        /// The `config:` mapping of an `iii-worker-manager` entry. Every key may be left
+        /// out (the flag's default applies); `null` is the same as leaving it out.
+        #[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+        #[serde(deny_unknown_fields, rename = "iii-worker-manager config")]
+        pub(crate) struct ManagerConfig {
+            /// Address to listen on (reference key). Default `127.0.0.1` (the
+            /// reference's default is `0.0.0.0`).
+            pub(crate) host: Option<String>,
+            /// Port to listen on (reference key). Default 49134.
+            pub(crate) port: Option<u16>,
+            /// Reference key: a function every invocation is routed through. Not
+            /// implemented: an entry with it is refused rather than run unguarded.
+            pub(crate) middleware_function_id: Option<String>,
+            /// Reference key: role-based access for untrusted workers. Not implemented
+            /// yet: an entry with it is refused rather than run unguarded.
+            pub(crate) rbac: Option<yaml_serde::Value>,
+            $($(#[$doc])* pub(crate) $name: Option<$ty>,)*
+        }
+
+        /// The keys of [`ManagerConfig`] that are `iii-engine` flags (their clap ids).
+        #[cfg(test)]
+        pub(crate) const SETTING_KEYS: &[&str] = &[$(stringify!($name)),*];
+
+        impl ManagerConfig {
+            /// The flags this entry sets, with their values as the command line would
+            /// spell them, in declaration order.
+            pub(crate) fn settings(&self) -> Vec<(&'static str, Vec<String>)> {
+                let mut settings = Vec::new();
+                $(
+                    if let Some(value) = &self.$name {
+                        settings.push((stringify!($name), value.arg_values()));
+                    }
+                )*
+                settings
+            }
+        }
+    };
+}
+
+manager_config! {
+    /// `--token` (better: `token_file`, or `${VAR}` substitution).
+    token: String,
+    /// `--token-file`.
+    token_file: PathBuf,
+    /// `--allowed-origin`, as a list.
+    allowed_origins: Vec<String>,
+    /// `--max-control-message-bytes`.
+    max_control_message_bytes: usize,
+    /// `--max-control-queue-bytes`.
+    max_control_queue_bytes: usize,
+    /// `--send-credit`.
+    send_credit: usize,
+    /// `--default-channel-buffer`.
+    default_channel_buffer: usize,
+    /// `--max-channel-buffer`.
+    max_channel_buffer: usize,
+    /// `--channel-buffer-bytes`.
+    channel_buffer_bytes: usize,
+    /// `--max-channel-message-bytes`.
+    max_channel_message_bytes: usize,
+    /// `--read-ahead-bytes`.
+    read_ahead_bytes: usize,
+    /// `--max-buffered-channel-bytes`.
+    max_buffered_channel_bytes: usize,
+    /// `--channel-attach-timeout-secs`.
+    channel_attach_timeout_secs: u64,
+    /// `--orphan-channel-timeout-secs`.
+    orphan_channel_timeout_secs: u64,
+    /// `--max-channels`.
+    max_channels: usize,
+    /// `--max-connections`.
+    max_connections: usize,
+    /// `--functions-available-delay-ms`.
+    functions_available_delay_ms: u64,
+    /// `--invocation-timeout-ms` (`null`: none).
+    invocation_timeout_ms: u64,
+    /// `--max-payload-depth`.
+    max_payload_depth: usize,
+    /// `--max-list-bytes`.
+    max_list_bytes: usize,
+    /// `--max-functions-per-worker`.
+    max_functions_per_worker: usize,
+    /// `--max-trigger-types-per-worker`.
+    max_trigger_types_per_worker: usize,
+    /// `--max-bindings-per-worker`.
+    max_bindings_per_worker: usize,
+    /// `--max-engine-bindings-per-worker`.
+    max_engine_bindings_per_worker: usize,
+    /// `--max-pending-invocations-per-worker`.
+    max_pending_invocations_per_worker: usize,
+    /// `--max-channels-per-worker`.
+    max_channels_per_worker: usize,
+    /// `--max-registration-bytes`.
+    max_registration_bytes: usize,
+    /// `--max-registration-bytes-per-worker`.
+    max_registration_bytes_per_worker: usize,
+    /// `--handshake-timeout-ms` (also a reference key).
+    handshake_timeout_ms: u64,
+    /// `--max-handshakes`.
+    max_handshakes: usize,
+    /// `--max-request-head-bytes`.
+    max_request_head_bytes: usize,
+    /// `--write-timeout-secs`.
+    write_timeout_secs: u64,
+    /// `--ping-interval-secs`.
+    ping_interval_secs: u64,
+    /// `--idle-timeout-secs`.
+    idle_timeout_secs: u64,
+    /// `--tcp-keepalive-secs` (0: off).
+    tcp_keepalive_secs: u64,
+    /// `--read-buffer-bytes`.
+    read_buffer_bytes: usize,
+    /// `--socket-read-bytes`.
+    socket_read_bytes: usize,
+    /// `--write-buffer-bytes`.
+    write_buffer_bytes: usize,
+    /// `--metrics-token` (better: `metrics_token_file`).
+    metrics_token: String,
+    /// `--metrics-token-file`.
+    metrics_token_file: PathBuf,
+    /// `--drain-timeout-secs`.
+    drain_timeout_secs: u64,
+    /// `--threads` (`null`: one per core).
+    threads: NonZeroUsize,
+}
