@@ -75,10 +75,12 @@ pub(crate) enum ConfigErrorKind {
     #[error(transparent)]
     Yaml(#[from] yaml_serde::Error),
     /// An entry has both `token` and `token_file`.
-    #[error("{entry}.config: give `token` or `token_file` (`metrics_token` or `metrics_token_file`), not both")]
+    #[error("{entry}.config: give `{key}` or `{key}_file`, not both")]
     TwoTokens {
         /// The entry (`workers[0]`).
         entry: String,
+        /// `token` or `metrics_token`.
+        key: &'static str,
     },
     /// The token is the placeholder that `--print-config` writes.
     #[error(
@@ -189,14 +191,20 @@ impl Listener {
     /// Checks what the types alone do not.
     fn check(&self) -> Result<(), ConfigErrorKind> {
         let config = &self.config;
-        if config.token.is_some() && config.token_file.is_some() {
+        let pairs = [
+            (
+                "token",
+                config.token.is_some() && config.token_file.is_some(),
+            ),
+            (
+                "metrics_token",
+                config.metrics_token.is_some() && config.metrics_token_file.is_some(),
+            ),
+        ];
+        if let Some((key, _)) = pairs.into_iter().find(|(_, both)| *both) {
             return Err(ConfigErrorKind::TwoTokens {
                 entry: self.entry.clone(),
-            });
-        }
-        if config.metrics_token.is_some() && config.metrics_token_file.is_some() {
-            return Err(ConfigErrorKind::TwoTokens {
-                entry: self.entry.clone(),
+                key,
             });
         }
         if config.token.as_deref() == Some(REDACTED)
