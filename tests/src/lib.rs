@@ -9,6 +9,7 @@ pub mod interop;
 pub mod ops;
 pub mod peer;
 pub mod raw;
+pub mod rbac_fixtures;
 pub mod sim;
 pub mod transcript;
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use iii_core::engine::{
-    Accepted, Admission, Engine, EngineConfig, EngineEvent, EngineOutput, Ticket,
+    Accepted, Admission, Engine, EngineConfig, EngineEvent, EngineOutput, RefusalReason, Ticket,
 };
 use iii_core::upgrade::{Rejection, UpgradeRequest};
 use iii_core::{CloseCode, ConnId, Message, PeerClose, Text};
@@ -184,6 +184,67 @@ impl RawEngine {
                                "function_id": function_id, "data": data}),
         );
         id
+    }
+
+    /// Registers `id` (with `metadata`, if any) from `conn`.
+    pub fn register(&mut self, conn: ConnId, id: &str, metadata: Option<Value>) {
+        let mut message = serde_json::json!({"type": "registerfunction", "id": id});
+        if let Some(metadata) = metadata {
+            message["metadata"] = metadata;
+        }
+        self.send(conn, message);
+    }
+
+    /// Takes the `invokefunction` messages `conn` received so far (dropping the rest).
+    pub fn invocations(&mut self, conn: ConnId) -> Vec<Value> {
+        self.take_json(conn)
+            .into_iter()
+            .filter(|m| m["type"] == "invokefunction")
+            .collect()
+    }
+
+    /// Answers, from `conn`, an invocation the engine forwarded to it with `result`.
+    pub fn answer(&mut self, conn: ConnId, invocation: &Value, result: Value) {
+        self.send(
+            conn,
+            serde_json::json!({"type": "invocationresult",
+                               "invocation_id": invocation["invocation_id"],
+                               "function_id": invocation["function_id"], "result": result}),
+        );
+    }
+
+    /// Answers, from `conn`, an invocation the engine forwarded to it with the error
+    /// `{code: "denied", message: "no"}`.
+    pub fn answer_denied(&mut self, conn: ConnId, invocation: &Value) {
+        self.send(
+            conn,
+            serde_json::json!({"type": "invocationresult",
+                               "invocation_id": invocation["invocation_id"],
+                               "function_id": invocation["function_id"],
+                               "error": {"code": "denied", "message": "no"}}),
+        );
+    }
+
+    /// The reasons of every refusal the engine reported so far, in order.
+    pub fn refusals(&self) -> Vec<RefusalReason> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::Refused { reason, .. } => Some(*reason),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The reasons of every failed authentication the engine reported so far, in order.
+    pub fn auth_failures(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::AuthFailed { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The peer closes `conn`.

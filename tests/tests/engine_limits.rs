@@ -17,16 +17,6 @@ fn nested(depth: usize) -> String {
     format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
 }
 
-fn refusals(raw: &RawEngine) -> Vec<RefusalReason> {
-    raw.events
-        .iter()
-        .filter_map(|e| match e {
-            EngineEvent::Refused { reason, .. } => Some(*reason),
-            _ => None,
-        })
-        .collect()
-}
-
 fn error_codes(messages: &[Value]) -> Vec<String> {
     messages
         .iter()
@@ -55,7 +45,7 @@ fn the_308_byte_message_that_killed_the_engine_is_refused_and_listings_survive()
     assert_eq!(answers[0]["type"], "registrationrejected");
     assert_eq!(answers[0]["code"], "FUNCTION_NAMESPACE_CONFLICT");
     assert_eq!(error_codes(&answers), ["payload_too_deep"]);
-    assert_eq!(refusals(&raw), [RefusalReason::TooDeep]);
+    assert_eq!(raw.refusals(), [RefusalReason::TooDeep]);
     raw.advance(Duration::from_secs(1));
     let list = raw.call(conn, "engine::functions::list", json!({}));
     assert_eq!(list["result"]["functions"], json!([]));

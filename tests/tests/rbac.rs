@@ -5,129 +5,15 @@
 use std::time::Duration;
 
 use iii_core::engine::{
-    Admission, EngineConfig, EngineEvent, FunctionFilter, ListenerPolicy, MetadataMatch, Pattern,
-    Rbac, RefusalReason, WorkerQuotas,
+    Admission, EngineConfig, FunctionFilter, ListenerPolicy, Pattern, Rbac, RefusalReason,
+    WorkerQuotas,
 };
 use iii_core::upgrade::{Rejection, UpgradeRequest};
-use iii_core::ConnId;
 use iii_tests::raw::RawEngine;
+use iii_tests::rbac_fixtures::{
+    admit_with, engine, engine_with, exposing, function_ids, open_worker, trusted_backend, AUTHED,
+};
 use serde_json::{json, Value};
-
-/// Listener 1: no authentication function, `api::*` and `{public: true}` exposed.
-const OPEN: usize = 1;
-/// Listener 2: `auth::check` admits; hooks and middleware as each test configures.
-const AUTHED: usize = 2;
-
-fn exposing() -> Vec<FunctionFilter> {
-    vec![
-        FunctionFilter::Id(Pattern::new("api::*")),
-        FunctionFilter::Metadata(vec![(
-            "public".to_owned(),
-            MetadataMatch::Equals(json!(true)),
-        )]),
-    ]
-}
-
-fn engine_with(authed: impl FnOnce(&mut ListenerPolicy)) -> RawEngine {
-    let open = ListenerPolicy::untrusted(
-        "open",
-        Rbac {
-            expose_functions: exposing(),
-            ..Rbac::default()
-        },
-    );
-    let mut second = ListenerPolicy::untrusted(
-        "authed",
-        Rbac {
-            auth_function_id: Some("auth::check".to_owned()),
-            expose_functions: exposing(),
-            ..Rbac::default()
-        },
-    );
-    authed(&mut second);
-    RawEngine::new(EngineConfig {
-        listeners: vec![open, second],
-        ..EngineConfig::default()
-    })
-}
-
-fn engine() -> RawEngine {
-    engine_with(|_| {})
-}
-
-fn register(raw: &mut RawEngine, conn: ConnId, id: &str, metadata: Option<Value>) {
-    let mut message = json!({"type": "registerfunction", "id": id});
-    if let Some(metadata) = metadata {
-        message["metadata"] = metadata;
-    }
-    raw.send(conn, message);
-}
-
-/// A trusted worker with `api::echo`, `internal::secret` and `meta::open` (public).
-fn trusted_backend(raw: &mut RawEngine) -> ConnId {
-    let (conn, _) = raw.control();
-    register(raw, conn, "api::echo", None);
-    register(raw, conn, "internal::secret", None);
-    register(
-        raw,
-        conn,
-        "meta::open",
-        Some(json!({"public": true, "tier": "free"})),
-    );
-    raw.take_json(conn);
-    conn
-}
-
-fn open_worker(raw: &mut RawEngine) -> ConnId {
-    raw.control_on(OPEN, "/", &[]).expect("admitted").0
-}
-
-/// The `invokefunction` messages `conn` received.
-fn invocations(raw: &mut RawEngine, conn: ConnId) -> Vec<Value> {
-    raw.take_json(conn)
-        .into_iter()
-        .filter(|m| m["type"] == "invokefunction")
-        .collect()
-}
-
-/// Answers an invocation the engine forwarded to a worker.
-fn answer(raw: &mut RawEngine, conn: ConnId, invocation: &Value, result: Value) {
-    raw.send(
-        conn,
-        json!({"type": "invocationresult", "invocation_id": invocation["invocation_id"],
-               "function_id": invocation["function_id"], "result": result}),
-    );
-}
-
-fn fail(raw: &mut RawEngine, conn: ConnId, invocation: &Value) {
-    raw.send(
-        conn,
-        json!({"type": "invocationresult", "invocation_id": invocation["invocation_id"],
-               "function_id": invocation["function_id"],
-               "error": {"code": "denied", "message": "no"}}),
-    );
-}
-
-fn refusals(raw: &RawEngine) -> Vec<RefusalReason> {
-    raw.events
-        .iter()
-        .filter_map(|e| match e {
-            EngineEvent::Refused { reason, .. } => Some(*reason),
-            _ => None,
-        })
-        .collect()
-}
-
-fn function_ids(listing: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = listing["result"]["functions"]
-        .as_array()
-        .expect("a function list")
-        .iter()
-        .map(|f| f["function_id"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    ids.sort();
-    ids
-}
 
 #[test]
 fn untrusted_workers_call_exposed_functions_only_and_learn_nothing_else() {
@@ -138,7 +24,8 @@ fn untrusted_workers_call_exposed_functions_only_and_learn_nothing_else() {
     // Exposed by id and by metadata: forwarded.
     raw.call_async(guest, "api::echo", json!({"x": 1}));
     raw.call_async(guest, "meta::open", json!({}));
-    let forwarded: Vec<String> = invocations(&mut raw, backend)
+    let forwarded: Vec<String> = raw
+        .invocations(backend)
         .iter()
         .map(|m| m["function_id"].as_str().unwrap_or_default().to_owned())
         .collect();
@@ -160,17 +47,17 @@ fn untrusted_workers_call_exposed_functions_only_and_learn_nothing_else() {
             format!("Function {id} not found in namespace default."),
         );
     }
-    assert!(invocations(&mut raw, backend).is_empty());
+    assert!(raw.invocations(backend).is_empty());
     // The refusal of an existing function is counted (and logged), the missing one not.
     assert_eq!(
-        refusals(&raw),
+        raw.refusals(),
         [RefusalReason::Forbidden, RefusalReason::Forbidden]
     );
 
     // A trusted worker still calls everything.
     let (trusted, _) = raw.control();
     raw.call_async(trusted, "internal::secret", json!({}));
-    assert_eq!(invocations(&mut raw, backend).len(), 1);
+    assert_eq!(raw.invocations(backend).len(), 1);
 }
 
 #[test]
@@ -221,7 +108,7 @@ fn listings_show_untrusted_workers_only_what_they_may_call() {
 fn the_authentication_function_sees_headers_query_cookies_and_address() {
     let mut raw = engine();
     let (auth, _) = raw.control();
-    register(&mut raw, auth, "auth::check", None);
+    raw.register(auth, "auth::check", None);
     raw.take_json(auth);
     let headers = vec![
         (
@@ -239,7 +126,7 @@ fn the_authentication_function_sees_headers_query_cookies_and_address() {
     let Admission::Deferred(ticket) = raw.upgrade(&request) else {
         panic!("an authenticated listener defers the upgrade");
     };
-    let calls = invocations(&mut raw, auth);
+    let calls = raw.invocations(auth);
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0]["function_id"], "auth::check");
     assert_eq!(
@@ -256,7 +143,7 @@ fn the_authentication_function_sees_headers_query_cookies_and_address() {
         raw.admitted.is_empty(),
         "undecided until the function answers"
     );
-    answer(&mut raw, auth, &calls[0], json!({"allowed_functions": []}));
+    raw.answer(auth, &calls[0], json!({"allowed_functions": []}));
     let accepted = raw
         .admitted
         .remove(&ticket)
@@ -264,30 +151,6 @@ fn the_authentication_function_sees_headers_query_cookies_and_address() {
         .expect("admitted");
     let hello = raw.take_json(accepted.conn);
     assert_eq!(hello[0]["type"], "workerregistered");
-}
-
-fn admit_with(raw: &mut RawEngine, auth: ConnId, result: Value) -> Result<ConnId, Rejection> {
-    let request = UpgradeRequest::to("/").on_listener(AUTHED, None, &[]);
-    let ticket = match raw.upgrade(&request) {
-        Admission::Deferred(ticket) => ticket,
-        Admission::Refused(rejection) => return Err(rejection),
-        Admission::Accepted(_) => panic!("admitted without the authentication function"),
-    };
-    let call = invocations(raw, auth).remove(0);
-    answer(raw, auth, &call, result);
-    let conn = raw.admitted.remove(&ticket).expect("decided")?.conn;
-    raw.take_json(conn);
-    Ok(conn)
-}
-
-fn auth_failures(raw: &RawEngine) -> Vec<String> {
-    raw.events
-        .iter()
-        .filter_map(|e| match e {
-            EngineEvent::AuthFailed { reason, .. } => Some(reason.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]
@@ -301,7 +164,7 @@ fn a_failed_late_or_missing_authentication_function_means_401() {
     ));
     // Registered by an untrusted worker: does not count.
     let guest = open_worker(&mut raw);
-    register(&mut raw, guest, "auth::check", None);
+    raw.register(guest, "auth::check", None);
     assert!(matches!(
         raw.upgrade(&request),
         Admission::Refused(Rejection::Unauthorized)
@@ -309,14 +172,14 @@ fn a_failed_late_or_missing_authentication_function_means_401() {
     raw.close(guest, iii_core::PeerClose::Lost);
 
     let (auth, _) = raw.control();
-    register(&mut raw, auth, "auth::check", None);
+    raw.register(auth, "auth::check", None);
     raw.take_json(auth);
     // Fails.
     let Admission::Deferred(failed) = raw.upgrade(&request) else {
         panic!("deferred")
     };
-    let call = invocations(&mut raw, auth).remove(0);
-    fail(&mut raw, auth, &call);
+    let call = raw.invocations(auth).remove(0);
+    raw.answer_denied(auth, &call);
     assert_eq!(
         raw.admitted.remove(&failed),
         Some(Err(Rejection::Unauthorized))
@@ -328,7 +191,7 @@ fn a_failed_late_or_missing_authentication_function_means_401() {
     let Admission::Deferred(late) = raw.upgrade(&request) else {
         panic!("deferred")
     };
-    let call = invocations(&mut raw, auth).remove(0);
+    let call = raw.invocations(auth).remove(0);
     raw.advance(Duration::from_millis(4_900));
     assert!(raw.admitted.is_empty());
     raw.advance(Duration::from_millis(200));
@@ -337,7 +200,7 @@ fn a_failed_late_or_missing_authentication_function_means_401() {
         Some(Err(Rejection::Unauthorized))
     );
     // Its answer after the timeout is ignored.
-    answer(&mut raw, auth, &call, json!({}));
+    raw.answer(auth, &call, json!({}));
     assert!(raw.admitted.is_empty());
     // Its worker leaves while deciding.
     let Admission::Deferred(orphaned) = raw.upgrade(&request) else {
@@ -349,7 +212,7 @@ fn a_failed_late_or_missing_authentication_function_means_401() {
         Some(Err(Rejection::Unauthorized))
     );
 
-    let reasons = auth_failures(&raw);
+    let reasons = raw.auth_failures();
     assert_eq!(reasons.len(), 6, "{reasons:?}");
     // Never the credentials, only why.
     assert!(reasons.iter().all(|r| !r.contains("Bearer")));
@@ -361,7 +224,7 @@ fn the_auth_result_narrows_the_session() {
     let mut raw = engine();
     let backend = trusted_backend(&mut raw);
     let (auth, _) = raw.control();
-    register(&mut raw, auth, "auth::check", None);
+    raw.register(auth, "auth::check", None);
     raw.take_json(auth);
     let guest = admit_with(
         &mut raw,
@@ -379,7 +242,7 @@ fn the_auth_result_narrows_the_session() {
     raw.call_async(guest, "internal::secret", json!({"q": 1}));
     let denied = raw.call(guest, "api::echo", json!({}));
     assert_eq!(denied["error"]["code"], "function_not_found");
-    let calls = invocations(&mut raw, backend);
+    let calls = raw.invocations(backend);
     assert_eq!(calls.len(), 1);
     // The context reaches the callee, beside the caller's worker id.
     assert_eq!(calls[0]["data"]["q"], 1);
@@ -389,7 +252,7 @@ fn the_auth_result_narrows_the_session() {
     );
     assert!(calls[0]["data"]["_caller_worker_id"].is_string());
     // The answer reaches the caller.
-    answer(&mut raw, backend, &calls[0], json!("ok"));
+    raw.answer(backend, &calls[0], json!("ok"));
     let results: Vec<Value> = raw
         .take_json(guest)
         .into_iter()
@@ -403,7 +266,7 @@ fn the_auth_result_narrows_the_session() {
 fn registration_prefixes_apply_and_are_stripped_when_invoking() {
     let mut raw = engine();
     let (auth, _) = raw.control();
-    register(&mut raw, auth, "auth::check", None);
+    raw.register(auth, "auth::check", None);
     let (caller, _) = raw.control();
     raw.take_json(auth);
     let guest = admit_with(
@@ -412,13 +275,13 @@ fn registration_prefixes_apply_and_are_stripped_when_invoking() {
         json!({"function_registration_prefix": "acme", "allow_function_registration": true}),
     )
     .expect("admitted");
-    register(&mut raw, guest, "resize", None);
+    raw.register(guest, "resize", None);
     let listing = raw.call(caller, "engine::functions::list", json!({}));
     let ids = function_ids(&listing);
     assert!(ids.contains(&"acme::resize".to_owned()), "{ids:?}");
     assert!(!ids.contains(&"resize".to_owned()));
     raw.call_async(caller, "acme::resize", json!({"w": 10}));
-    let calls = invocations(&mut raw, guest);
+    let calls = raw.invocations(guest);
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0]["function_id"], "resize", "stripped for its worker");
     // A worker refused registration rights registers nothing.
@@ -428,7 +291,7 @@ fn registration_prefixes_apply_and_are_stripped_when_invoking() {
         json!({"allow_function_registration": false}),
     )
     .expect("admitted");
-    register(&mut raw, frozen, "thing", None);
+    raw.register(frozen, "thing", None);
     let answers = raw.take_json(frozen);
     assert!(
         answers
@@ -445,8 +308,8 @@ fn untrusted_workers_cannot_take_over_reserved_or_trusted_names() {
     let mut raw = engine();
     let backend = trusted_backend(&mut raw);
     let guest = open_worker(&mut raw);
-    register(&mut raw, guest, "api::echo", None);
-    register(&mut raw, guest, "engine::functions::list", None);
+    raw.register(guest, "api::echo", None);
+    raw.register(guest, "engine::functions::list", None);
     let answers = raw.take_json(guest);
     assert_eq!(
         answers
@@ -457,11 +320,7 @@ fn untrusted_workers_cannot_take_over_reserved_or_trusted_names() {
         "{answers:?}"
     );
     raw.call_async(backend, "api::echo", json!({}));
-    assert_eq!(
-        invocations(&mut raw, backend).len(),
-        1,
-        "still the backend's"
-    );
+    assert_eq!(raw.invocations(backend).len(), 1, "still the backend's");
 }
 
 #[test]
@@ -479,7 +338,7 @@ fn registration_hooks_approve_rewrite_or_refuse() {
         "hooks::trigger_type",
         "hooks::trigger",
     ] {
-        register(&mut raw, auth, id, None);
+        raw.register(auth, id, None);
     }
     raw.take_json(auth);
     let guest = admit_with(
@@ -491,8 +350,8 @@ fn registration_hooks_approve_rewrite_or_refuse() {
     let (caller, _) = raw.control();
 
     // Approved with a rewrite.
-    register(&mut raw, guest, "draft", Some(json!({"v": 1})));
-    let hook = invocations(&mut raw, auth).remove(0);
+    raw.register(guest, "draft", Some(json!({"v": 1})));
+    let hook = raw.invocations(auth).remove(0);
     assert_eq!(hook["function_id"], "hooks::function");
     assert_eq!(
         hook["data"],
@@ -500,22 +359,17 @@ fn registration_hooks_approve_rewrite_or_refuse() {
     );
     let ids = function_ids(&raw.call(caller, "engine::functions::list", json!({})));
     assert!(!ids.contains(&"draft".to_owned()), "held until approved");
-    answer(
-        &mut raw,
-        auth,
-        &hook,
-        json!({"function_id": "approved::draft"}),
-    );
+    raw.answer(auth, &hook, json!({"function_id": "approved::draft"}));
     let ids = function_ids(&raw.call(caller, "engine::functions::list", json!({})));
     assert!(ids.contains(&"approved::draft".to_owned()), "{ids:?}");
 
     // Refused by an error; refused by silence.
-    register(&mut raw, guest, "nope", None);
-    let hook = invocations(&mut raw, auth).remove(0);
-    fail(&mut raw, auth, &hook);
-    register(&mut raw, guest, "slow", None);
+    raw.register(guest, "nope", None);
+    let hook = raw.invocations(auth).remove(0);
+    raw.answer_denied(auth, &hook);
+    raw.register(guest, "slow", None);
     raw.advance(Duration::from_secs(6));
-    assert_eq!(invocations(&mut raw, auth).len(), 1, "the hook was asked");
+    assert_eq!(raw.invocations(auth).len(), 1, "the hook was asked");
     let answers = raw.take_json(guest);
     assert_eq!(
         answers
@@ -535,16 +389,16 @@ fn registration_hooks_approve_rewrite_or_refuse() {
         guest,
         json!({"type": "registertriggertype", "id": "webhook", "description": "d"}),
     );
-    let hook = invocations(&mut raw, auth).remove(0);
+    let hook = raw.invocations(auth).remove(0);
     assert_eq!(hook["function_id"], "hooks::trigger_type");
     assert_eq!(hook["data"]["trigger_type_id"], "webhook");
-    answer(&mut raw, auth, &hook, Value::Null);
+    raw.answer(auth, &hook, Value::Null);
     raw.send(
         guest,
         json!({"type": "registertrigger", "id": "t1", "trigger_type": "webhook",
                "function_id": "approved::draft", "config": {"path": "/x"}}),
     );
-    let hook = invocations(&mut raw, auth).remove(0);
+    let hook = raw.invocations(auth).remove(0);
     assert_eq!(hook["function_id"], "hooks::trigger");
     assert_eq!(hook["data"]["config"], json!({"path": "/x"}));
     assert_eq!(hook["data"]["context"], json!({"tenant": "acme"}));
@@ -590,7 +444,7 @@ fn untrusted_workers_never_see_other_workers_trigger_configs() {
     );
     // Its own functions it may bind even unexposed; the engine's notifications (which
     // describe every worker and function) not at all.
-    register(&mut raw, guest, "guest::own", None);
+    raw.register(guest, "guest::own", None);
     raw.send(
         guest,
         json!({"type": "registertrigger", "id": "g3", "trigger_type": "guest::hook",
@@ -642,22 +496,19 @@ fn the_middleware_sees_every_call_and_decides() {
     });
     let backend = trusted_backend(&mut raw);
     let (auth, _) = raw.control();
-    register(&mut raw, auth, "auth::check", None);
-    register(&mut raw, auth, "mw::route", None);
+    raw.register(auth, "auth::check", None);
+    raw.register(auth, "mw::route", None);
     raw.take_json(auth);
     let guest = admit_with(&mut raw, auth, json!({"context": {"user": "u1"}})).expect("admitted");
     let id = raw.call_async(guest, "api::echo", json!({"x": 1}));
-    assert!(
-        invocations(&mut raw, backend).is_empty(),
-        "not called directly"
-    );
-    let routed = invocations(&mut raw, auth).remove(0);
+    assert!(raw.invocations(backend).is_empty(), "not called directly");
+    let routed = raw.invocations(auth).remove(0);
     assert_eq!(routed["function_id"], "mw::route");
     assert_eq!(
         routed["data"],
         json!({"function_id": "api::echo", "payload": {"x": 1}, "context": {"user": "u1"}})
     );
-    answer(&mut raw, auth, &routed, json!({"decided": "by middleware"}));
+    raw.answer(auth, &routed, json!({"decided": "by middleware"}));
     let result = raw
         .take_json(guest)
         .into_iter()
@@ -667,7 +518,7 @@ fn the_middleware_sees_every_call_and_decides() {
     // Calls it may not make never reach the middleware.
     let denied = raw.call(guest, "internal::secret", json!({}));
     assert_eq!(denied["error"]["code"], "function_not_found");
-    assert!(invocations(&mut raw, auth).is_empty());
+    assert!(raw.invocations(auth).is_empty());
 }
 
 #[test]
