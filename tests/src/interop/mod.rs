@@ -9,6 +9,7 @@ pub mod bytes;
 pub mod checks;
 pub mod control;
 pub mod peer;
+pub mod rbac;
 pub mod setup;
 
 use std::collections::BTreeMap;
