@@ -81,15 +81,13 @@ function runAuth() {
       context: { tenant, auth_sdk: SDK, credential, ip: data?.ip_address ?? null },
     }
   })
-  // Sees every call of a worker on its listener as `{function_id, payload, context}`.
-  // The engine's `workers::register` is acknowledged without forwarding (forwarded, it
-  // would announce this worker); other `engine::` calls are forwarded as they are; a
-  // payload with `deny: true` is refused; anything else is invoked and its result
-  // wrapped with what the middleware saw.
+  // Sees every call of a worker on its listener, but the engine's own, as
+  // `{function_id, payload, context}` and logs it (the engine's own functions bypass the
+  // middleware: the test checks the log holds nothing else); a payload with
+  // `deny: true` is refused; anything else is invoked and its result wrapped with what
+  // the middleware saw.
   iii.registerFunction(`rbac.${SDK}.middleware`, async (data) => {
     const { function_id: functionId, payload } = data
-    if (functionId === 'engine::workers::register') return { success: true }
-    if (functionId.startsWith('engine::')) return iii.trigger({ function_id: functionId, payload })
     middlewareLog.push(data)
     if (payload?.deny === true) throw new Error(`refused by the ${SDK} middleware: ${functionId}`)
     const result = await iii.trigger({ function_id: functionId, payload })

@@ -493,6 +493,10 @@ fn untrusted_workers_never_see_other_workers_trigger_configs() {
 fn the_middleware_sees_every_call_and_decides() {
     let mut raw = engine_with(|policy| {
         policy.middleware_function_id = Some("mw::route".to_owned());
+        if let Some(rbac) = policy.rbac.as_mut() {
+            let listing = FunctionFilter::Id(Pattern::new("engine::functions::list"));
+            rbac.expose_functions.push(listing);
+        }
     });
     let backend = trusted_backend(&mut raw);
     let (auth, _) = raw.control();
@@ -519,6 +523,19 @@ fn the_middleware_sees_every_call_and_decides() {
     let denied = raw.call(guest, "internal::secret", json!({}));
     assert_eq!(denied["error"]["code"], "function_not_found");
     assert!(raw.invocations(auth).is_empty());
+    // The engine's own functions bypass it and answer as the guest: the listing stays
+    // filtered, the channel is the guest's.
+    let listing = raw.call(guest, "engine::functions::list", json!({}));
+    assert_eq!(function_ids(&listing), ["api::echo", "meta::open"]);
+    let created = raw.call(guest, "engine::channels::create", json!({}));
+    assert!(
+        created["result"]["writer"]["channel_id"].is_string(),
+        "{created}"
+    );
+    assert!(
+        raw.invocations(auth).is_empty(),
+        "the middleware saw a built-in"
+    );
 }
 
 #[test]

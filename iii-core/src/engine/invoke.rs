@@ -142,9 +142,14 @@ impl Engine {
             reply(self, Err(not_found()));
             return;
         }
+        // The engine's own functions bypass the middleware: forwarded by it, they would
+        // run as the middleware's (trusted) worker, and a filtered listing or the
+        // caller's own registration and channels would become the middleware's.
         if let Some(middleware) = caller.middleware.clone() {
-            self.invoke_middleware(now, conn, call, &key, &caller, &middleware);
-            return;
+            if !matches!(target, Target::Builtin) {
+                self.invoke_middleware(now, conn, call, &key, &caller, &middleware);
+                return;
+            }
         }
         match target {
             Target::Missing => {}

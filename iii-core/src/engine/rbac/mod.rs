@@ -56,7 +56,8 @@ pub struct ListenerPolicy {
     pub quotas: WorkerQuotas,
     /// Every call from this listener is delivered to this function instead of its
     /// target, with `{function_id, payload, action?, namespace?, context}`; its answer
-    /// is the caller's. It decides what is invoked.
+    /// is the caller's. It decides what is invoked. The engine's own functions bypass it
+    /// (they answer as the caller).
     pub middleware_function_id: Option<String>,
     /// Role-based access control. `None`: the listener trusts its workers (like the
     /// main one, including the engine's token).
