@@ -160,21 +160,19 @@ pub fn parse_target(target: &str) -> Result<Route, Rejection> {
     let channel_id = percent_encoding::percent_decode_str(encoded_id)
         .decode_utf8()
         .map_err(|_| Rejection::NotFound)?;
+    // The last `key` and `dir` count: the SDKs append theirs to the engine URL's own
+    // query, which may hold a credential of the same name (RBAC listeners).
     let mut key = None;
     let mut direction = None;
-    let mut bad_direction = false;
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         match name.as_ref() {
-            "key" if key.is_none() => key = Some(value.into_owned()),
-            "dir" if direction.is_none() && !bad_direction => match Direction::parse(&value) {
-                Some(dir) => direction = Some(dir),
-                None => bad_direction = true,
-            },
+            "key" => key = Some(value.into_owned()),
+            "dir" => direction = Some(Direction::parse(&value)),
             _ => {}
         }
     }
     match (key, direction) {
-        (Some(key), Some(direction)) if !bad_direction => Ok(Route::Channel {
+        (Some(key), Some(Some(direction))) => Ok(Route::Channel {
             channel_id: channel_id.into_owned(),
             key,
             direction,
@@ -227,6 +225,24 @@ mod tests {
             Err(Rejection::BadRequest)
         );
         assert_eq!(Rejection::NotFound.status(), 404);
+    }
+
+    #[test]
+    fn the_last_key_and_dir_count() {
+        // An RBAC credential named `key` in the engine URL's query comes first; the
+        // SDK's own `key` and `dir` follow it.
+        assert_eq!(
+            parse_target("/ws/channels/c?key=credential&dir=up&key=k&dir=read"),
+            Ok(Route::Channel {
+                channel_id: "c".into(),
+                key: "k".into(),
+                direction: Direction::Read
+            })
+        );
+        assert_eq!(
+            parse_target("/ws/channels/c?key=k&dir=read&dir=up"),
+            Err(Rejection::BadRequest)
+        );
     }
 
     #[test]

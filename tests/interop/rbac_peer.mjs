@@ -57,7 +57,7 @@ function runAuth() {
   const iii = registerWorker(URL_, { workerName: `rbac-auth-${SDK}` })
   const decisions = []
   const middlewareLog = []
-  // Admits `good-<tenant>` from the `x-api-key` header, the `api_key` query parameter or
+  // Admits `good-<tenant>` from the `x-api-key` header, the `key` query parameter or
   // the `session` cookie (in that order); anything else throws, which the engine answers
   // with 401.
   iii.registerFunction(`rbac.${SDK}.auth`, async (data) => {
@@ -67,7 +67,7 @@ function runAuth() {
     let key = null
     let credential = null
     if (headers['x-api-key'] !== undefined) [key, credential] = [headers['x-api-key'], 'header']
-    else if (query.api_key?.length) [key, credential] = [query.api_key[0], 'query']
+    else if (query.key?.length) [key, credential] = [query.key[0], 'query']
     else if (cookies.session !== undefined) [key, credential] = [cookies.session, 'cookie']
     const allowed = typeof key === 'string' && key.startsWith('good-') && key.length > 5
     decisions.push({ key, credential, allowed, ip: data?.ip_address ?? null, cookies })
@@ -132,7 +132,7 @@ async function runRefusedGuest() {
 
 // A channel of `iii`. Node 0.22.1 builds channel URLs by appending
 // `/ws/channels/<id>?key=...` to the engine URL as given, so with a credential in the
-// URL's query (`ws://host:port/?api_key=...`) `createChannel` would dial the control
+// URL's query (`ws://host:port/?key=...`) `createChannel` would dial the control
 // path; the writer is then built on the URL without its query (channel sockets need no
 // credential: the channel key is one).
 async function newChannel(iii) {

@@ -71,7 +71,7 @@ def run_auth() -> None:
     middleware_log: list = []
 
     async def auth(data):
-        """Admits `good-<tenant>` from the `x-api-key` header, the `api_key` query
+        """Admits `good-<tenant>` from the `x-api-key` header, the `key` query
         parameter or the `session` cookie (in that order); anything else raises, which
         the engine answers with 401."""
         headers = data.get("headers") or {}
@@ -80,8 +80,8 @@ def run_auth() -> None:
         key, credential = None, None
         if "x-api-key" in headers:
             key, credential = headers["x-api-key"], "header"
-        elif query.get("api_key"):
-            key, credential = query["api_key"][0], "query"
+        elif query.get("key"):
+            key, credential = query["key"][0], "query"
         elif "session" in cookies:
             key, credential = cookies["session"], "cookie"
         allowed = isinstance(key, str) and key.startswith("good-") and len(key) > 5

@@ -15,7 +15,7 @@
 //!
 //! Every listener exposes `api::*`, functions with metadata `{"public": true}` and
 //! `engine::functions::list`. Both authentication functions admit `good-<tenant>` from
-//! the `x-api-key` header, the `api_key` query parameter or the `session` cookie, answer
+//! the `x-api-key` header, the `key` query parameter or the `session` cookie, answer
 //! an `AuthResult` with `function_registration_prefix: <tenant>`,
 //! `forbidden_functions: ["api::admin"]` and `context: {tenant, auth_sdk, credential,
 //! ip}`, and raise for anything else (401). Both middlewares wrap what they forward as

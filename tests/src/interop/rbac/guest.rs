@@ -52,8 +52,9 @@ pub enum Credential {
     /// `x-api-key: <key>` in the upgrade request, through the SDK's own option for
     /// handshake headers.
     Header(String),
-    /// `?api_key=<key>` in the engine URL, as a browser would. (Not `key`: the SDKs keep
-    /// the engine URL's query on channel URLs, whose own `key` is the channel's.)
+    /// `?key=<key>` in the engine URL, as a browser would. The SDKs keep the engine
+    /// URL's query on channel URLs and append the channel's own `key` after it: the
+    /// engine takes the last one.
     Query(String),
     /// `cookie: theme=dark; session=<key>` in the upgrade request, through the SDK's
     /// option for handshake headers.
@@ -86,7 +87,7 @@ impl Credential {
     /// The engine URL to dial.
     pub fn url(&self, base: &str) -> String {
         match self {
-            Credential::Query(key) => format!("{base}/?api_key={key}"),
+            Credential::Query(key) => format!("{base}/?key={key}"),
             _ => base.to_owned(),
         }
     }
