@@ -8,6 +8,7 @@
 mod serve;
 mod settings;
 mod task;
+pub mod tls;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +25,8 @@ pub(crate) use serve::{log_refusal, serve_counted};
 pub use serve::{serve_connection, serve_connection_on};
 pub use settings::{EngineSettings, ListenerSettings, StartError};
 use task::{run, Input};
+use tls::ServerTls;
+pub use tls::{TlsError, TlsSettings};
 
 use crate::metrics::{Snapshot, TransportCounters};
 use crate::runtime::{now, try_os_seed, Runtime};
@@ -57,6 +60,8 @@ pub struct EngineHandle {
     draining: Arc<AtomicBool>,
     exit: Shared<oneshot::Receiver<EngineExit>>,
     pub(crate) transport: Arc<TransportCounters>,
+    /// The TLS side of each listener.
+    pub(crate) tls: Arc<ServerTls>,
 }
 
 impl std::fmt::Debug for EngineHandle {
@@ -145,6 +150,17 @@ impl EngineHandle {
         &self.settings
     }
 
+    /// Reads the certificate and key files of every TLS listener again: handshakes that
+    /// start afterwards get the new certificate, open connections keep theirs. A listener
+    /// whose files cannot be used keeps its previous certificate (logged at warn) while
+    /// the others are reloaded. Returns how many listeners were reloaded (0 without a TLS
+    /// listener), or the first [`TlsError`], which names the file. What `iii-engine`
+    /// does on SIGHUP; see [`tls`] for the file polling that does it by itself. Reads
+    /// the files on the calling thread (two small files per listener).
+    pub fn reload_tls(&self) -> Result<usize, TlsError> {
+        self.tls.reload()
+    }
+
     /// Makes the engine task panic, to test what happens around it. Only with the
     /// `fault-injection` feature; never enable it in production.
     #[cfg(feature = "fault-injection")]
@@ -162,6 +178,8 @@ pub fn start<R: Runtime>(rt: R, settings: EngineSettings) -> Result<EngineHandle
     let (tx, rx) = futures_channel::mpsc::unbounded();
     let (exit_tx, exit_rx) = oneshot::channel();
     let running = Arc::new(AtomicBool::new(true));
+    let transport = Arc::new(TransportCounters::default());
+    let tls = Arc::new(ServerTls::load(&settings, transport.clone())?);
     let settings = Arc::new(settings);
     let handle = EngineHandle {
         tx,
@@ -169,8 +187,14 @@ pub fn start<R: Runtime>(rt: R, settings: EngineSettings) -> Result<EngineHandle
         running: running.clone(),
         draining: Arc::new(AtomicBool::new(false)),
         exit: exit_rx.shared(),
-        transport: Arc::new(TransportCounters::default()),
+        transport,
+        tls: tls.clone(),
     };
+    #[cfg(feature = "tls")]
+    if let (true, Some(every)) = (tls.any(), settings.tls_poll_interval) {
+        let exit = handle.exit.clone();
+        rt.spawn(Box::pin(tls::watch(rt.clone(), tls, every, exit)));
+    }
     let task = AssertUnwindSafe(run(rt.clone(), engine, rx, settings)).catch_unwind();
     rt.spawn(Box::pin(async move {
         let exit = match task.await {

@@ -2,6 +2,7 @@
 //! the engine's decision, the upgrade, then the connection pump; `/metrics` and
 //! `/healthz` are answered here too.
 
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,7 @@ use crate::log_limit::LogLimit;
 use crate::metrics;
 use crate::read_batch::ReadBatch;
 use crate::runtime::{now, Runtime};
+use crate::transport::Transport;
 use crate::write_deadline::WriteDeadline;
 
 /// Refused upgrades are logged at info, at most this many per second.
@@ -43,9 +45,51 @@ pub(crate) fn log_refusal(peer: SocketAddr, refusal: &Refusal, reason: &str) {
     }
 }
 
-/// Serves one accepted TCP connection: reads the upgrade request, lets the engine decide
-/// (answering 400/401/403/404/426/503 before the upgrade when it refuses), then runs the
-/// WebSocket until it ends.
+/// Failed TLS handshakes are logged at info, at most this many per second.
+static TLS_FAILURE_LOG: LogLimit = LogLimit::new(10, Duration::from_secs(1));
+
+/// Counts and logs a failed TLS handshake (rate-limited: any peer can cause one). A peer
+/// that merely closed (a TCP health check, a client giving up) is logged at debug only
+/// and not counted, as a plain connection that closes before its request is.
+fn log_tls_failure(engine: &EngineHandle, peer: SocketAddr, listener: usize, error: &io::Error) {
+    use io::ErrorKind::{ConnectionAborted, ConnectionReset, UnexpectedEof};
+    if matches!(
+        error.kind(),
+        UnexpectedEof | ConnectionReset | ConnectionAborted
+    ) {
+        tracing::debug!(%peer, listener, %error, "closed during the TLS handshake");
+        return;
+    }
+    engine.transport.tls_failed();
+    if let Some(suppressed) = TLS_FAILURE_LOG.admit(Instant::now()) {
+        tracing::info!(
+            %peer,
+            listener,
+            %error,
+            suppressed_since_last = suppressed,
+            "TLS handshake failed"
+        );
+    }
+}
+
+/// Opens a connection that arrived on `listener`: the TLS handshake on a TLS listener,
+/// then the HTTP request head. `Err`: the TLS handshake failed.
+async fn open<S>(
+    engine: &EngineHandle,
+    listener: usize,
+    tcp: S,
+) -> io::Result<(Transport<S>, Result<Request, HeadError>)>
+where
+    S: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin,
+{
+    let mut stream = engine.tls.accept(listener, tcp).await?;
+    let head = read_request(&mut stream, engine.settings.max_request_head).await;
+    Ok((stream, head))
+}
+
+/// Serves one accepted TCP connection: completes the TLS handshake on a TLS listener,
+/// reads the upgrade request, lets the engine decide (answering 400/401/403/404/426/503
+/// before the upgrade when it refuses), then runs the WebSocket until it ends.
 pub async fn serve_connection<R: Runtime>(
     rt: R,
     engine: EngineHandle,
@@ -78,12 +122,19 @@ pub(crate) async fn serve_counted<R: Runtime, G>(
     handshake: G,
 ) {
     let settings = engine.settings.clone();
-    let mut tcp = WriteDeadline::new(&rt, tcp, Some(settings.write_timeout));
+    // The write timeout applies to the socket, under TLS; reads are batched under TLS
+    // too, so a TLS record costs one system call, not one per 4 KiB rustls asks for.
+    let tcp = WriteDeadline::new(&rt, tcp, Some(settings.write_timeout));
+    let tcp = ReadBatch::new(tcp, settings.socket_read_bytes);
     let deadline = rt.sleep_until(now() + settings.handshake_timeout);
-    let head = {
-        let head = std::pin::pin!(read_request(&mut tcp, settings.max_request_head));
-        match future::select(head, deadline).await {
-            Either::Left((head, _)) => head,
+    let (mut stream, head) = {
+        let opening = std::pin::pin!(open(&engine, listener, tcp));
+        match future::select(opening, deadline).await {
+            Either::Left((Ok(opened), _)) => opened,
+            Either::Left((Err(error), _)) => {
+                log_tls_failure(&engine, peer, listener, &error);
+                return;
+            }
             Either::Right(_) => {
                 tracing::debug!(%peer, "no upgrade request within the handshake timeout");
                 return;
@@ -101,16 +152,16 @@ pub(crate) async fn serve_counted<R: Runtime, G>(
             {
                 let refusal = refusal_for(Rejection::NotFound);
                 engine.transport.refused(refusal.status);
-                refuse(&mut tcp, refusal).await;
+                refuse(&mut stream, refusal).await;
             } else {
-                serve_endpoint(&engine, &mut tcp, request, peer).await;
+                serve_endpoint(&engine, &mut stream, request, peer).await;
             }
             return;
         }
         Err(HeadError::Refuse(refusal)) => {
             engine.transport.refused(refusal.status);
             log_refusal(peer, &refusal, refusal.body);
-            refuse(&mut tcp, refusal).await;
+            refuse(&mut stream, refusal).await;
             return;
         }
         Err(HeadError::Io) => return,
@@ -120,7 +171,7 @@ pub(crate) async fn serve_counted<R: Runtime, G>(
         let refusal = refusal_for(rejection);
         engine.transport.refused(refusal.status);
         log_refusal(peer, &refusal, rejection.reason());
-        refuse(&mut tcp, refusal).await;
+        refuse(&mut stream, refusal).await;
         return;
     }
     let (reply, decision) = oneshot::channel();
@@ -143,13 +194,13 @@ pub(crate) async fn serve_counted<R: Runtime, G>(
         Err(rejection) => {
             let refusal = refusal_for(rejection);
             log_refusal(peer, &refusal, rejection.reason());
-            refuse(&mut tcp, refusal).await;
+            refuse(&mut stream, refusal).await;
             return;
         }
     };
     drop(handshake);
     let conn = accepted.conn;
-    if switch(&mut tcp, &request).await.is_err() {
+    if switch(&mut stream, &request).await.is_err() {
         let _ = engine
             .tx
             .unbounded_send(Input::Conn(ConnEvent::Closed(conn, PeerClose::Lost)));
@@ -163,9 +214,8 @@ pub(crate) async fn serve_counted<R: Runtime, G>(
         .write_buffer_size(settings.write_buffer_bytes)
         .max_message_size(Some(accepted.max_message_bytes.saturating_add(1)))
         .max_frame_size(Some(accepted.max_message_bytes.saturating_add(1)));
-    let tcp = ReadBatch::new(tcp, settings.socket_read_bytes);
     let ws =
-        WebSocketStream::from_partially_read(tcp, request.leftover, Role::Server, Some(config))
+        WebSocketStream::from_partially_read(stream, request.leftover, Role::Server, Some(config))
             .await;
     pump(rt, ws, conn, ends, engine.tx.clone(), Input::Conn).await;
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use iii_core::engine::{Accepted, ConfigError, EngineConfig, ListenerPolicy};
 
+use super::tls::{TlsError, TlsSettings};
 use crate::conn::{ConnOptions, Liveness};
 
 /// Settings of an engine server: the core's limits plus the transport's.
@@ -12,11 +13,14 @@ use crate::conn::{ConnOptions, Liveness};
 pub struct EngineSettings {
     /// The core's limits and timeouts (see [`EngineConfig`]).
     pub core: EngineConfig,
-    /// A new TCP connection must send its whole upgrade request within this time, or it
-    /// is dropped. Default 10 s (the reference's `handshake_timeout_ms`).
+    /// A new TCP connection must complete its TLS handshake (on a TLS listener) and send
+    /// its whole upgrade request within this time, or it is dropped. Default 10 s (the
+    /// reference's `handshake_timeout_ms`).
     pub handshake_timeout: Duration,
-    /// TCP connections that may be in their HTTP upgrade at once; more are answered 503
-    /// at once, so silent connections cannot exhaust file descriptors. Default 1024.
+    /// TCP connections that may be in their HTTP upgrade (TLS handshake included) at
+    /// once; more are answered 503 at once (dropped at once on a TLS listener, where a
+    /// plain answer would mean nothing to the client), so silent connections cannot
+    /// exhaust file descriptors. Default 1024.
     pub max_handshakes: usize,
     /// Largest HTTP request head accepted (431 beyond). Default 16 KiB.
     pub max_request_head: usize,
@@ -54,6 +58,16 @@ pub struct EngineSettings {
     /// `listeners[i - 1]`, and `core.listeners` is filled from here (leave it empty).
     /// [`crate::server::EngineServer::bind`] binds them all. Default none.
     pub listeners: Vec<ListenerSettings>,
+    /// `wss://` on the main listener: its certificate and key files (see
+    /// [`crate::engine::tls`]). Default none (`ws://`). Needs the `tls` feature: without
+    /// it, a TLS setting is refused at start ([`TlsError::NotBuilt`]), never served as
+    /// plain text.
+    pub tls: Option<TlsSettings>,
+    /// How often the engine looks at the TLS listeners' files (modification time, length,
+    /// inode) and reloads those that changed; `None` turns the polling off, leaving
+    /// [`EngineHandle::reload_tls`](super::EngineHandle::reload_tls) (SIGHUP in
+    /// `iii-engine`). Unused without a TLS listener. Default 10 s.
+    pub tls_poll_interval: Option<Duration>,
 }
 
 /// A worker listener beyond the main one.
@@ -63,6 +77,25 @@ pub struct ListenerSettings {
     pub addr: String,
     /// How it treats the workers that connect to it.
     pub policy: ListenerPolicy,
+    /// `wss://` on this listener: its certificate and key files. Default none (`ws://`).
+    pub tls: Option<TlsSettings>,
+}
+
+impl ListenerSettings {
+    /// A plain (`ws://`) listener on `addr` with `policy`.
+    pub fn new(addr: impl Into<String>, policy: ListenerPolicy) -> Self {
+        Self {
+            addr: addr.into(),
+            policy,
+            tls: None,
+        }
+    }
+
+    /// This listener, serving `wss://` with `tls`.
+    pub fn with_tls(mut self, tls: TlsSettings) -> Self {
+        self.tls = Some(tls);
+        self
+    }
 }
 
 impl Default for EngineSettings {
@@ -81,6 +114,8 @@ impl Default for EngineSettings {
             tcp_keepalive: Some(Duration::from_secs(60)),
             metrics_token: None,
             listeners: Vec::new(),
+            tls: None,
+            tls_poll_interval: Some(Duration::from_secs(10)),
         }
     }
 }
@@ -98,6 +133,10 @@ pub enum StartError {
     /// mint would be secret, so it does not start.
     #[error("the operating system's random number generator failed: {0}")]
     Randomness(String),
+    /// A listener's certificate or key cannot be used (the error names the file), or TLS
+    /// is configured in a build without it.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 impl EngineSettings {
@@ -110,13 +149,23 @@ impl EngineSettings {
             ));
         }
         self.core_config().validate()?;
+        #[cfg(not(feature = "tls"))]
+        if let Some(tls) = (0..=self.listeners.len()).find_map(|i| self.listener_tls(i)) {
+            return Err(TlsError::NotBuilt {
+                path: tls.cert_file.clone(),
+            }
+            .into());
+        }
+        let poll = self
+            .tls_poll_interval
+            .map(|every| ("tls_poll_interval", every));
         let positive = [
             ("handshake_timeout", self.handshake_timeout),
             ("write_timeout", self.write_timeout),
             ("ping_interval", self.ping_interval),
             ("idle_timeout", self.idle_timeout),
         ];
-        for (name, value) in positive {
+        for (name, value) in positive.into_iter().chain(poll) {
             if value.is_zero() {
                 return Err(StartError::Transport(format!(
                     "`{name}` must be greater than zero"
@@ -168,6 +217,14 @@ impl EngineSettings {
             .checked_sub(1)
             .and_then(|i| self.listeners.get(i))
             .map(|l| &l.policy)
+    }
+
+    /// The TLS settings of listener `listener` (0 is the main one), if it serves TLS.
+    pub(crate) fn listener_tls(&self, listener: usize) -> Option<&TlsSettings> {
+        match listener.checked_sub(1) {
+            None => self.tls.as_ref(),
+            Some(i) => self.listeners.get(i).and_then(|l| l.tls.as_ref()),
+        }
     }
 
     /// The token `/metrics` and `/healthz` require, if any.
