@@ -283,47 +283,30 @@ fn iii_workers_we_do_not_implement_are_skipped_and_logged() {
 }
 
 #[test]
-fn the_reference_sdk_fixture_shape_is_refused_for_what_it_cannot_enforce() {
+fn listener_entries_that_cannot_work_together_exit_2_naming_them() {
+    // (The reference SDK fixture's shape, two listeners with RBAC and a middleware on
+    // the second, starts: see tests/engine_rbac.rs.)
     let scratch = Scratch::new();
-    // Two listeners, the second with a middleware and RBAC, as the reference's SDK
-    // test configuration has: running it without them would trust every worker.
-    let config = scratch.file(
-        "config-test.yaml",
-        "workers:\n\
-         \x20 - name: iii-worker-manager\n\
-         \x20   config: {port: 49199}\n\
-         \x20 - name: iii-worker-manager\n\
-         \x20   config:\n\
-         \x20     host: 0.0.0.0\n\
-         \x20     port: 49135\n\
-         \x20     middleware_function_id: sample::middleware\n\
-         \x20     rbac:\n\
-         \x20       auth_function_id: sample::auth\n\
-         \x20       expose_functions:\n\
-         \x20         - match(\"sample::public::*\")\n\
-         \x20         - metadata: {public: true}\n\
-         \x20 - name: iii-stream\n\
-         \x20   config: {port: '${CFG_TEST_STREAMS_PORT:3112}', host: 0.0.0.0}\n\
-         \x20 - name: iii-http-functions\n\
-         \x20   config: {security: {url_allowlist: [localhost], require_https: false}}\n",
-    );
-    let (status, log) = run_to_exit(&["--config", &config], &[]);
-    assert_eq!(status.code(), Some(2), "{log}");
-    assert!(
-        log.contains("workers[1].config.rbac is not supported"),
-        "{log}"
-    );
-    // Without RBAC and the middleware, the two listeners are what is refused.
-    let plain = scratch.file(
-        "two.yaml",
-        "workers:\n  - name: iii-worker-manager\n  - name: iii-worker-manager\n",
-    );
-    let (status, log) = run_to_exit(&["--config", &plain], &[]);
-    assert_eq!(status.code(), Some(2), "{log}");
-    assert!(
-        log.contains("several listeners are not supported yet"),
-        "{log}"
-    );
+    let cases: [(&str, &str); 3] = [
+        (
+            "workers:\n  - name: iii-worker-manager\n  - name: iii-worker-manager\n",
+            "workers[0] and workers[1] both listen on 127.0.0.1:49134",
+        ),
+        (
+            "workers:\n  - name: iii-worker-manager\n    config:\n      rbac: {}\n",
+            "every iii-worker-manager entry has `rbac`",
+        ),
+        (
+            "workers:\n  - name: iii-worker-manager\n  - name: iii-worker-manager\n    config:\n      port: 49135\n      rbac: {}\n      send_credit: 4\n",
+            "workers[1].config.send_credit is an engine-wide setting",
+        ),
+    ];
+    for (index, (text, expected)) in cases.iter().enumerate() {
+        let config = scratch.file(&format!("case{index}.yaml"), text);
+        let (status, log) = run_to_exit(&["--config", &config], &[]);
+        assert_eq!(status.code(), Some(2), "{text}\n{log}");
+        assert!(log.contains(expected), "{expected} in:\n{log}");
+    }
 }
 
 #[test]

@@ -236,7 +236,11 @@ impl RawEngine {
             while let Some(output) = self.engine.poll_output() {
                 match output {
                     EngineOutput::Transmit { conn, message } => {
-                        let inbox = self.inboxes.entry(conn).or_default();
+                        // A driver opens a connection when its upgrade is decided:
+                        // nothing may be sent to it before.
+                        let Some(inbox) = self.inboxes.get_mut(&conn) else {
+                            panic!("transmit to {conn} before its upgrade was decided");
+                        };
                         assert!(inbox.closed.is_none(), "transmit after close on {conn}");
                         inbox.messages.push(message);
                         if self.auto_sent {

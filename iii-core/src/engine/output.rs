@@ -38,6 +38,8 @@ pub enum EngineOutput {
     /// The decision on an upgrade that [`super::Engine::accept`] deferred: on `Ok`
     /// complete the handshake and drive the connection (as for
     /// [`super::Admission::Accepted`]), on `Err` answer with the rejection's status.
+    /// It comes before any output for the new connection (its `workerregistered`), so
+    /// a driver that opens the connection when it sees this loses nothing.
     Admitted {
         /// The ticket `accept` returned.
         ticket: super::Ticket,

@@ -165,6 +165,9 @@ impl Engine {
                 error.code
             )),
         };
+        // The decision goes out before anything the new connection is sent (its
+        // `workerregistered`): the driver opens the connection when it sees it.
+        let mark = self.out.len();
         let decision = match policy {
             Ok(policy) => self.admit_session(
                 now,
@@ -181,7 +184,7 @@ impl Engine {
                 Err(Rejection::Unauthorized)
             }
         };
-        self.decided(ticket, decision);
+        self.decided(mark, ticket, decision);
     }
 
     /// The authentication function did not answer in time.
@@ -196,19 +199,22 @@ impl Engine {
             listener: pending.listener,
             reason: "the authentication function did not answer in time".to_owned(),
         });
-        self.decided(ticket, Err(Rejection::Unauthorized));
+        let mark = self.out.len();
+        self.decided(mark, ticket, Err(Rejection::Unauthorized));
     }
 
-    /// Reports the decision on a deferred upgrade.
-    fn decided(&mut self, ticket: Ticket, decision: Result<Accepted, Rejection>) {
+    /// Reports the decision on a deferred upgrade at position `mark` of the outputs,
+    /// ahead of whatever opening the connection queued after it.
+    fn decided(&mut self, mark: usize, ticket: Ticket, decision: Result<Accepted, Rejection>) {
         match &decision {
             Ok(accepted) => self.metrics.accepted(accepted.kind),
             Err(rejection) => self.metrics.refused_upgrade(*rejection),
         }
-        self.out.push_back(EngineOutput::Admitted {
+        let admitted = EngineOutput::Admitted {
             ticket,
             admission: decision,
-        });
+        };
+        self.out.insert(mark.min(self.out.len()), admitted);
     }
 
     /// Creates the connection of an admitted session on RBAC listener `listener`.

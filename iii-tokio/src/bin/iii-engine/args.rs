@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Parser};
-use iii_tokio::engine::{EngineSettings, DEFAULT_ADDR};
+use iii_tokio::engine::{EngineSettings, ListenerPolicy, ListenerSettings, Rbac, DEFAULT_ADDR};
 
 /// An iii engine: workers connect at ws://ADDR/, channel ends at ws://ADDR/ws/channels/….
 ///
@@ -179,6 +179,54 @@ pub(crate) struct Args {
     /// signal stops at once.
     #[arg(long, env = "III_ENGINE_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
     pub(crate) drain_timeout_secs: u64,
+    /// Also serve untrusted workers (RBAC) on this address, for example
+    /// 127.0.0.1:49135: they may call only what --rbac-expose (or the authentication
+    /// function's answer) allows, see only that, and get stricter per-worker limits. For
+    /// more listeners, or registration hooks, use --config.
+    #[arg(long, env = "III_ENGINE_RBAC_ADDR")]
+    pub(crate) rbac_addr: Option<String>,
+    /// A function on a trusted worker that admits each untrusted worker: it gets
+    /// `{headers, query_params, cookies, ip_address}` and answers an AuthResult (401 on an
+    /// error or no answer in time). Without it every connection is admitted.
+    #[arg(long, env = "III_ENGINE_RBAC_AUTH_FUNCTION", requires = "rbac_addr")]
+    pub(crate) rbac_auth_function: Option<String>,
+    /// What untrusted workers may call; repeatable: an id pattern (`api::*`, or
+    /// `match("api::*")`) or `metadata.KEY=VALUE` (VALUE as JSON, e.g. `true`).
+    #[arg(
+        long = "rbac-expose",
+        env = "III_ENGINE_RBAC_EXPOSE",
+        value_delimiter = ',',
+        requires = "rbac_addr"
+    )]
+    pub(crate) rbac_expose: Vec<String>,
+    /// A function every call of an untrusted worker goes to instead, with
+    /// `{function_id, payload, context}`; it decides what is invoked.
+    #[arg(
+        long,
+        env = "III_ENGINE_RBAC_MIDDLEWARE_FUNCTION",
+        requires = "rbac_addr"
+    )]
+    pub(crate) rbac_middleware_function: Option<String>,
+    /// An origin whose web pages may connect to the untrusted listener; repeatable
+    /// (default: the --allowed-origin list).
+    #[arg(
+        long = "rbac-allowed-origin",
+        env = "III_ENGINE_RBAC_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        requires = "rbac_addr"
+    )]
+    pub(crate) rbac_allowed_origins: Vec<String>,
+    /// Control connections one client address may hold on the untrusted listener (503
+    /// beyond).
+    #[arg(
+        long,
+        env = "III_ENGINE_RBAC_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 16
+    )]
+    pub(crate) rbac_max_connections_per_ip: usize,
+    /// Milliseconds the authentication function may take.
+    #[arg(long, env = "III_ENGINE_RBAC_HOOK_TIMEOUT_MS", default_value_t = 5000)]
+    pub(crate) rbac_hook_timeout_ms: u64,
     /// Runtime threads. 1 runs everything on one thread (lowest call latency: no
     /// cross-thread wake-ups); more spread channel streams over cores. Default: one per
     /// core.
@@ -197,6 +245,14 @@ pub(crate) enum ArgsError {
     /// The token is empty or blank.
     #[error("the token is empty: give a non-blank token, or none to run without auth")]
     BlankToken,
+    /// An `--rbac-expose` value that is not a filter.
+    #[error("--rbac-expose {value:?}: {why}")]
+    BadExpose {
+        /// The value.
+        value: String,
+        /// Why.
+        why: String,
+    },
     /// The token file cannot be read.
     #[error("cannot read the token file {path}: {error}")]
     TokenFile {
@@ -286,6 +342,36 @@ impl Args {
         settings.socket_read_bytes = self.socket_read_bytes;
         settings.write_buffer_bytes = self.write_buffer_bytes;
         settings
+    }
+
+    /// The untrusted listener the `--rbac-*` flags describe, if any.
+    pub(crate) fn rbac_listener(&self) -> Result<Option<ListenerSettings>, ArgsError> {
+        let Some(addr) = &self.rbac_addr else {
+            return Ok(None);
+        };
+        let expose_functions = self
+            .rbac_expose
+            .iter()
+            .map(|value| {
+                crate::config::flag_filter(value).map_err(|why| ArgsError::BadExpose {
+                    value: value.clone(),
+                    why,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let rbac = Rbac {
+            auth_function_id: self.rbac_auth_function.clone(),
+            hook_timeout: Duration::from_millis(self.rbac_hook_timeout_ms),
+            expose_functions,
+            ..Rbac::default()
+        };
+        let mut policy = ListenerPolicy::untrusted("rbac", rbac);
+        policy.middleware_function_id = self.rbac_middleware_function.clone();
+        policy.max_connections_per_ip = Some(self.rbac_max_connections_per_ip);
+        if !self.rbac_allowed_origins.is_empty() {
+            policy.allowed_origins = Some(self.rbac_allowed_origins.clone());
+        }
+        Ok(Some(ListenerSettings::new(addr.clone(), policy)))
     }
 
     /// How long a first SIGTERM/SIGINT drains.

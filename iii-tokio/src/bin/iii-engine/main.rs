@@ -48,13 +48,15 @@ fn main() -> ExitCode {
              use --token-file or III_ENGINE_TOKEN"
         );
     }
-    let settings = match (args.token(), args.metrics_token()) {
-        (Ok(token), Ok(metrics_token)) => {
+    let settings = match (args.token(), args.metrics_token(), args.rbac_listener()) {
+        (Ok(token), Ok(metrics_token), Ok(rbac)) => {
             let mut settings = args.settings(token);
             settings.metrics_token = metrics_token;
+            settings.listeners = resolved.listeners.clone();
+            settings.listeners.extend(rbac);
             settings
         }
-        (Err(error), _) | (_, Err(error)) => {
+        (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
             tracing::error!(%error, "invalid settings");
             return ExitCode::from(BAD_SETTINGS);
         }
@@ -64,7 +66,7 @@ fn main() -> ExitCode {
         return ExitCode::from(BAD_SETTINGS);
     }
     if args.print_config {
-        return config::print(&resolved);
+        return config::print(&resolved, &settings.listeners);
     }
     raise_open_files_limit(&settings);
     let runtime = match args.threads.map(std::num::NonZeroUsize::get) {
@@ -146,6 +148,22 @@ async fn serve(addr: &str, settings: EngineSettings, drain_timeout: Duration) ->
         allowed_origins = ?origins,
         "iii engine ready; Ctrl-C to stop"
     );
+    for (listener, addr) in server
+        .handle()
+        .settings()
+        .listeners
+        .iter()
+        .zip(&server.local_addrs()[1..])
+    {
+        let policy = &listener.policy;
+        tracing::info!(
+            listener = %policy.name,
+            url = %format!("ws://{addr}"),
+            workers = if policy.rbac.is_some() { "untrusted (rbac)" } else { "trusted" },
+            auth_function = policy.rbac.as_ref().and_then(|r| r.auth_function_id.as_deref()).unwrap_or("none"),
+            "further listener ready"
+        );
+    }
     let engine = server.handle().clone();
     tokio::select! {
         () = signals.next() => {}

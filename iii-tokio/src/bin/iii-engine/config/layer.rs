@@ -15,14 +15,28 @@ use std::process::ExitCode;
 use clap::builder::ValueParser;
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches};
-use iii_tokio::engine::DEFAULT_ADDR;
+use iii_tokio::engine::{ListenerSettings, DEFAULT_ADDR};
 use yaml_serde::{Mapping, Value};
 
 use super::{ConfigError, ConfigFile, Listener, Lookup, REDACTED, WORKER_MANAGER};
 use crate::args::Args;
 
 /// Clap ids that are not settings of the listener (or that the file spells otherwise).
-pub(crate) const NOT_SETTINGS: &[&str] = &["help", "version", "config", "print_config", "addr"];
+/// The `rbac_*` flags describe a further listener: in a file, that is an entry of its own.
+pub(crate) const NOT_SETTINGS: &[&str] = &[
+    "help",
+    "version",
+    "config",
+    "print_config",
+    "addr",
+    "rbac_addr",
+    "rbac_auth_function",
+    "rbac_expose",
+    "rbac_middleware_function",
+    "rbac_allowed_origins",
+    "rbac_max_connections_per_ip",
+    "rbac_hook_timeout_ms",
+];
 
 /// The command line, with the configuration file under it.
 #[derive(Debug)]
@@ -34,6 +48,8 @@ pub(crate) struct Resolved {
     pub(crate) matches: ArgMatches,
     /// The file, when `--config` names one.
     pub(crate) file: Option<(PathBuf, ConfigFile)>,
+    /// The file's listeners besides the main one.
+    pub(crate) listeners: Vec<ListenerSettings>,
 }
 
 /// Why the settings cannot be resolved.
@@ -60,13 +76,16 @@ pub(crate) fn resolve(
             args: Args::from_arg_matches(first)?,
             matches: first.clone(),
             file: None,
+            listeners: Vec::new(),
         });
     };
     let file = ConfigFile::load(path, env)?;
-    let listener = file.listener().map_err(|error| ConfigError {
+    let in_file = |error| ConfigError {
         path: path.clone(),
         error,
-    })?;
+    };
+    let listener = file.listener().map_err(in_file)?;
+    let listeners = file.extra_listeners().map_err(in_file)?;
     let mut command = Args::command();
     if let Some(listener) = listener {
         command = with_file_defaults(command, listener, first);
@@ -76,6 +95,7 @@ pub(crate) fn resolve(
         args: Args::from_arg_matches(&matches)?,
         matches,
         file: Some((path.clone(), file)),
+        listeners,
     })
 }
 
@@ -105,7 +125,7 @@ fn with_file_defaults(mut command: Command, listener: &Listener, first: &ArgMatc
 }
 
 /// `host:port` (`[host]:port` for an IPv6 address), the missing half from the default.
-fn listen_addr(host: Option<&str>, port: Option<u16>) -> String {
+pub(super) fn listen_addr(host: Option<&str>, port: Option<u16>) -> String {
     let (default_host, default_port) = split_addr(DEFAULT_ADDR);
     let host = host.unwrap_or(default_host);
     let port = port.or(default_port).unwrap_or_default();
@@ -117,7 +137,7 @@ fn listen_addr(host: Option<&str>, port: Option<u16>) -> String {
 }
 
 /// The host and port of `host:port` or `[v6]:port` (no port: `None`).
-fn split_addr(addr: &str) -> (&str, Option<u16>) {
+pub(super) fn split_addr(addr: &str) -> (&str, Option<u16>) {
     match addr.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
             let host = host
@@ -158,8 +178,13 @@ pub(crate) fn log_file(file: Option<&(PathBuf, ConfigFile)>) {
 }
 
 /// Prints [`render`]'s text to standard output (`--print-config`).
-pub(crate) fn print(resolved: &Resolved) -> ExitCode {
-    match render(&resolved.args, &resolved.matches, resolved.file.as_ref()) {
+pub(crate) fn print(resolved: &Resolved, listeners: &[ListenerSettings]) -> ExitCode {
+    match render(
+        &resolved.args,
+        &resolved.matches,
+        resolved.file.as_ref(),
+        listeners,
+    ) {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS
@@ -173,11 +198,13 @@ pub(crate) fn print(resolved: &Resolved) -> ExitCode {
 
 /// The effective configuration as a file of the same shape (`--print-config`): every
 /// setting with its value after the file, the environment and the flags; secrets (the
-/// flags whose environment values clap hides) replaced by `<redacted>`.
+/// flags whose environment values clap hides) replaced by `<redacted>`; then one entry
+/// per further listener (from the file and the `--rbac-*` flags).
 pub(crate) fn render(
     args: &Args,
     matches: &ArgMatches,
     file: Option<&(PathBuf, ConfigFile)>,
+    listeners: &[ListenerSettings],
 ) -> Result<String, yaml_serde::Error> {
     let mut config = Mapping::new();
     let (host, port) = split_addr(&args.addr);
@@ -218,11 +245,18 @@ pub(crate) fn render(
     let mut entry = Mapping::new();
     entry.insert("name".into(), WORKER_MANAGER.into());
     entry.insert("config".into(), Value::Mapping(config));
+    let mut entries = vec![Value::Mapping(entry)];
+    for listener in listeners {
+        let mut entry = Mapping::new();
+        entry.insert("name".into(), WORKER_MANAGER.into());
+        entry.insert(
+            "config".into(),
+            yaml_serde::to_value(super::listeners::listener_config(listener))?,
+        );
+        entries.push(Value::Mapping(entry));
+    }
     let mut top = Mapping::new();
-    top.insert(
-        "workers".into(),
-        Value::Sequence(vec![Value::Mapping(entry)]),
-    );
+    top.insert("workers".into(), Value::Sequence(entries));
     let mut out = String::from(
         "# iii-engine: the effective configuration (built-in defaults, then the file, then\n\
          # III_ENGINE_* environment variables, then flags).\n",

@@ -11,6 +11,8 @@
 //! (see [`substitute`]).
 
 mod layer;
+mod listeners;
+mod rbac;
 mod schema;
 mod substitute;
 #[cfg(test)]
@@ -23,6 +25,7 @@ use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 pub(crate) use layer::{log_file, print, resolve, ResolveError};
+pub(crate) use rbac::flag_filter;
 pub(crate) use schema::ManagerConfig;
 pub(crate) use substitute::{process_env, Lookup, SubstituteError};
 
@@ -91,28 +94,54 @@ pub(crate) enum ConfigErrorKind {
         /// The entry.
         entry: String,
     },
-    /// More than one `iii-worker-manager` entry.
+    /// Every entry has `rbac`: there would be no listener for trusted workers (whose
+    /// functions the untrusted ones call, and which run the authentication function).
     #[error(
-        "{} iii-worker-manager entries ({}): several listeners are not supported yet; \
-         keep one",
-        .entries.len(),
-        .entries.join(", ")
+        "every iii-worker-manager entry has `rbac`: add one without it for trusted workers \
+         (it is the engine's main listener)"
     )]
-    SeveralListeners {
-        /// The entries.
-        entries: Vec<String>,
-    },
-    /// An entry with `rbac` or `middleware_function_id`, which this engine cannot
-    /// enforce: starting without them would expose what they protect.
+    NoTrustedListener,
+    /// A key that applies to further listeners only, on the main one.
     #[error(
-        "{entry}.config.{key} is not supported yet; this engine refuses to start rather \
-         than run without it (every worker would be trusted)"
+        "{entry}.config.{key}: the main listener (the first entry without `rbac`) trusts its \
+         workers; `{key}` applies to entries with `rbac` and further listeners"
     )]
-    Unenforceable {
+    NotOnMain {
         /// The entry.
         entry: String,
-        /// `rbac` or `middleware_function_id`.
+        /// The key.
         key: &'static str,
+    },
+    /// An engine-wide setting in the entry of a further listener.
+    #[error(
+        "{entry}.config.{key} is an engine-wide setting: set it in the main listener's entry \
+         (the first without `rbac`); further listeners take host, port, rbac, \
+         middleware_function_id, allowed_origins, max_connections_per_ip and the per-worker \
+         quotas"
+    )]
+    EngineWide {
+        /// The entry.
+        entry: String,
+        /// The key.
+        key: &'static str,
+    },
+    /// Two entries on one address.
+    #[error("{first} and {second} both listen on {addr}: give each its own `port`")]
+    SameAddress {
+        /// The first entry.
+        first: String,
+        /// The second.
+        second: String,
+        /// The address.
+        addr: String,
+    },
+    /// An `rbac` block that cannot be used.
+    #[error("{entry}.config.{error}")]
+    Rbac {
+        /// The entry.
+        entry: String,
+        /// What is wrong.
+        error: rbac::FilterError,
     },
 }
 
@@ -157,33 +186,6 @@ impl ConfigFile {
             listener.check()?;
         }
         Ok(file)
-    }
-
-    /// The one listener this engine can run (`None`: the file has none, so the
-    /// defaults apply). More than one, or one that asks for what this engine cannot
-    /// enforce, is an error.
-    pub(crate) fn listener(&self) -> Result<Option<&Listener>, ConfigErrorKind> {
-        for listener in &self.listeners {
-            if listener.config.rbac.is_some() {
-                return Err(ConfigErrorKind::Unenforceable {
-                    entry: listener.entry.clone(),
-                    key: "rbac",
-                });
-            }
-            if listener.config.middleware_function_id.is_some() {
-                return Err(ConfigErrorKind::Unenforceable {
-                    entry: listener.entry.clone(),
-                    key: "middleware_function_id",
-                });
-            }
-        }
-        match self.listeners.as_slice() {
-            [] => Ok(None),
-            [one] => Ok(Some(one)),
-            several => Err(ConfigErrorKind::SeveralListeners {
-                entries: several.iter().map(|l| l.entry.clone()).collect(),
-            }),
-        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! What an `iii-worker-manager` entry's `config:` may hold: the reference's `host`,
-//! `port`, `handshake_timeout_ms`, `rbac` and `middleware_function_id`, and every
+//! `port`, `handshake_timeout_ms`, `rbac` and `middleware_function_id`, every
 //! `iii-engine` flag under its own name in snake_case, in the flag's unit (`…_secs`,
-//! `…_ms`, `…_bytes`). Any other key is an error that names it.
+//! `…_ms`, `…_bytes`), and `max_connections_per_ip`. Any other key is an error that
+//! names it. The main listener's entry takes every setting; the other entries describe
+//! further listeners and take only what is per listener (see [`super::listeners`]).
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -52,12 +54,16 @@ macro_rules! manager_config {
             pub(crate) host: Option<String>,
             /// Port to listen on (reference key). Default 49134.
             pub(crate) port: Option<u16>,
-            /// Reference key: a function every invocation is routed through. Not
-            /// implemented: an entry with it is refused rather than run unguarded.
+            /// Reference key: every call from a worker of this listener goes to this
+            /// function instead, which decides what is invoked (listeners with `rbac`).
             pub(crate) middleware_function_id: Option<String>,
-            /// Reference key: role-based access for untrusted workers. Not implemented
-            /// yet: an entry with it is refused rather than run unguarded.
-            pub(crate) rbac: Option<yaml_serde::Value>,
+            /// Reference key: role-based access control; the listener's workers are
+            /// untrusted (see [`super::rbac::RbacEntry`]).
+            pub(crate) rbac: Option<super::rbac::RbacEntry>,
+            /// Control connections one client address may hold on this listener
+            /// (listeners other than the main one; default 16 with `rbac`, none
+            /// without).
+            pub(crate) max_connections_per_ip: Option<usize>,
             $($(#[$doc])* pub(crate) $name: Option<$ty>,)*
         }
 

@@ -99,45 +99,106 @@ workers:
             "iii-cron"
         ]
     );
-    // Not runnable here: refused, naming what cannot be enforced.
-    let refusal = file.listener().expect_err("refused").to_string();
-    assert!(refusal.contains("workers[1].config.rbac"), "{refusal}");
+    // The first entry is the main listener; the second an untrusted one.
+    let main = file.listener().expect("usable").expect("main");
+    assert_eq!(main.entry, "workers[0]");
+    let extra = file.extra_listeners().expect("usable");
+    assert_eq!(extra.len(), 1);
+    assert_eq!(extra[0].addr, "0.0.0.0:49135");
+    let policy = &extra[0].policy;
+    assert_eq!(policy.name, "workers[1]");
+    assert_eq!(
+        policy.middleware_function_id.as_deref(),
+        Some("fixture::middleware")
+    );
+    let rbac = policy.rbac.as_ref().expect("untrusted");
+    assert_eq!(rbac.auth_function_id.as_deref(), Some("fixture::auth"));
+    assert_eq!(rbac.expose_functions.len(), 2);
+    assert_eq!(policy.quotas, iii_tokio::engine::WorkerQuotas::untrusted());
 }
 
 #[test]
-fn several_listeners_rbac_and_middleware_are_refused_by_name() {
-    let two = "workers:\n  - name: iii-worker-manager\n  - name: iii-worker-manager#1\n";
+fn entries_split_into_the_main_listener_and_further_ones() {
+    // Two trusted entries on their own ports: the first is the main one.
+    let two = "workers:\n  - name: iii-worker-manager\n    config: {port: 1}\n  - name: iii-worker-manager#1\n    config: {port: 2, max_functions_per_worker: 7}\n";
     let file = parsed(two);
-    assert_eq!(file.listeners.len(), 2, "the model holds both");
-    let refusal = file.listener().expect_err("two").to_string();
+    assert_eq!(
+        file.listener().expect("usable").expect("main").entry,
+        "workers[0]"
+    );
+    let extra = file.extra_listeners().expect("usable");
+    assert_eq!(extra[0].addr, "127.0.0.1:2");
+    assert!(extra[0].policy.rbac.is_none(), "trusted");
+    assert_eq!(extra[0].policy.quotas.functions, 7);
+
+    // The main listener is the first entry without rbac, wherever it is.
+    let later = "workers:\n  - name: iii-worker-manager\n    config: {port: 2, rbac: {}}\n  - name: iii-worker-manager\n    config: {port: 1}\n";
+    let file = parsed(later);
+    assert_eq!(
+        file.listener().expect("usable").expect("main").entry,
+        "workers[1]"
+    );
+    assert_eq!(
+        file.extra_listeners().expect("usable")[0].policy.name,
+        "workers[0]"
+    );
+
+    let refused = |text: &str| {
+        let file = parsed(text);
+        file.listener()
+            .and_then(|_| file.extra_listeners())
+            .expect_err(text)
+            .to_string()
+    };
+    // One address for two entries.
+    let same = "workers:\n  - name: iii-worker-manager\nmodules:\n  - name: iii-worker-manager\n";
+    let refusal = refused(same);
     assert!(
-        refusal.contains("2 iii-worker-manager entries"),
+        refusal.contains("workers[0] and modules[0] both listen on 127.0.0.1:49134"),
         "{refusal}"
     );
-    assert!(refusal.contains("workers[0], workers[1]"), "{refusal}");
-
-    let across = "workers:\n  - name: iii-worker-manager\nmodules:\n  - name: iii-worker-manager\n";
-    let refusal = parsed(across).listener().expect_err("two").to_string();
-    assert!(refusal.contains("workers[0], modules[0]"), "{refusal}");
-
-    let rbac = "workers:\n  - name: iii-worker-manager\n    config:\n      rbac: {}\n";
-    let refusal = parsed(rbac).listener().expect_err("rbac").to_string();
+    // No trusted listener at all.
+    let refusal = refused("workers:\n  - name: iii-worker-manager\n    config:\n      rbac: {}\n");
     assert!(
-        refusal.contains("workers[0].config.rbac is not supported"),
+        refusal.contains("every iii-worker-manager entry has `rbac`"),
         "{refusal}"
     );
-
-    let middleware =
-        "workers:\n  - name: iii-worker-manager\n    config:\n      middleware_function_id: m\n";
-    let refusal = parsed(middleware)
-        .listener()
-        .expect_err("middleware")
-        .to_string();
-    assert!(refusal.contains("middleware_function_id"), "{refusal}");
+    // What belongs to untrusted listeners, on the main one.
+    let refusal = refused(
+        "workers:\n  - name: iii-worker-manager\n    config:\n      middleware_function_id: m\n",
+    );
+    assert!(
+        refusal.contains("workers[0].config.middleware_function_id"),
+        "{refusal}"
+    );
+    // An engine-wide setting on a further listener.
+    let refusal = refused(
+        "workers:\n  - name: iii-worker-manager\n  - name: iii-worker-manager\n    config: {port: 2, rbac: {}, max_channels: 5}\n",
+    );
+    assert!(
+        refusal.contains("workers[1].config.max_channels is an engine-wide setting"),
+        "{refusal}"
+    );
+    // A filter that cannot be read names itself.
+    let refusal = refused(
+        "workers:\n  - name: iii-worker-manager\n  - name: iii-worker-manager\n    config:\n      port: 2\n      rbac:\n        expose_functions: [\"api::*\"]\n",
+    );
+    assert!(
+        refusal.contains("workers[1].config.rbac.expose_functions[0]: expected match"),
+        "{refusal}"
+    );
+    // An unknown key in rbac names the line.
+    let error = error(
+        "workers:\n  - name: iii-worker-manager\n  - name: iii-worker-manager\n    config:\n      port: 2\n      rbac:\n        auth_function: a\n",
+    );
+    assert!(
+        error.contains("auth_function") && error.contains("line 7"),
+        "{error}"
+    );
 
     // `rbac: null` is no RBAC, as in the reference.
     let null = "workers:\n  - name: iii-worker-manager\n    config:\n      rbac:\n";
-    assert!(parsed(null).listener().is_ok());
+    assert!(parsed(null).listener().expect("usable").is_some());
 }
 
 #[test]
@@ -470,7 +531,13 @@ fn without_file(mut args: Args) -> Args {
 fn print_config_reads_back_as_the_same_settings_and_hides_the_token() {
     let with_token = LIMITS.replace("token_file: /run/file-token", "token: hunter2-secret");
     let resolved = resolve_with(&with_token, &["--max-channels", "321"]).expect("resolves");
-    let text = render(&resolved.args, &resolved.matches, resolved.file.as_ref()).expect("renders");
+    let text = render(
+        &resolved.args,
+        &resolved.matches,
+        resolved.file.as_ref(),
+        &resolved.listeners,
+    )
+    .expect("renders");
     assert!(!text.contains("hunter2"), "{text}");
     assert!(text.contains("token: <redacted>"), "{text}");
     assert!(text.contains("max_channels: 321"), "{text}");
@@ -484,7 +551,7 @@ fn print_config_reads_back_as_the_same_settings_and_hides_the_token() {
         &["--token-file", "0123", "--max-channels", "7"],
     )
     .expect("resolves");
-    let text = render(&digits.args, &digits.matches, None).expect("renders");
+    let text = render(&digits.args, &digits.matches, None, &[]).expect("renders");
     assert!(text.contains("token_file: '0123'"), "{text}");
     assert!(text.contains("max_channels: 7\n"), "{text}");
     let again = resolve_with(&text, &[]).expect("resolves");
@@ -497,7 +564,7 @@ fn every_flag_at_its_default_in_the_file_is_the_same_as_no_file() {
         .try_get_matches_from(["iii-engine"])
         .expect("no flags");
     let plain = Args::from_arg_matches(&defaults).expect("defaults");
-    let text = render(&plain, &defaults, None).expect("renders");
+    let text = render(&plain, &defaults, None, &[]).expect("renders");
     let from_file = resolve_with(&text, &[]).expect("resolves");
     assert_eq!(without_file(from_file.args), plain);
 }
