@@ -244,3 +244,22 @@ fn tls_flags_print_and_refuse_half_pairs_and_unreadable_files() {
     let engine = Engine::start_logged(&["--tls-cert-file", &cert, "--tls-key-file", &key], &[]);
     assert!(engine.url.starts_with("wss://"), "{}", engine.url);
 }
+
+#[test]
+fn the_readme_tls_example_is_a_working_configuration() {
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme.find("## TLS (`wss://`)").expect("the section")..];
+    let start = section.find("```yaml\n").expect("the example") + "```yaml\n".len();
+    let example = &section[start..start + section[start..].find("```").expect("its end")];
+    let dir = Dir::new();
+    dir.write("iii-config.yaml", example);
+    // --print-config checks the settings without reading the certificates.
+    let (status, stdout, stderr) = run(
+        &["--config", &dir.path("iii-config.yaml"), "--print-config"],
+        &[],
+    );
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    for path in ["engine.pem", "engine.key", "public.pem", "public.key"] {
+        assert!(stdout.contains(&format!("/etc/iii/tls/{path}")), "{stdout}");
+    }
+}

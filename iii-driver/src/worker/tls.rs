@@ -60,7 +60,7 @@ pub(crate) fn tls_config(url: &str, extra_roots: &[Vec<u8>]) -> Result<TlsConfig
     let _ = extra_roots;
     if url.trim_start().to_ascii_lowercase().starts_with("wss:") {
         return Err(Error::InvalidOption(format!(
-            "{url:?}: wss:// needs the `tls-native-roots` or `tls-webpki-roots` feature"
+            "{url:?}: wss:// needs the `tls`, `tls-native-roots` or `tls-webpki-roots` feature"
         )));
     }
     Ok(None)
