@@ -166,3 +166,24 @@ impl ServerTls {
         Ok(0)
     }
 }
+
+#[cfg(all(test, not(feature = "tls")))]
+mod tests {
+    use super::{TlsError, TlsSettings};
+    use crate::engine::{EngineSettings, StartError};
+
+    /// Without the `tls` feature a TLS listener is refused, never served as plain text.
+    #[test]
+    fn tls_settings_without_the_feature_are_refused() {
+        let settings = EngineSettings {
+            tls: Some(TlsSettings::new("/etc/iii/cert.pem", "/etc/iii/key.pem")),
+            ..EngineSettings::default()
+        };
+        match settings.validate() {
+            Err(StartError::Tls(TlsError::NotBuilt { path })) => {
+                assert_eq!(path, std::path::Path::new("/etc/iii/cert.pem"));
+            }
+            other => panic!("expected NotBuilt: {other:?}"),
+        }
+    }
+}
