@@ -30,6 +30,10 @@ pub(crate) struct TransportCounters {
     pub(crate) in_handshake: AtomicUsize,
     /// Requests refused before the engine saw them, by [`TRANSPORT_STATUSES`].
     refused: [AtomicU64; 7],
+    /// TLS handshakes that failed (the connection never reached the engine).
+    tls_failed: AtomicU64,
+    /// Certificate reloads: done, failed.
+    tls_reloads: [AtomicU64; 2],
 }
 
 impl TransportCounters {
@@ -38,6 +42,17 @@ impl TransportCounters {
         if let Some(index) = TRANSPORT_STATUSES.iter().position(|s| *s == status) {
             self.refused[index].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a failed TLS handshake.
+    pub(crate) fn tls_failed(&self) {
+        self.tls_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a certificate reload that was done (`true`) or failed.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn tls_reloaded(&self, done: bool) {
+        self.tls_reloads[usize::from(!done)].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -48,6 +63,8 @@ pub(crate) struct Snapshot {
     pub(crate) stats: EngineStats,
     pub(crate) in_handshake: usize,
     pub(crate) transport_refused: [u64; 7],
+    pub(crate) tls_failed: u64,
+    pub(crate) tls_reloads: [u64; 2],
     pub(crate) draining: bool,
 }
 
@@ -66,6 +83,8 @@ impl Snapshot {
             transport_refused: std::array::from_fn(|i| {
                 transport.refused[i].load(Ordering::Relaxed)
             }),
+            tls_failed: transport.tls_failed.load(Ordering::Relaxed),
+            tls_reloads: std::array::from_fn(|i| transport.tls_reloads[i].load(Ordering::Relaxed)),
             draining,
         }
     }
@@ -322,6 +341,25 @@ impl Collector for Snapshot {
             "slow_consumers",
             "Connections dropped for not reading",
             m.slow_consumers,
+        )?;
+        counter(
+            e,
+            "tls_handshakes_failed",
+            "TLS handshakes that failed (those connections never reached the engine)",
+            self.tls_failed,
+        )?;
+        family(
+            e,
+            (
+                "tls_reloads",
+                "Certificate reloads by outcome (a failed one keeps the previous certificate)",
+                MetricType::Counter,
+            ),
+            "outcome",
+            &[
+                ("done", self.tls_reloads[0]),
+                ("failed", self.tls_reloads[1]),
+            ],
         )?;
         gauge(
             e,

@@ -10,7 +10,7 @@ use futures_channel::oneshot;
 use futures_util::future::{self, Either};
 
 use crate::engine::{
-    log_refusal, serve_counted, start, DrainOutcome, EngineHandle, EngineSettings,
+    log_refusal, serve_counted, start, DrainOutcome, EngineHandle, EngineSettings, TlsError,
 };
 use crate::handshake::{refuse, OVERLOADED};
 use crate::log_limit::LogLimit;
@@ -63,7 +63,10 @@ impl EngineServer {
     }
 
     /// Serves already bound listeners: the main one first, then one per entry of
-    /// `settings.listeners`, in order.
+    /// `settings.listeners`, in order. Settings the engine cannot start with (among them
+    /// a TLS certificate or key file that cannot be used) are an error of kind
+    /// `InvalidInput` wrapping the [`StartError`](crate::engine::StartError), which
+    /// names the file (`error.get_ref()` and `downcast_ref`).
     pub fn serve_all<R: Runtime>(
         rt: R,
         listeners: Vec<R::Listener>,
@@ -103,7 +106,8 @@ impl EngineServer {
                 accept_loop(loop_rt, listener, index, engine, stop_rx).await;
                 let _ = stopped_tx.send(());
             }));
-            tracing::info!(local_addr = %local_addrs[index], listener = %names[index], "engine listening");
+            let url = server.listener_url(index).unwrap_or_default();
+            tracing::info!(%url, listener = %names[index], "engine listening");
             server.stop.push(stop);
             server.stopped.push(stopped);
         }
@@ -121,16 +125,30 @@ impl EngineServer {
         &self.local_addrs
     }
 
-    /// The URL workers connect to (`ws://ip:port`) on the main listener.
+    /// The URL workers connect to on the main listener: `ws://ip:port`, or
+    /// `wss://ip:port` when it serves TLS (a client checks the certificate against the
+    /// host it dials: give it a host name the certificate names where the IP is not).
     pub fn url(&self) -> String {
-        format!("ws://{}", self.local_addrs[0])
+        self.listener_url(0).unwrap_or_default()
     }
 
-    /// The URL of listener `index` (0 is the main one; `i` is `settings.listeners[i - 1]`).
+    /// The URL of listener `index` (0 is the main one; `i` is `settings.listeners[i - 1]`),
+    /// `wss://` for a TLS listener.
     pub fn listener_url(&self, index: usize) -> Option<String> {
+        let scheme = if self.handle.tls.is_tls(index) {
+            "wss"
+        } else {
+            "ws"
+        };
         self.local_addrs
             .get(index)
-            .map(|addr| format!("ws://{addr}"))
+            .map(|addr| format!("{scheme}://{addr}"))
+    }
+
+    /// Reloads every TLS listener's certificate and key from their files (see
+    /// [`EngineHandle::reload_tls`]): what to call on SIGHUP.
+    pub fn reload_tls(&self) -> Result<usize, TlsError> {
+        self.handle.reload_tls()
     }
 
     /// The engine task's handle (stats, shutdown).
@@ -244,6 +262,13 @@ async fn accept_loop<R: Runtime>(
         let slot = HandshakeSlot(transport.clone());
         if in_handshake > settings.max_handshakes || !engine.is_running() {
             transport.refused(OVERLOADED.status);
+            if engine.tls.is_tls(index) {
+                // A TLS client could not read a plain answer, and a handshake is what
+                // there is no room for: the connection is closed at once.
+                log_refusal(peer, &OVERLOADED, "too many connections in their upgrade");
+                drop((tcp, slot));
+                continue;
+            }
             let refused_rt = rt.clone();
             let write_timeout = settings.write_timeout;
             rt.spawn(Box::pin(async move {

@@ -8,7 +8,7 @@ pub use iii_core::engine::{
 };
 pub use iii_driver::engine::{
     DrainOutcome, EngineExit, EngineHandle, EngineSettings, EngineStopped, ListenerSettings,
-    StartError,
+    StartError, TlsError, TlsSettings,
 };
 pub use iii_driver::server::DEFAULT_ADDR;
 

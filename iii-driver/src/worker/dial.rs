@@ -13,10 +13,11 @@ use async_tungstenite::WebSocketStream;
 use futures_util::future::{self, Either};
 
 pub(crate) use super::tls::tls_config;
-use super::tls::{TlsConfig, Transport};
+use super::tls::TlsConfig;
 use super::Error;
 use crate::read_batch::ReadBatch;
 use crate::runtime::{self, Runtime};
+use crate::transport::Transport;
 
 /// The engine URL when neither the options nor `III_URL` give one.
 pub const DEFAULT_URL: &str = "ws://127.0.0.1:49134";

@@ -37,9 +37,12 @@ pub struct WorkerOptions {
     /// Largest single read from a socket, in bytes. Its buffer exists only while data
     /// arrives (freed whenever the socket has nothing more to read). Default 64 KiB.
     pub socket_read_bytes: usize,
-    /// Extra trusted root certificates (DER) for `wss://`, besides the built-in roots
-    /// (feature `tls-native-roots`: the operating system's; `tls-webpki-roots`: the
-    /// Mozilla set compiled in). For engines behind a private CA. Default none.
+    /// Trusted root certificates (DER) for `wss://`, besides the built-in roots (feature
+    /// `tls-native-roots`: the operating system's; `tls-webpki-roots`: the Mozilla set
+    /// compiled in). For engines with a certificate from a private CA (a test CA
+    /// included): with the `tls` feature alone, these are the only roots trusted. The
+    /// engine's certificate must name the host of [`url`](Self::url) (a DNS name or an
+    /// IP address). Default none.
     pub tls_root_certificates: Vec<Vec<u8>>,
 }
 

@@ -3,13 +3,10 @@
 //! come from `tls-native-roots` (the operating system's store), `tls-webpki-roots`
 //! (Mozilla's set compiled in) and [`WorkerOptions::tls_root_certificates`](super::WorkerOptions).
 
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use futures_io::{AsyncRead, AsyncWrite};
 
 use super::Error;
+use crate::transport::Transport;
 
 /// The client TLS settings of a worker (`None` for a `ws://` engine).
 #[cfg(feature = "tls")]
@@ -63,19 +60,10 @@ pub(crate) fn tls_config(url: &str, extra_roots: &[Vec<u8>]) -> Result<TlsConfig
     let _ = extra_roots;
     if url.trim_start().to_ascii_lowercase().starts_with("wss:") {
         return Err(Error::InvalidOption(format!(
-            "{url:?}: wss:// needs the `tls-native-roots` or `tls-webpki-roots` feature"
+            "{url:?}: wss:// needs the `tls`, `tls-native-roots` or `tls-webpki-roots` feature"
         )));
     }
     Ok(None)
-}
-
-/// A connection's byte stream: plain TCP, or TLS over it.
-pub(crate) enum Transport<S> {
-    /// `ws://`.
-    Plain(S),
-    /// `wss://`.
-    #[cfg(feature = "tls")]
-    Tls(Box<futures_rustls::client::TlsStream<S>>),
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Transport<S> {
@@ -92,69 +80,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport<S> {
                     .connect(name, tcp)
                     .await
                     .map_err(|e| format!("TLS handshake with {host}: {e}"))?;
-                Ok(Transport::Tls(Box::new(stream)))
+                Ok(Transport::Tls(Box::new(stream.into())))
             }
             #[cfg(not(feature = "tls"))]
             Some(never) => {
                 let _ = host;
                 match *never {}
             }
-        }
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Transport<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            #[cfg(feature = "tls")]
-            Transport::Tls(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Transport<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            #[cfg(feature = "tls")]
-            Transport::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            #[cfg(feature = "tls")]
-            Transport::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
-            #[cfg(feature = "tls")]
-            Transport::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_close(cx),
-            #[cfg(feature = "tls")]
-            Transport::Tls(s) => Pin::new(s).poll_close(cx),
         }
     }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses part of it
 
+pub(crate) mod pki;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 /// A running `iii-engine` child, killed when dropped.
 pub(crate) struct Engine {
     pub(crate) child: Child,
-    /// The URL it printed (`ws://ip:port`).
+    /// The URL it printed (`ws://ip:port`, or `wss://ip:port` with TLS).
     pub(crate) url: String,
     /// What it wrote to standard error so far, when started with [`Engine::start_logged`].
     pub(crate) log: Arc<Mutex<String>>,
@@ -49,7 +51,10 @@ impl Engine {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("engine prints its URL");
-        assert!(line.starts_with("ws://"), "printed {line:?}");
+        assert!(
+            line.starts_with("ws://") || line.starts_with("wss://"),
+            "printed {line:?}"
+        );
         Self {
             child,
             url: line.trim().to_owned(),
@@ -101,7 +106,9 @@ impl Engine {
 
     /// `host:port` of the engine.
     pub(crate) fn addr(&self) -> &str {
-        self.url.trim_start_matches("ws://")
+        self.url
+            .trim_start_matches("wss://")
+            .trim_start_matches("ws://")
     }
 
     /// Resident memory, from /proc.

@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Parser};
-use iii_tokio::engine::{EngineSettings, ListenerPolicy, ListenerSettings, Rbac, DEFAULT_ADDR};
+use iii_tokio::engine::{
+    EngineSettings, ListenerPolicy, ListenerSettings, Rbac, TlsSettings, DEFAULT_ADDR,
+};
 
-/// An iii engine: workers connect at ws://ADDR/, channel ends at ws://ADDR/ws/channels/….
+/// An iii engine: workers connect at ws://ADDR/ (wss:// with --tls-cert-file and
+/// --tls-key-file), channel ends at ws://ADDR/ws/channels/….
 ///
 /// Every limit below is enforced per connection or per worker so that no peer can take
 /// the engine down; refusals are answered with typed errors and logged.
@@ -56,6 +59,15 @@ pub(crate) struct Args {
         value_delimiter = ','
     )]
     pub(crate) allowed_origins: Vec<String>,
+    /// Serve wss:// (TLS) with this certificate chain: a PEM file, leaf certificate
+    /// first. Needs --tls-key-file. Read again on SIGHUP and when the file changes
+    /// (checked every 10 s); a file that cannot be used then keeps the previous
+    /// certificate in use.
+    #[arg(long, env = "III_ENGINE_TLS_CERT_FILE", value_name = "FILE")]
+    pub(crate) tls_cert_file: Option<PathBuf>,
+    /// The private key of --tls-cert-file: a PEM file (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    #[arg(long, env = "III_ENGINE_TLS_KEY_FILE", value_name = "FILE")]
+    pub(crate) tls_key_file: Option<PathBuf>,
     /// Largest control message from a worker, in bytes (1009 beyond).
     #[arg(long, env = "III_ENGINE_MAX_CONTROL_MESSAGE_BYTES", default_value_t = defaults().core.max_control_message_bytes)]
     pub(crate) max_control_message_bytes: usize,
@@ -227,6 +239,23 @@ pub(crate) struct Args {
     /// Milliseconds the authentication function may take.
     #[arg(long, env = "III_ENGINE_RBAC_HOOK_TIMEOUT_MS", default_value_t = 5000)]
     pub(crate) rbac_hook_timeout_ms: u64,
+    /// Serve wss:// on the untrusted listener with this certificate chain (PEM, leaf
+    /// first); needs --rbac-tls-key-file. Reloaded as --tls-cert-file is.
+    #[arg(
+        long,
+        env = "III_ENGINE_RBAC_TLS_CERT_FILE",
+        value_name = "FILE",
+        requires = "rbac_addr"
+    )]
+    pub(crate) rbac_tls_cert_file: Option<PathBuf>,
+    /// The private key of --rbac-tls-cert-file (PEM).
+    #[arg(
+        long,
+        env = "III_ENGINE_RBAC_TLS_KEY_FILE",
+        value_name = "FILE",
+        requires = "rbac_addr"
+    )]
+    pub(crate) rbac_tls_key_file: Option<PathBuf>,
     /// Runtime threads. 1 runs everything on one thread (lowest call latency: no
     /// cross-thread wake-ups); more spread channel streams over cores. Default: one per
     /// core.
@@ -253,6 +282,12 @@ pub(crate) enum ArgsError {
         /// Why.
         why: String,
     },
+    /// One of a certificate and key pair without the other.
+    #[error("give both --{flags}-cert-file and --{flags}-key-file (TLS), or neither")]
+    TlsPair {
+        /// `tls` or `rbac-tls`.
+        flags: &'static str,
+    },
     /// The token file cannot be read.
     #[error("cannot read the token file {path}: {error}")]
     TokenFile {
@@ -272,6 +307,24 @@ impl Args {
     /// The metrics token, from the flag, the environment or the file.
     pub(crate) fn metrics_token(&self) -> Result<Option<String>, ArgsError> {
         secret(&self.metrics_token, &self.metrics_token_file)
+    }
+
+    /// The main listener's TLS files, if any (both or neither).
+    pub(crate) fn tls(&self) -> Result<Option<TlsSettings>, ArgsError> {
+        tls_pair(&self.tls_cert_file, &self.tls_key_file, "tls")
+    }
+}
+
+/// A certificate and key file pair: both or neither.
+fn tls_pair(
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+    flags: &'static str,
+) -> Result<Option<TlsSettings>, ArgsError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsSettings::new(cert, key))),
+        (None, None) => Ok(None),
+        _ => Err(ArgsError::TlsPair { flags }),
     }
 }
 
@@ -371,10 +424,13 @@ impl Args {
         if !self.rbac_allowed_origins.is_empty() {
             policy.allowed_origins = Some(self.rbac_allowed_origins.clone());
         }
-        Ok(Some(ListenerSettings {
-            addr: addr.clone(),
-            policy,
-        }))
+        let mut listener = ListenerSettings::new(addr.clone(), policy);
+        listener.tls = tls_pair(
+            &self.rbac_tls_cert_file,
+            &self.rbac_tls_key_file,
+            "rbac-tls",
+        )?;
+        Ok(Some(listener))
     }
 
     /// How long a first SIGTERM/SIGINT drains.

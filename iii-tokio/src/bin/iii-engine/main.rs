@@ -1,13 +1,18 @@
 //! `iii-engine`: an iii engine on one port. Starts with no configuration on
 //! 127.0.0.1:49134; every limit is a flag (see `--help`) and a key of the configuration
 //! file that `--config` reads (the reference engine's format). Once listening it prints
-//! its URL (`ws://ip:port`) as one line on standard output; logs go to standard error
-//! (`RUST_LOG` sets the level, default `info`).
+//! its URL (`ws://ip:port`, `wss://ip:port` with TLS) as one line on standard output;
+//! logs go to standard error (`RUST_LOG` sets the level, default `info`).
 //!
 //! Exit status: 0 after a clean stop (SIGTERM/SIGINT: it drains first, see
 //! `--drain-timeout-secs`; a second signal stops at once), 1 when it cannot listen or its
 //! engine task ends unexpectedly (a supervisor should restart it), 2 for settings that
-//! cannot work.
+//! cannot work (a TLS certificate or key file that cannot be used among them).
+//!
+//! SIGHUP reloads the certificate and key of every TLS listener from their files (and
+//! so does a change of the files, seen within 10 s): new connections get the new
+//! certificate, open ones keep theirs; a pair that cannot be used is logged and the
+//! previous certificate stays in use.
 //!
 //! Besides the WebSocket routes, the port answers `GET /healthz` (200 while serving, 503
 //! while draining) and `GET /metrics` (Prometheus), behind the token when one is set.
@@ -20,7 +25,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::CommandFactory;
-use iii_tokio::engine::{bind, EngineExit, EngineSettings};
+use iii_tokio::engine::{bind, EngineExit, EngineServer, EngineSettings};
 use tracing_subscriber::EnvFilter;
 
 use args::{token_on_command_line, Args};
@@ -48,15 +53,16 @@ fn main() -> ExitCode {
              use --token-file or III_ENGINE_TOKEN"
         );
     }
-    let settings = match (args.token(), args.metrics_token(), args.rbac_listener()) {
-        (Ok(token), Ok(metrics_token), Ok(rbac)) => {
-            let mut settings = args.settings(token);
-            settings.metrics_token = metrics_token;
-            settings.listeners = resolved.listeners.clone();
-            settings.listeners.extend(rbac);
-            settings
-        }
-        (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
+    let settings = match (|| {
+        let mut settings = args.settings(args.token()?);
+        settings.metrics_token = args.metrics_token()?;
+        settings.tls = args.tls()?;
+        settings.listeners = resolved.listeners.clone();
+        settings.listeners.extend(args.rbac_listener()?);
+        Ok::<_, args::ArgsError>(settings)
+    })() {
+        Ok(settings) => settings,
+        Err(error) => {
             tracing::error!(%error, "invalid settings");
             return ExitCode::from(BAD_SETTINGS);
         }
@@ -141,6 +147,7 @@ async fn serve(addr: &str, settings: EngineSettings, drain_timeout: Duration) ->
         }
     };
     let mut signals = Signals::install();
+    let mut hangups = Hangups::install();
     println!("{}", server.url());
     tracing::info!(
         url = %server.url(),
@@ -148,26 +155,23 @@ async fn serve(addr: &str, settings: EngineSettings, drain_timeout: Duration) ->
         allowed_origins = ?origins,
         "iii engine ready; Ctrl-C to stop"
     );
-    for (listener, addr) in server
-        .handle()
-        .settings()
-        .listeners
-        .iter()
-        .zip(&server.local_addrs()[1..])
-    {
+    for (index, listener) in server.handle().settings().listeners.iter().enumerate() {
         let policy = &listener.policy;
         tracing::info!(
             listener = %policy.name,
-            url = %format!("ws://{addr}"),
+            url = %server.listener_url(index + 1).unwrap_or_default(),
             workers = if policy.rbac.is_some() { "untrusted (rbac)" } else { "trusted" },
             auth_function = policy.rbac.as_ref().and_then(|r| r.auth_function_id.as_deref()).unwrap_or("none"),
             "further listener ready"
         );
     }
     let engine = server.handle().clone();
-    tokio::select! {
-        () = signals.next() => {}
-        exit = engine.stopped() => return died(exit),
+    loop {
+        tokio::select! {
+            () = signals.next() => break,
+            () = hangups.next() => reload_tls(&server),
+            exit = engine.stopped() => return died(exit),
+        }
     }
     tracing::info!(
         drain_timeout_secs = drain_timeout.as_secs(),
@@ -191,6 +195,20 @@ async fn serve(addr: &str, settings: EngineSettings, drain_timeout: Duration) ->
     }
 }
 
+/// SIGHUP: reloads every TLS listener's certificate and key, logging the outcome (a
+/// failure keeps the previous certificate; each failing listener is logged at warn by
+/// the engine too).
+fn reload_tls(server: &EngineServer) {
+    match server.reload_tls() {
+        Ok(0) => tracing::info!("SIGHUP: no TLS listener, nothing to reload"),
+        Ok(listeners) => tracing::info!(listeners, "SIGHUP: TLS certificates reloaded"),
+        Err(error) => tracing::error!(
+            %error,
+            "SIGHUP: a TLS certificate was not reloaded; its listener keeps the previous one"
+        ),
+    }
+}
+
 /// The engine task ended by itself: nothing can be served any more, so exit (non-zero
 /// unless it was a clean shutdown) and let a supervisor restart us.
 fn died(exit: EngineExit) -> ExitCode {
@@ -207,6 +225,44 @@ fn died(exit: EngineExit) -> ExitCode {
 struct Signals {
     #[cfg(unix)]
     unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+/// SIGHUP (on Unix), which asks for a certificate reload; watched from before the URL is
+/// printed, like [`Signals`].
+struct Hangups {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangups {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let signal = signal(SignalKind::hangup())
+                .map_err(|error| {
+                    tracing::warn!(
+                        %error,
+                        "cannot watch SIGHUP: certificates are reloaded when their files change only"
+                    );
+                })
+                .ok();
+            Self { signal }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// The next SIGHUP (never, where it cannot be watched).
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = &mut self.signal {
+            if signal.recv().await.is_some() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    }
 }
 
 impl Signals {

@@ -36,6 +36,8 @@ pub(crate) const NOT_SETTINGS: &[&str] = &[
     "rbac_allowed_origins",
     "rbac_max_connections_per_ip",
     "rbac_hook_timeout_ms",
+    "rbac_tls_cert_file",
+    "rbac_tls_key_file",
 ];
 
 /// The command line, with the configuration file under it.

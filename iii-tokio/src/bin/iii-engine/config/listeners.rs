@@ -3,10 +3,11 @@
 //! further listener with its own address and policy: untrusted workers when it has
 //! `rbac`, trusted ones otherwise. Those entries take only what is per listener (`host`,
 //! `port`, `rbac`, `middleware_function_id`, `allowed_origins`,
-//! `max_connections_per_ip`, the per-worker quotas); an engine-wide setting there is an
+//! `max_connections_per_ip`, the per-worker quotas, `tls_cert_file` and `tls_key_file`);
+//! an engine-wide setting there is an
 //! error naming it, rather than a value silently applied to every listener.
 
-use iii_tokio::engine::{ListenerPolicy, ListenerSettings, WorkerQuotas};
+use iii_tokio::engine::{ListenerPolicy, ListenerSettings, TlsSettings, WorkerQuotas};
 use serde_json::{json, Map, Value};
 
 use super::layer::listen_addr;
@@ -15,10 +16,12 @@ use super::{ConfigErrorKind, ConfigFile, Listener};
 
 /// Keys of a further listener's entry besides `host`, `port`, `rbac`,
 /// `middleware_function_id` and `max_connections_per_ip`: the per-worker quotas,
-/// `allowed_origins`, and `handshake_timeout_ms` (a reference key, engine-wide here:
-/// the main entry's value applies).
+/// `allowed_origins`, the TLS certificate and key files, and `handshake_timeout_ms` (a
+/// reference key, engine-wide here: the main entry's value applies).
 const PER_LISTENER: &[&str] = &[
     "allowed_origins",
+    "tls_cert_file",
+    "tls_key_file",
     "handshake_timeout_ms",
     "max_functions_per_worker",
     "max_trigger_types_per_worker",
@@ -155,10 +158,13 @@ impl Listener {
             &mut quotas.total_registration_bytes,
             config.max_registration_bytes_per_worker,
         );
-        Ok(ListenerSettings {
-            addr: listen_addr(config.host.as_deref(), config.port),
-            policy,
-        })
+        let mut settings =
+            ListenerSettings::new(listen_addr(config.host.as_deref(), config.port), policy);
+        // Both or neither: checked when the file was read.
+        if let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) {
+            settings.tls = Some(TlsSettings::new(cert, key));
+        }
+        Ok(settings)
     }
 }
 
@@ -188,6 +194,13 @@ pub(crate) fn listener_config(listener: &ListenerSettings) -> Value {
         json!(policy.middleware_function_id),
     );
     config.insert("allowed_origins".into(), json!(policy.allowed_origins));
+    let tls = listener.tls.as_ref();
+    let path = |file: Option<&std::path::PathBuf>| file.map(|f| f.to_string_lossy().into_owned());
+    config.insert(
+        "tls_cert_file".into(),
+        json!(path(tls.map(|t| &t.cert_file))),
+    );
+    config.insert("tls_key_file".into(), json!(path(tls.map(|t| &t.key_file))));
     config.insert(
         "max_connections_per_ip".into(),
         json!(policy.max_connections_per_ip),

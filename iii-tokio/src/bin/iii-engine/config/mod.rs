@@ -17,6 +17,8 @@ mod schema;
 mod substitute;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -84,6 +86,12 @@ pub(crate) enum ConfigErrorKind {
         entry: String,
         /// `token` or `metrics_token`.
         key: &'static str,
+    },
+    /// One of `tls_cert_file` and `tls_key_file` without the other.
+    #[error("{entry}.config: give both `tls_cert_file` and `tls_key_file` (TLS), or neither")]
+    TlsPair {
+        /// The entry.
+        entry: String,
     },
     /// The token is the placeholder that `--print-config` writes.
     #[error(
@@ -207,6 +215,11 @@ impl Listener {
             return Err(ConfigErrorKind::TwoTokens {
                 entry: self.entry.clone(),
                 key,
+            });
+        }
+        if config.tls_cert_file.is_some() != config.tls_key_file.is_some() {
+            return Err(ConfigErrorKind::TlsPair {
+                entry: self.entry.clone(),
             });
         }
         if config.token.as_deref() == Some(REDACTED)

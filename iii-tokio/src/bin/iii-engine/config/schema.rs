@@ -94,6 +94,10 @@ manager_config! {
     token_file: PathBuf,
     /// `--allowed-origin`, as a list.
     allowed_origins: Vec<String>,
+    /// `--tls-cert-file`: serve `wss://` on this listener (with `tls_key_file`).
+    tls_cert_file: PathBuf,
+    /// `--tls-key-file`.
+    tls_key_file: PathBuf,
     /// `--max-control-message-bytes`.
     max_control_message_bytes: usize,
     /// `--max-control-queue-bytes`.

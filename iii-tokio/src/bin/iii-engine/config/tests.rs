@@ -14,7 +14,7 @@ use super::schema::SETTING_KEYS;
 use super::*;
 use crate::args::Args;
 
-fn no_env(_: &str) -> Lookup {
+pub(super) fn no_env(_: &str) -> Lookup {
     Lookup::Unset
 }
 
@@ -22,7 +22,7 @@ fn parse(text: &str) -> Result<ConfigFile, ConfigErrorKind> {
     ConfigFile::parse(text, no_env)
 }
 
-fn parsed(text: &str) -> ConfigFile {
+pub(super) fn parsed(text: &str) -> ConfigFile {
     parse(text).expect("parses")
 }
 
@@ -403,7 +403,7 @@ impl Drop for TempFile {
 }
 
 /// Resolves `iii-engine --config FILE <flags>` with `text` as the file.
-fn resolve_with(text: &str, flags: &[&str]) -> Result<Resolved, ResolveError> {
+pub(super) fn resolve_with(text: &str, flags: &[&str]) -> Result<Resolved, ResolveError> {
     let file = TempFile::new(text);
     let mut argv: Vec<OsString> = vec![
         "iii-engine".into(),
@@ -522,7 +522,7 @@ fn a_file_that_cannot_be_used_is_a_config_error_naming_it() {
 }
 
 /// `args` without the file's path, which differs between two resolutions.
-fn without_file(mut args: Args) -> Args {
+pub(super) fn without_file(mut args: Args) -> Args {
     args.config = None;
     args
 }

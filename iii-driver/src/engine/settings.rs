@@ -1,0 +1,246 @@
+//! What an engine server is configured with: [`EngineSettings`] (the core's limits plus
+//! the transport's), its extra listeners, and why it may refuse to start.
+
+use std::time::Duration;
+
+use iii_core::engine::{Accepted, ConfigError, EngineConfig, ListenerPolicy};
+
+use super::tls::{TlsError, TlsSettings};
+use crate::conn::{ConnOptions, Liveness};
+
+/// Settings of an engine server: the core's limits plus the transport's.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// The core's limits and timeouts (see [`EngineConfig`]).
+    pub core: EngineConfig,
+    /// A new TCP connection must complete its TLS handshake (on a TLS listener) and send
+    /// its whole upgrade request within this time, or it is dropped. Default 10 s (the
+    /// reference's `handshake_timeout_ms`).
+    pub handshake_timeout: Duration,
+    /// TCP connections that may be in their HTTP upgrade (TLS handshake included) at
+    /// once; more are answered 503 at once (dropped at once on a TLS listener, where a
+    /// plain answer would mean nothing to the client), so silent connections cannot
+    /// exhaust file descriptors. Default 1024.
+    pub max_handshakes: usize,
+    /// Largest HTTP request head accepted (431 beyond). Default 16 KiB.
+    pub max_request_head: usize,
+    /// Read buffer of each WebSocket, in bytes: kept for the connection's life, so it is
+    /// what an idle connection costs; it grows while a larger message is assembled.
+    /// Default 2 KiB.
+    pub read_buffer_bytes: usize,
+    /// Largest read from a socket, in bytes. The buffer for it exists only while bytes
+    /// arrive (it is freed whenever the socket has nothing more to read), so a streaming
+    /// connection needs one system call per 64 KiB frame while an idle one holds only
+    /// its `read_buffer_bytes`. Default 64 KiB.
+    pub socket_read_bytes: usize,
+    /// Write buffer of each WebSocket before it writes to the socket (messages are also
+    /// flushed explicitly). Default 64 KiB.
+    pub write_buffer_bytes: usize,
+    /// A peer that accepts no bytes for this long while the engine writes to it is
+    /// dropped and its slot freed. Default 30 s.
+    pub write_timeout: Duration,
+    /// The engine sends a WebSocket Ping to a connection it has heard nothing from for
+    /// this long. Default 20 s (the published SDKs ping every 20 s themselves).
+    pub ping_interval: Duration,
+    /// A connection the engine has heard nothing from (not even a Pong) for this long is
+    /// dropped, and a worker's functions are unregistered. Must exceed `ping_interval`.
+    /// Connections the engine is not reading (a paused channel writer) are exempt while
+    /// paused. Default 60 s.
+    pub idle_timeout: Duration,
+    /// TCP keepalive on accepted sockets: probes start after this much silence. `None`
+    /// turns keepalive off. Default 60 s.
+    pub tcp_keepalive: Option<Duration>,
+    /// Bearer token of `GET /metrics` and `GET /healthz`. Unset, they take the workers'
+    /// token (`core.auth_token`) when there is one, and are open otherwise. Default none.
+    pub metrics_token: Option<String>,
+    /// Worker listeners beyond the main one, each with its own address and policy (for
+    /// example an RBAC listener for untrusted workers): the core's listener `i` is
+    /// `listeners[i - 1]`, and `core.listeners` is filled from here (leave it empty).
+    /// [`crate::server::EngineServer::bind`] binds them all. Default none.
+    pub listeners: Vec<ListenerSettings>,
+    /// `wss://` on the main listener: its certificate and key files (see
+    /// [`crate::engine::tls`]). Default none (`ws://`). Needs the `tls` feature: without
+    /// it, a TLS setting is refused at start ([`TlsError::NotBuilt`]), never served as
+    /// plain text.
+    pub tls: Option<TlsSettings>,
+    /// How often the engine looks at the TLS listeners' files (modification time, length,
+    /// inode) and reloads those that changed; `None` turns the polling off, leaving
+    /// [`EngineHandle::reload_tls`](super::EngineHandle::reload_tls) (SIGHUP in
+    /// `iii-engine`). Unused without a TLS listener. Default 10 s.
+    pub tls_poll_interval: Option<Duration>,
+}
+
+/// A worker listener beyond the main one.
+#[derive(Debug, Clone)]
+pub struct ListenerSettings {
+    /// Where it listens (`host:port`; port 0 picks a free port).
+    pub addr: String,
+    /// How it treats the workers that connect to it.
+    pub policy: ListenerPolicy,
+    /// `wss://` on this listener: its certificate and key files. Default none (`ws://`).
+    pub tls: Option<TlsSettings>,
+}
+
+impl ListenerSettings {
+    /// A plain (`ws://`) listener on `addr` with `policy`.
+    pub fn new(addr: impl Into<String>, policy: ListenerPolicy) -> Self {
+        Self {
+            addr: addr.into(),
+            policy,
+            tls: None,
+        }
+    }
+
+    /// This listener, serving `wss://` with `tls`.
+    pub fn with_tls(mut self, tls: TlsSettings) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            core: EngineConfig::default(),
+            handshake_timeout: Duration::from_secs(10),
+            max_handshakes: 1024,
+            max_request_head: 16 * 1024,
+            read_buffer_bytes: 2 * 1024,
+            socket_read_bytes: 64 * 1024,
+            write_buffer_bytes: 64 * 1024,
+            write_timeout: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+            tcp_keepalive: Some(Duration::from_secs(60)),
+            metrics_token: None,
+            listeners: Vec::new(),
+            tls: None,
+            tls_poll_interval: Some(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// Why an engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting cannot work.
+    #[error("invalid settings: {0}")]
+    Config(#[from] ConfigError),
+    /// A transport setting cannot work.
+    #[error("invalid settings: {0}")]
+    Transport(String),
+    /// The operating system's random number generator failed: no key the engine could
+    /// mint would be secret, so it does not start.
+    #[error("the operating system's random number generator failed: {0}")]
+    Randomness(String),
+    /// A listener's certificate or key cannot be used (the error names the file), or TLS
+    /// is configured in a build without it.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+}
+
+impl EngineSettings {
+    /// Checks that the settings can work together (the core's and the transport's).
+    pub fn validate(&self) -> Result<(), StartError> {
+        if !self.core.listeners.is_empty() {
+            return Err(StartError::Transport(
+                "set extra listeners through `listeners` (with their addresses), not `core.listeners`"
+                    .to_owned(),
+            ));
+        }
+        self.core_config().validate()?;
+        #[cfg(not(feature = "tls"))]
+        if let Some(tls) = (0..=self.listeners.len()).find_map(|i| self.listener_tls(i)) {
+            return Err(TlsError::NotBuilt {
+                path: tls.cert_file.clone(),
+            }
+            .into());
+        }
+        let poll = self
+            .tls_poll_interval
+            .map(|every| ("tls_poll_interval", every));
+        let positive = [
+            ("handshake_timeout", self.handshake_timeout),
+            ("write_timeout", self.write_timeout),
+            ("ping_interval", self.ping_interval),
+            ("idle_timeout", self.idle_timeout),
+        ];
+        for (name, value) in positive.into_iter().chain(poll) {
+            if value.is_zero() {
+                return Err(StartError::Transport(format!(
+                    "`{name}` must be greater than zero"
+                )));
+            }
+            if value > iii_core::engine::MAX_TIMEOUT {
+                return Err(StartError::Transport(format!(
+                    "`{name}` is longer than one year"
+                )));
+            }
+        }
+        if self.idle_timeout <= self.ping_interval {
+            return Err(StartError::Transport(
+                "`idle_timeout` must exceed `ping_interval`".to_owned(),
+            ));
+        }
+        let sizes = [
+            ("max_handshakes", self.max_handshakes),
+            ("max_request_head", self.max_request_head),
+            ("read_buffer_bytes", self.read_buffer_bytes),
+            ("socket_read_bytes", self.socket_read_bytes),
+            ("write_buffer_bytes", self.write_buffer_bytes),
+        ];
+        if let Some((name, _)) = sizes.iter().find(|(_, value)| *value == 0) {
+            return Err(StartError::Transport(format!(
+                "`{name}` must be greater than zero"
+            )));
+        }
+        if let Some(token) = &self.metrics_token {
+            if token.is_empty() || token.chars().any(char::is_whitespace) {
+                return Err(StartError::Transport(
+                    "`metrics_token` must be non-empty and contain no whitespace".to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The core's configuration, with the listeners' policies.
+    pub(super) fn core_config(&self) -> EngineConfig {
+        let mut core = self.core.clone();
+        core.listeners = self.listeners.iter().map(|l| l.policy.clone()).collect();
+        core
+    }
+
+    /// The policy of listener `listener` (0 is the main one, always trusted).
+    pub(crate) fn listener_policy(&self, listener: usize) -> Option<&ListenerPolicy> {
+        listener
+            .checked_sub(1)
+            .and_then(|i| self.listeners.get(i))
+            .map(|l| &l.policy)
+    }
+
+    /// The TLS settings of listener `listener` (0 is the main one), if it serves TLS.
+    pub(crate) fn listener_tls(&self, listener: usize) -> Option<&TlsSettings> {
+        match listener.checked_sub(1) {
+            None => self.tls.as_ref(),
+            Some(i) => self.listeners.get(i).and_then(|l| l.tls.as_ref()),
+        }
+    }
+
+    /// The token `/metrics` and `/healthz` require, if any.
+    pub(super) fn endpoint_token(&self) -> Option<&str> {
+        self.metrics_token
+            .as_deref()
+            .or(self.core.auth_token.as_deref())
+    }
+
+    pub(super) fn conn_options(&self, accepted: &Accepted) -> ConnOptions {
+        ConnOptions {
+            read_ahead_bytes: accepted.read_ahead_bytes,
+            liveness: Liveness {
+                ping_after: Some(self.ping_interval),
+                idle_timeout: Some(self.idle_timeout),
+            },
+        }
+    }
+}

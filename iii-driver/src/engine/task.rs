@@ -1,0 +1,303 @@
+//! The engine task: it owns the core [`Engine`] and the connection table, takes
+//! [`Input`]s from the connections and the handles, and executes the core's outputs.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_channel::mpsc::UnboundedReceiver;
+use futures_channel::oneshot;
+use futures_util::future::{self, Either};
+use futures_util::StreamExt;
+use iii_core::engine::{
+    Accepted, Admission, Engine, EngineEvent, EngineMetrics, EngineOutput, EngineStats, Ticket,
+};
+use iii_core::upgrade::{Rejection, UpgradeRequest};
+use iii_core::PeerClose;
+
+use super::{DrainOutcome, EngineSettings};
+use crate::conn::{ConnEnds, ConnEvent, Conns, Ready};
+use crate::runtime::{now, BoxFuture, Runtime};
+
+pub(super) type AcceptReply = Result<(Accepted, ConnEnds), Rejection>;
+
+/// What the engine task is asked to do.
+pub(super) enum Input {
+    Accept {
+        target: String,
+        authorization: Option<String>,
+        origin: Option<String>,
+        listener: usize,
+        peer: IpAddr,
+        headers: Vec<(String, String)>,
+        reply: oneshot::Sender<AcceptReply>,
+    },
+    Conn(ConnEvent),
+    Stats(oneshot::Sender<EngineStats>),
+    Metrics(oneshot::Sender<(EngineMetrics, EngineStats)>),
+    Drain {
+        until: Instant,
+        done: oneshot::Sender<DrainOutcome>,
+    },
+    Shutdown(oneshot::Sender<()>),
+    /// Fault injection for tests: make the engine task panic.
+    #[cfg(feature = "fault-injection")]
+    Panic,
+}
+
+/// The engine task: owns the core and the connection table.
+pub(super) async fn run<R: Runtime>(
+    rt: R,
+    mut engine: Engine,
+    mut inputs: UnboundedReceiver<Input>,
+    settings: Arc<EngineSettings>,
+) {
+    let mut conns = Conns::default();
+    // Upgrades an authentication function decides, by ticket.
+    let mut deferred: Deferred = BTreeMap::new();
+    let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
+    let mut shutdown: Option<oneshot::Sender<()>> = None;
+    // A drain in progress: its deadline and who waits for its end.
+    let mut drain: Option<(Instant, Vec<oneshot::Sender<DrainOutcome>>)> = None;
+    loop {
+        if let Some((until, _)) = &drain {
+            let timed_out = now() >= *until;
+            if timed_out || engine.is_idle() {
+                let outcome = if timed_out {
+                    DrainOutcome::TimedOut
+                } else {
+                    DrainOutcome::Idle
+                };
+                tracing::info!(?outcome, "drained; closing what is left");
+                engine.shutdown(now());
+                execute(&mut engine, &mut conns, &mut deferred, &settings, now());
+                for done in drain.take().map(|(_, d)| d).unwrap_or_default() {
+                    let _ = done.send(outcome);
+                }
+                break;
+            }
+        }
+        // Re-arm the timer only when the deadline moved (the core's, or the drain's).
+        let wake = match (
+            engine.poll_timeout(),
+            drain.as_ref().map(|(until, _)| *until),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match (wake, &timer) {
+            (Some(at), Some((armed, _))) if *armed == at => {}
+            (Some(at), _) => timer = Some((at, rt.sleep_until(at))),
+            (None, _) => timer = None,
+        }
+        let input = match timer.as_mut() {
+            Some((_, sleep)) => match future::select(inputs.next(), sleep.as_mut()).await {
+                Either::Left((input, _)) => input,
+                Either::Right(((), _)) => {
+                    timer = None;
+                    engine.handle_timeout(now());
+                    execute(&mut engine, &mut conns, &mut deferred, &settings, now());
+                    continue;
+                }
+            },
+            None => inputs.next().await,
+        };
+        let Some(input) = input else { break };
+        let now = now();
+        // Handle this input and whatever else is already queued, then run the outputs.
+        let mut next = Some(input);
+        let mut budget = 64;
+        while let Some(input) = next.take() {
+            match input {
+                Input::Accept {
+                    target,
+                    authorization,
+                    origin,
+                    listener,
+                    peer,
+                    headers,
+                    reply,
+                } => {
+                    let request = UpgradeRequest::to(&target)
+                        .with_authorization(authorization.as_deref())
+                        .with_origin(origin.as_deref())
+                        .on_listener(listener, Some(peer), &headers);
+                    match engine.accept(now, &request) {
+                        Admission::Accepted(accepted) => answer_upgrade(
+                            &mut engine,
+                            &mut conns,
+                            &settings,
+                            now,
+                            reply,
+                            Ok(accepted),
+                        ),
+                        Admission::Refused(rejection) => {
+                            let _ = reply.send(Err(rejection));
+                        }
+                        Admission::Deferred(ticket) => {
+                            deferred.insert(ticket, reply);
+                        }
+                    }
+                }
+                Input::Conn(ConnEvent::Message(conn, message)) => {
+                    if let Some(message) = conns.incoming(conn, message) {
+                        engine.handle_message(now, conn, message);
+                        conns.consumed(conn);
+                    }
+                }
+                Input::Conn(ConnEvent::Sent(conn, count)) => engine.handle_sent(now, conn, count),
+                Input::Conn(ConnEvent::Closed(conn, close)) => {
+                    if let Some(close) = conns.peer_closed(conn, close) {
+                        engine.handle_closed(now, conn, close);
+                    }
+                }
+                Input::Stats(reply) => {
+                    let _ = reply.send(engine.stats());
+                }
+                Input::Metrics(reply) => {
+                    let _ = reply.send((engine.metrics().clone(), engine.stats()));
+                }
+                Input::Drain { until, done } => {
+                    if drain.is_none() {
+                        tracing::info!(
+                            "draining: new workers are refused until in-flight work ends"
+                        );
+                        engine.drain(now);
+                    }
+                    let entry = drain.get_or_insert_with(|| (until, Vec::new()));
+                    entry.0 = entry.0.min(until);
+                    entry.1.push(done);
+                }
+                Input::Shutdown(done) => {
+                    engine.shutdown(now);
+                    shutdown = Some(done);
+                }
+                #[cfg(feature = "fault-injection")]
+                Input::Panic => panic!("fault injected into the engine task"),
+            }
+            execute(&mut engine, &mut conns, &mut deferred, &settings, now);
+            budget -= 1;
+            if budget > 0 {
+                next = inputs.try_recv().ok();
+            }
+        }
+        if let Some(done) = shutdown.take() {
+            let _ = done.send(());
+            break;
+        }
+    }
+    tracing::debug!(connections = conns.len(), "engine task stopped");
+}
+
+/// Upgrades waiting for an authentication function's decision.
+type Deferred = BTreeMap<Ticket, oneshot::Sender<AcceptReply>>;
+
+/// Answers an upgrade the core decided: an accepted one gets its connection (and is
+/// closed again if the handshake task is gone).
+fn answer_upgrade(
+    engine: &mut Engine,
+    conns: &mut Conns,
+    settings: &EngineSettings,
+    now: Instant,
+    reply: oneshot::Sender<AcceptReply>,
+    decision: Result<Accepted, Rejection>,
+) {
+    match decision {
+        Ok(accepted) => {
+            let options = settings.conn_options(&accepted);
+            let ends = conns.open_with(accepted.conn, options);
+            if reply.send(Ok((accepted, ends))).is_err() {
+                engine.handle_closed(now, accepted.conn, PeerClose::Lost);
+                conns.remove(accepted.conn);
+            }
+        }
+        Err(rejection) => {
+            let _ = reply.send(Err(rejection));
+        }
+    }
+}
+
+/// Drains the core's outputs into the connections, feeding held messages (and then the
+/// held end) of resumed connections as they become admissible.
+fn execute(
+    engine: &mut Engine,
+    conns: &mut Conns,
+    deferred: &mut Deferred,
+    settings: &EngineSettings,
+    now: Instant,
+) {
+    loop {
+        while let Some(output) = engine.poll_output() {
+            match output {
+                EngineOutput::Admitted { ticket, admission } => match deferred.remove(&ticket) {
+                    Some(reply) => answer_upgrade(engine, conns, settings, now, reply, admission),
+                    None => {
+                        if let Ok(accepted) = admission {
+                            engine.handle_closed(now, accepted.conn, PeerClose::Lost);
+                        }
+                    }
+                },
+                EngineOutput::Transmit { conn, message } => conns.transmit(conn, message),
+                EngineOutput::Close { conn, code, reason } => {
+                    if let Some(close) = conns.close(conn, code, reason) {
+                        engine.handle_closed(now, conn, close);
+                    }
+                }
+                EngineOutput::Abort { conn, code, reason } => {
+                    if let Some(close) = conns.abort(conn, code, reason) {
+                        engine.handle_closed(now, conn, close);
+                    }
+                }
+                EngineOutput::PauseRead { conn } => conns.pause(conn),
+                EngineOutput::ResumeRead { conn } => conns.resume(conn),
+                EngineOutput::Event(event) => log_event(&event),
+            }
+        }
+        match conns.next_ready() {
+            Some(Ready::Message(conn, message)) => {
+                engine.handle_message(now, conn, message);
+                conns.consumed(conn);
+            }
+            Some(Ready::Closed(conn, close)) => engine.handle_closed(now, conn, close),
+            None => return,
+        }
+    }
+}
+
+fn log_event(event: &EngineEvent) {
+    match event {
+        EngineEvent::ProtocolViolation { conn, violation } => {
+            tracing::debug!(%conn, ?violation, "protocol violation")
+        }
+        EngineEvent::SlowConsumer { conn } => {
+            tracing::warn!(%conn, "slow consumer dropped")
+        }
+        EngineEvent::Refused {
+            conn,
+            what,
+            id,
+            reason,
+        } => {
+            tracing::info!(%conn, what, id = id.as_deref().unwrap_or(""), ?reason, "request refused")
+        }
+        EngineEvent::AuthFailed { listener, reason } => {
+            tracing::info!(listener, %reason, "worker not admitted")
+        }
+        EngineEvent::InvocationTimedOut { conn, function_id } => {
+            tracing::info!(%conn, %function_id, "invocation timed out")
+        }
+        EngineEvent::WorkerConnected { conn, worker_id } => {
+            tracing::info!(%conn, %worker_id, "worker connected")
+        }
+        EngineEvent::WorkerDisconnected { conn, worker_id } => {
+            tracing::info!(%conn, %worker_id, "worker disconnected")
+        }
+        EngineEvent::ChannelRemoved {
+            channel_id,
+            outcome,
+            stats,
+        } => tracing::debug!(%channel_id, ?outcome, ?stats, "channel removed"),
+        other => tracing::trace!(?other, "engine event"),
+    }
+}
