@@ -1,6 +1,6 @@
 //! Coordinator ↔ worker on smol: a sentence goes to the worker in 10-byte chunks through
 //! one channel; progress messages, a completion message and a binary result come back
-//! through another. `cargo run -p iii-smol --example coordinator_worker`.
+//! through another. `cargo run -p iii-smol --example smol_coordinator_worker`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! Sender → processor on smol: the sender writes a batch of records into a channel,
 //! closes it, and hands the reader ref to a processor, which returns statistics.
-//! `cargo run -p iii-smol --example sender_processor` (uses `III_URL` if set, otherwise
+//! `cargo run -p iii-smol --example smol_sender_processor` (uses `III_URL` if set, otherwise
 //! starts an engine in-process).
 
 use std::time::Duration;
