@@ -72,9 +72,11 @@ pub(super) async fn run<R: Runtime>(
                 tracing::info!(?outcome, "drained; closing what is left");
                 engine.shutdown(now());
                 execute(&mut engine, &mut conns, &mut deferred, &settings, now());
+                let waiting = close_connections(&rt, &engine, &mut inputs, &mut conns).await;
                 for done in drain.take().map(|(_, d)| d).unwrap_or_default() {
                     let _ = done.send(outcome);
                 }
+                waiting.answer(outcome);
                 break;
             }
         }
@@ -183,11 +185,82 @@ pub(super) async fn run<R: Runtime>(
             }
         }
         if let Some(done) = shutdown.take() {
+            let waiting = close_connections(&rt, &engine, &mut inputs, &mut conns).await;
             let _ = done.send(());
+            waiting.answer(DrainOutcome::Idle);
             break;
         }
     }
     tracing::debug!(connections = conns.len(), "engine task stopped");
+}
+
+/// After [`Engine::shutdown`]: lets the connections write their Close (behind what was
+/// queued before it) and hear the peer's reply, until every one has ended or
+/// [`SHUTDOWN_CLOSE_WAIT`] has passed, so that peers get a Close rather than a reset
+/// when the process exits next. Upgrades arriving meanwhile are refused (503); drain and
+/// shutdown requests are answered once this returns.
+async fn close_connections<R: Runtime>(
+    rt: &R,
+    engine: &Engine,
+    inputs: &mut UnboundedReceiver<Input>,
+    conns: &mut Conns,
+) -> WaitingForStop {
+    let mut waiting = WaitingForStop::default();
+    let mut deadline = rt.sleep_until(now() + SHUTDOWN_CLOSE_WAIT);
+    while conns.len() > 0 {
+        let input = match future::select(inputs.next(), deadline.as_mut()).await {
+            Either::Left((Some(input), _)) => input,
+            Either::Left((None, _)) => break,
+            Either::Right(((), _)) => {
+                tracing::debug!(
+                    connections = conns.len(),
+                    "connections still closing at exit"
+                );
+                break;
+            }
+        };
+        match input {
+            Input::Accept { reply, .. } => {
+                let _ = reply.send(Err(Rejection::Unavailable));
+            }
+            Input::Conn(ConnEvent::Closed(conn, _)) => conns.remove(conn),
+            Input::Conn(_) => {}
+            Input::Stats(reply) => {
+                let _ = reply.send(engine.stats());
+            }
+            Input::Metrics(reply) => {
+                let _ = reply.send((engine.metrics().clone(), engine.stats()));
+            }
+            Input::Drain { done, .. } => waiting.drains.push(done),
+            Input::Shutdown(done) => waiting.shutdowns.push(done),
+            #[cfg(feature = "fault-injection")]
+            Input::Panic => {}
+        }
+    }
+    waiting
+}
+
+/// How long a stopping engine waits for its connections' Close handshakes (each also
+/// bounded by the connection's own close grace).
+pub(crate) const SHUTDOWN_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Drain and shutdown requests that arrived while the connections were closing.
+#[derive(Default)]
+struct WaitingForStop {
+    drains: Vec<oneshot::Sender<DrainOutcome>>,
+    shutdowns: Vec<oneshot::Sender<()>>,
+}
+
+impl WaitingForStop {
+    /// The engine has stopped: answers everyone who asked meanwhile.
+    fn answer(self, outcome: DrainOutcome) {
+        for done in self.drains {
+            let _ = done.send(outcome);
+        }
+        for done in self.shutdowns {
+            let _ = done.send(());
+        }
+    }
 }
 
 /// Upgrades waiting for an authentication function's decision.
