@@ -117,10 +117,7 @@ fn listener(name: &str, auth: &str, middleware: Option<&str>) -> ListenerSetting
     // sockets): no per-address limit.
     policy.max_connections_per_ip = None;
     policy.middleware_function_id = middleware.map(str::to_owned);
-    ListenerSettings {
-        addr: "127.0.0.1:0".to_owned(),
-        policy,
-    }
+    ListenerSettings::new("127.0.0.1:0", policy)
 }
 
 async fn start(clients: &Clients) -> (EngineServer, Driver, Iii, Vec<guest::Process>) {
