@@ -10,16 +10,17 @@ use crate::outbox::Outbox;
 use crate::wire::Message;
 
 /// `credit`: arbitrary push / release / sent / take_credit sequences on one [`Outbox`],
-/// checked step by step against a model: in-flight never exceeds the credit, queued
-/// counts and bytes match, pushes overflow exactly when the model says so, and every
-/// accepted message is released once, in order.
+/// checked step by step against a model: in-flight never exceeds the credit, queued and
+/// in-flight counts and bytes match, pushes overflow exactly when the bytes pending
+/// (queued and in flight) say so, and every accepted message is released once, in order.
 pub fn credit(data: &[u8]) {
     let mut input = Input::new(data);
     let asked = input.below(5);
     let credit = asked.max(1);
     let mut outbox = Outbox::new(asked);
     let mut queue: VecDeque<(u32, usize)> = VecDeque::new();
-    let mut in_flight = 0usize;
+    // The bytes of each message in flight, oldest first (0: credit taken around the queue).
+    let mut in_flight: VecDeque<usize> = VecDeque::new();
     let mut next_tag = 0u32;
     let mut accepted: Vec<u32> = Vec::new();
     let mut released: Vec<u32> = Vec::new();
@@ -52,7 +53,8 @@ pub fn credit(data: &[u8]) {
                 let mut body = vec![0u8; len];
                 body[..4].copy_from_slice(&next_tag.to_le_bytes());
                 let queued: usize = queue.iter().map(|(_, l)| l).sum();
-                let fits = queue.is_empty() || queued.saturating_add(len) <= limit;
+                let pending = queued + in_flight.iter().sum::<usize>();
+                let fits = pending == 0 || pending.saturating_add(len) <= limit;
                 let pushed = outbox.push(Message::Binary(Bytes::from(body)), limit);
                 assert_eq!(pushed.is_ok(), fits, "push of {len} with limit {limit}");
                 if fits {
@@ -62,8 +64,8 @@ pub fn credit(data: &[u8]) {
                 next_tag += 1;
             }
             2 => {
-                if let Some((tag, _)) = release(&mut outbox, &mut queue, in_flight) {
-                    in_flight += 1;
+                if let Some((tag, len)) = release(&mut outbox, &mut queue, in_flight.len()) {
+                    in_flight.push_back(len);
                     released.push(tag);
                 }
             }
@@ -72,20 +74,23 @@ pub fn credit(data: &[u8]) {
                     0 => usize::MAX,
                     _ => input.below(4),
                 };
-                assert_eq!(outbox.sent(count), count.min(in_flight), "sent({count})");
-                in_flight -= count.min(in_flight);
+                let returned = count.min(in_flight.len());
+                assert_eq!(outbox.sent(count), returned, "sent({count})");
+                in_flight.drain(..returned);
             }
             4 => {
-                let expected = in_flight < credit;
+                let expected = in_flight.len() < credit;
                 assert_eq!(outbox.take_credit(), expected, "take_credit");
                 if expected {
-                    in_flight += 1;
+                    in_flight.push_back(0);
                 }
             }
-            _ => assert_eq!(outbox.has_credit(), in_flight < credit),
+            _ => assert_eq!(outbox.has_credit(), in_flight.len() < credit),
         }
         assert!(outbox.in_flight() <= credit, "in flight over credit");
-        assert_eq!(outbox.in_flight(), in_flight, "in-flight count");
+        assert_eq!(outbox.in_flight(), in_flight.len(), "in-flight count");
+        let flying: usize = in_flight.iter().sum();
+        assert_eq!(outbox.in_flight_bytes(), flying, "in-flight bytes");
         assert_eq!(outbox.queued(), queue.len(), "queued count");
         let queued: usize = queue.iter().map(|(_, l)| l).sum();
         assert_eq!(outbox.queued_bytes(), queued, "queued bytes");
@@ -93,8 +98,7 @@ pub fn credit(data: &[u8]) {
     // Return all credit and drain: every accepted message comes out exactly once, in order.
     loop {
         outbox.sent(usize::MAX);
-        in_flight = 0;
-        match release(&mut outbox, &mut queue, in_flight) {
+        match release(&mut outbox, &mut queue, 0) {
             Some((tag, _)) => released.push(tag),
             None => break,
         }
