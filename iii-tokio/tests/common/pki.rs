@@ -6,45 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+#[path = "../../../tests/tests/tls/ca.rs"]
+mod ca;
 
-/// A certificate authority.
-pub(crate) struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-impl Ca {
-    /// A new CA named `name`.
-    pub(crate) fn new(name: &str) -> Self {
-        let key = KeyPair::generate().expect("a CA key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let cert = params.self_signed(&key).expect("a CA certificate");
-        Self { cert, key }
-    }
-
-    /// The CA certificate (DER), what a worker trusts.
-    pub(crate) fn der(&self) -> Vec<u8> {
-        self.cert.der().to_vec()
-    }
-
-    /// A chain for `localhost` and 127.0.0.1 signed by this CA, and its key (PEM).
-    pub(crate) fn issue(&self) -> (String, String) {
-        let key = KeyPair::generate().expect("a server key");
-        let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .expect("server params");
-        let cert = params
-            .signed_by(&key, &self.cert, &self.key)
-            .expect("a server certificate");
-        (
-            format!("{}{}", cert.pem(), self.cert.pem()),
-            key.serialize_pem(),
-        )
-    }
-}
+pub(crate) use ca::Ca;
 
 static DIRS: AtomicUsize = AtomicUsize::new(0);
 
@@ -78,9 +43,9 @@ impl Dir {
 
     /// Writes a certificate chain and key issued by `ca` as `<stem>.pem` and `<stem>.key`.
     pub(crate) fn issue(&self, ca: &Ca, stem: &str) {
-        let (cert, key) = ca.issue();
-        self.write(&format!("{stem}.pem"), &cert);
-        self.write(&format!("{stem}.key"), &key);
+        let issued = ca.issue();
+        self.write(&format!("{stem}.pem"), &issued.cert_pem);
+        self.write(&format!("{stem}.key"), &issued.key_pem);
     }
 }
 
