@@ -282,7 +282,8 @@ fn sigterm(engine: &Engine) {
     assert!(status.success());
 }
 
-async fn channel(url: &str) -> (Ws, Value) {
+/// A worker's control connection and the two ends of a channel it created, attached.
+async fn channel(url: &str) -> (Ws, Ws, Ws) {
     let (mut control, _) = connect_async(url).await.expect("control");
     next_json(&mut control).await;
     call(
@@ -293,7 +294,13 @@ async fn channel(url: &str) -> (Ws, Value) {
     )
     .await;
     let refs = result_of(&mut control, &uuid(1)).await["result"].clone();
-    (control, refs)
+    let (reader, _) = connect_async(end_url(url, &refs["reader"]))
+        .await
+        .expect("reader");
+    let (writer, _) = connect_async(end_url(url, &refs["writer"]))
+        .await
+        .expect("writer");
+    (control, reader, writer)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,13 +308,7 @@ async fn sigterm_drains_a_transfer_in_progress_then_exits_0() {
     const TOTAL: usize = 64 << 20;
     let engine = Engine::start_logged(&["--drain-timeout-secs", "30"], &[]);
     let url = engine.url.clone();
-    let (_control, refs) = channel(&url).await;
-    let (mut reader, _) = connect_async(end_url(&url, &refs["reader"]))
-        .await
-        .expect("reader");
-    let (mut writer, _) = connect_async(end_url(&url, &refs["writer"]))
-        .await
-        .expect("writer");
+    let (_control, mut reader, mut writer) = channel(&url).await;
     let writing = tokio::spawn(async move {
         let chunk = vec![0x3cu8; 64 * 1024];
         for _ in 0..TOTAL / chunk.len() {
@@ -357,13 +358,7 @@ async fn sigterm_drains_a_transfer_in_progress_then_exits_0() {
 async fn a_second_signal_stops_at_once_with_1001() {
     let engine = Engine::start_logged(&["--drain-timeout-secs", "600"], &[]);
     let url = engine.url.clone();
-    let (_control, refs) = channel(&url).await;
-    let (mut reader, _) = connect_async(end_url(&url, &refs["reader"]))
-        .await
-        .expect("reader");
-    let (mut writer, _) = connect_async(end_url(&url, &refs["writer"]))
-        .await
-        .expect("writer");
+    let (_control, mut reader, mut writer) = channel(&url).await;
     writer
         .send(Message::binary(vec![1; 1024]))
         .await
