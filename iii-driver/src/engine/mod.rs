@@ -112,8 +112,9 @@ impl EngineHandle {
     /// Drains, then stops: from now on new workers are refused (503) while connected
     /// workers go on, in-flight invocations finish and open channels drain; once nothing
     /// is in flight, or after `timeout`, every connection is closed with 1001 and the
-    /// engine task stops once their close handshakes are done (at most 5 s more), so a
-    /// process that exits next leaves no peer with a reset.
+    /// engine task stops once their close handshakes are done (at most
+    /// [`EngineSettings::close_wait`] more), so a process that exits next leaves no peer
+    /// with a reset.
     pub async fn drain(&self, timeout: Duration) -> DrainOutcome {
         self.draining.store(true, Ordering::Release);
         let (done, outcome) = oneshot::channel();

@@ -39,6 +39,11 @@ pub struct EngineSettings {
     /// A peer that accepts no bytes for this long while the engine writes to it is
     /// dropped and its slot freed. Default 30 s.
     pub write_timeout: Duration,
+    /// When the engine stops (after a drain, or at once), how long it waits for its
+    /// connections to write their Close and hear the reply before it reports the stop
+    /// done, so that a process exiting next leaves peers with a Close, not a reset.
+    /// Default 5 s.
+    pub close_wait: Duration,
     /// The engine sends a WebSocket Ping to a connection it has heard nothing from for
     /// this long. Default 20 s (the published SDKs ping every 20 s themselves).
     pub ping_interval: Duration,
@@ -109,6 +114,7 @@ impl Default for EngineSettings {
             socket_read_bytes: 64 * 1024,
             write_buffer_bytes: 64 * 1024,
             write_timeout: Duration::from_secs(30),
+            close_wait: Duration::from_secs(5),
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
             tcp_keepalive: Some(Duration::from_secs(60)),

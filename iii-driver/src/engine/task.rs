@@ -72,7 +72,8 @@ pub(super) async fn run<R: Runtime>(
                 tracing::info!(?outcome, "drained; closing what is left");
                 engine.shutdown(now());
                 execute(&mut engine, &mut conns, &mut deferred, &settings, now());
-                let waiting = close_connections(&rt, &engine, &mut inputs, &mut conns).await;
+                let waiting =
+                    close_connections(&rt, &settings, &engine, &mut inputs, &mut conns).await;
                 for done in drain.take().map(|(_, d)| d).unwrap_or_default() {
                     let _ = done.send(outcome);
                 }
@@ -185,7 +186,7 @@ pub(super) async fn run<R: Runtime>(
             }
         }
         if let Some(done) = shutdown.take() {
-            let waiting = close_connections(&rt, &engine, &mut inputs, &mut conns).await;
+            let waiting = close_connections(&rt, &settings, &engine, &mut inputs, &mut conns).await;
             let _ = done.send(());
             waiting.answer(DrainOutcome::Idle);
             break;
@@ -196,17 +197,18 @@ pub(super) async fn run<R: Runtime>(
 
 /// After [`Engine::shutdown`]: lets the connections write their Close (behind what was
 /// queued before it) and hear the peer's reply, until every one has ended or
-/// [`SHUTDOWN_CLOSE_WAIT`] has passed, so that peers get a Close rather than a reset
+/// [`EngineSettings::close_wait`] has passed, so that peers get a Close rather than a reset
 /// when the process exits next. Upgrades arriving meanwhile are refused (503); drain and
 /// shutdown requests are answered once this returns.
 async fn close_connections<R: Runtime>(
     rt: &R,
+    settings: &EngineSettings,
     engine: &Engine,
     inputs: &mut UnboundedReceiver<Input>,
     conns: &mut Conns,
 ) -> WaitingForStop {
     let mut waiting = WaitingForStop::default();
-    let mut deadline = rt.sleep_until(now() + SHUTDOWN_CLOSE_WAIT);
+    let mut deadline = rt.sleep_until(now() + settings.close_wait);
     while conns.len() > 0 {
         let input = match future::select(inputs.next(), deadline.as_mut()).await {
             Either::Left((Some(input), _)) => input,
@@ -239,10 +241,6 @@ async fn close_connections<R: Runtime>(
     }
     waiting
 }
-
-/// How long a stopping engine waits for its connections' Close handshakes (each also
-/// bounded by the connection's own close grace).
-pub(crate) const SHUTDOWN_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Drain and shutdown requests that arrived while the connections were closing.
 #[derive(Default)]
