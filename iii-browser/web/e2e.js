@@ -184,6 +184,31 @@ iii.registerFunction('e2e.browser.lifecycle', async () => {
   return { doomed: seen, second: second.connectionState }
 })
 
+// A running worker the page keeps no reference to goes on serving: its handles are
+// collected (gc() needs Chromium's --expose-gc, which host.mjs passes), then the
+// backend's call to its function must still be answered.
+iii.registerFunction('e2e.browser.unreferenced', async () => {
+  check(typeof gc === 'function', 'gc() is not exposed (host.mjs starts Chromium with --js-flags=--expose-gc)')
+  let collected = 0
+  const registry = new FinalizationRegistry(() => {
+    collected += 1
+  })
+  ;(() => {
+    const worker = registerWorker(engine, { workerName: 'e2e-unreferenced' })
+    registry.register(worker, 'worker')
+    registry.register(worker.registerFunction('e2e.unreferenced.ping', async () => ({ pong: true })), 'function')
+  })()
+  for (let tries = 0; collected < 2; tries++) {
+    check(tries < 200, `the page still holds the unreferenced worker's handles (${collected} of 2 collected)`)
+    gc()
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  // wasm-bindgen's own finalizers (which free the Rust handles) run in the same round.
+  gc()
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  return { collected }
+})
+
 iii.registerFunction('e2e.browser.states', async () => ({ states, state: iii.connectionState }))
 
 // Registered last: the test waits until it can call it.

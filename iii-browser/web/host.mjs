@@ -120,6 +120,8 @@ server.listen(0, '127.0.0.1', async () => {
       '--disable-sync',
       '--no-first-run',
       '--disable-quic',
+      // gc() for the test that collects an unreferenced worker's handles (e2e.js).
+      '--js-flags=--expose-gc',
     ],
   })
   cleanups.push(() => context.close())

@@ -11,6 +11,8 @@
 //! 2. the page calls backend functions (a result, `function_not_found`, a thrown error,
 //!    a timeout, a void call) and gets typed errors for bad arguments; a worker that
 //!    cannot connect gives up after `maxRetries`, and `shutdown()` rejects what waits;
+//!    a running worker whose handles the page dropped (and the browser collected) still
+//!    answers calls;
 //! 3. 16 MiB browser → Rust reader and back, SHA-256 checked on both sides, text
 //!    messages in order at their offsets;
 //! 4. the engine is killed and restarted on the same port: both workers reconnect and
@@ -296,6 +298,19 @@ async fn a_browser_worker_calls_streams_reconnects_and_fails_typed() {
     // maxRetries, shutdown (checked in the page).
     let lifecycle = call(&iii, "e2e.browser.lifecycle", json!({}), &browser).await;
     assert_eq!(lifecycle["second"], "disconnected");
+
+    // A running worker whose handles the page dropped and the browser collected still
+    // serves (a freed worker left its socket open with dead callbacks: calls hung).
+    call(&iii, "e2e.browser.unreferenced", json!({}), &browser).await;
+    until_callable(
+        &iii,
+        "e2e.unreferenced.ping",
+        Duration::from_secs(10),
+        &browser,
+    )
+    .await;
+    let pong = call(&iii, "e2e.unreferenced.ping", json!({}), &browser).await;
+    assert_eq!(pong["pong"], true, "{pong}");
 
     // 3.
     let started = Instant::now();

@@ -76,8 +76,9 @@ fn user_agent() -> String {
 }
 
 /// Connects a worker to the engine at `address` (`ws://` or `wss://`); the connection
-/// is made (and remade after a loss, with backoff) in the background. Throws an
-/// `IIIError` (kind `invalid`) for a bad address or options.
+/// is made (and remade after a loss, with backoff) in the background. The worker runs
+/// until `shutdown()` or a final failure, whether or not the page keeps a reference to
+/// it. Throws an `IIIError` (kind `invalid`) for a bad address or options.
 #[wasm_bindgen(js_name = registerWorker)]
 pub fn register_worker(
     address: &str,
@@ -104,8 +105,11 @@ pub fn register_worker(
             weak.clone(),
         ))
     });
-    // Executes the queued control connect and arms the timer.
-    enter(&shared, |_, _| ())?;
+    // Keeps the worker alive while it runs; executes the queued control connect and
+    // arms the timer.
+    enter(&shared, |driver, _| {
+        driver.keep_alive = Some(shared.clone())
+    })?;
     Ok(Iii { shared })
 }
 

@@ -70,9 +70,22 @@ struct Timer {
     at: Option<Instant>,
 }
 
+/// A freed driver's pending `setTimeout` must not call the freed callback.
+impl Drop for Timer {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            clear_timeout(&handle);
+        }
+    }
+}
+
 /// See the [module docs](self).
 pub(crate) struct Driver {
     pub(super) core: Worker,
+    /// The worker itself while it runs: like a `WebSocket`, a running worker is not
+    /// freed when the page drops its last reference to it (its sockets and timer hold
+    /// only weak ones). Released when it stops for good (`disconnected` or `failed`).
+    pub(super) keep_alive: Option<std::rc::Rc<Inner>>,
     url: String,
     pub(super) weak: Weak<Inner>,
     sockets: BTreeMap<ConnId, Socket>,
@@ -113,6 +126,7 @@ impl Driver {
         });
         Self {
             core,
+            keep_alive: None,
             url,
             weak,
             sockets: BTreeMap::new(),
@@ -289,6 +303,13 @@ impl Driver {
             return;
         }
         self.state = state;
+        if matches!(
+            state,
+            ConnectionState::Disconnected | ConnectionState::Failed
+        ) {
+            // Every caller holds a strong reference of its own, so this is not the last.
+            self.keep_alive = None;
+        }
         let name = JsValue::from_str(state.as_str());
         for listener in self.state_listeners.clone() {
             self.effect(Effect::Callback(listener, name.clone()));
