@@ -315,8 +315,9 @@ pub async fn stream_cell(writer: &dyn Peer, reader: &dyn Peer, cell: usize) {
     let read = driver.call(&read_fn, json!({"reader": refs["reader"]}), TRANSFER);
     let (written, read) = tokio::join!(write, read);
     let label = format!("{} -> {}", writer.label(), reader.label());
-    let written = written.unwrap_or_else(|e| panic!("{label}: the writer failed: {e}"));
-    let read = read.unwrap_or_else(|e| panic!("{label}: the reader failed: {e}"));
+    let logs = || harness().peer_logs(&[w, r]);
+    let written = written.unwrap_or_else(|e| panic!("{label}: the writer failed: {e}\n{}", logs()));
+    let read = read.unwrap_or_else(|e| panic!("{label}: the reader failed: {e}\n{}", logs()));
     eprintln!(
         "{label}: {size} bytes in {:.2} s",
         started.elapsed().as_secs_f64()

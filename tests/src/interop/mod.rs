@@ -110,6 +110,20 @@ impl Harness {
         }
     }
 
+    /// The last lines of the logs of the shared peers called `names` (those started),
+    /// for failure messages.
+    pub fn peer_logs(&self, names: &[&str]) -> String {
+        let started = self.started.lock().expect("started lock");
+        let mut text = String::new();
+        let names: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+        for name in names {
+            if let Some(Ok(log)) = started.get(name).and_then(|outcome| outcome.get()) {
+                text.push_str(&format!("--- log {}\n{}\n", log.display(), log_tail(log)));
+            }
+        }
+        text
+    }
+
     /// Starts a dedicated instance of `peer` called `name` (for tests that kill it) and
     /// waits until it serves its functions. Not to be called from inside the runtime.
     pub fn start(
