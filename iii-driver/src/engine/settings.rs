@@ -183,6 +183,11 @@ impl EngineSettings {
                 )));
             }
         }
+        if self.close_wait > iii_core::engine::MAX_TIMEOUT {
+            return Err(StartError::Transport(
+                "`close_wait` is longer than one year".to_owned(),
+            ));
+        }
         if self.idle_timeout <= self.ping_interval {
             return Err(StartError::Transport(
                 "`idle_timeout` must exceed `ping_interval`".to_owned(),

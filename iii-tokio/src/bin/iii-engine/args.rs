@@ -61,8 +61,8 @@ pub(crate) struct Args {
     pub(crate) allowed_origins: Vec<String>,
     /// Serve wss:// (TLS) with this certificate chain: a PEM file, leaf certificate
     /// first. Needs --tls-key-file. Read again on SIGHUP and when the file changes
-    /// (checked every 10 s); a file that cannot be used then keeps the previous
-    /// certificate in use.
+    /// (checked every --tls-poll-secs); a file that cannot be used then keeps the
+    /// previous certificate in use.
     #[arg(long, env = "III_ENGINE_TLS_CERT_FILE", value_name = "FILE")]
     pub(crate) tls_cert_file: Option<PathBuf>,
     /// The private key of --tls-cert-file: a PEM file (PKCS#8, PKCS#1 RSA or SEC1 EC).
@@ -191,6 +191,15 @@ pub(crate) struct Args {
     /// signal stops at once.
     #[arg(long, env = "III_ENGINE_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
     pub(crate) drain_timeout_secs: u64,
+    /// Seconds a stopping engine waits, after closing its connections, for their
+    /// closing handshakes (so peers see a Close, not a reset) before it exits; 0 does
+    /// not wait.
+    #[arg(long, env = "III_ENGINE_CLOSE_WAIT_SECS", default_value_t = defaults().close_wait.as_secs())]
+    pub(crate) close_wait_secs: u64,
+    /// Seconds between looks at the TLS certificate and key files, reloaded when they
+    /// changed (0 turns the polling off; SIGHUP still reloads).
+    #[arg(long, env = "III_ENGINE_TLS_POLL_SECS", default_value_t = defaults().tls_poll_interval.map_or(0, |d| d.as_secs()))]
+    pub(crate) tls_poll_secs: u64,
     /// Also serve untrusted workers (RBAC) on this address, for example
     /// 127.0.0.1:49135: they may call only what --rbac-expose (or the authentication
     /// function's answer) allows, see only that, and get stricter per-worker limits. For
@@ -394,6 +403,9 @@ impl Args {
         settings.read_buffer_bytes = self.read_buffer_bytes;
         settings.socket_read_bytes = self.socket_read_bytes;
         settings.write_buffer_bytes = self.write_buffer_bytes;
+        settings.close_wait = Duration::from_secs(self.close_wait_secs);
+        settings.tls_poll_interval =
+            (self.tls_poll_secs > 0).then(|| Duration::from_secs(self.tls_poll_secs));
         settings
     }
 

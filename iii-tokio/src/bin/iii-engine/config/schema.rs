@@ -174,6 +174,10 @@ manager_config! {
     metrics_token_file: PathBuf,
     /// `--drain-timeout-secs`.
     drain_timeout_secs: u64,
+    /// `--close-wait-secs`.
+    close_wait_secs: u64,
+    /// `--tls-poll-secs` (0: off).
+    tls_poll_secs: u64,
     /// `--threads` (`null`: one per core).
     threads: NonZeroUsize,
 }

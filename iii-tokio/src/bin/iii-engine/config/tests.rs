@@ -568,3 +568,37 @@ fn every_flag_at_its_default_in_the_file_is_the_same_as_no_file() {
     let from_file = resolve_with(&text, &[]).expect("resolves");
     assert_eq!(without_file(from_file.args), plain);
 }
+
+#[test]
+fn close_wait_and_tls_polling_are_settings_of_the_file_and_the_flags() {
+    let defaults = resolved("", &[]).settings(None);
+    assert_eq!(defaults.close_wait, std::time::Duration::from_secs(5));
+    assert_eq!(
+        defaults.tls_poll_interval,
+        Some(std::time::Duration::from_secs(10))
+    );
+    let file = "\
+workers:
+  - name: iii-worker-manager
+    config:
+      close_wait_secs: 0
+      tls_poll_secs: 0
+";
+    let settings = resolved(file, &[]).settings(None);
+    assert_eq!(settings.close_wait, std::time::Duration::ZERO, "0: no wait");
+    assert_eq!(settings.tls_poll_interval, None, "0: no polling");
+    settings
+        .validate()
+        .expect("no wait and no polling can work");
+    let settings =
+        resolved(file, &["--close-wait-secs", "2", "--tls-poll-secs", "3"]).settings(None);
+    assert_eq!(settings.close_wait, std::time::Duration::from_secs(2));
+    assert_eq!(
+        settings.tls_poll_interval,
+        Some(std::time::Duration::from_secs(3))
+    );
+    // A wait beyond a year is refused, not an overflow of the engine task's clock.
+    let settings = resolved("", &["--close-wait-secs", "18446744073709551615"]).settings(None);
+    let refused = settings.validate().expect_err("refused").to_string();
+    assert!(refused.contains("close_wait"), "{refused}");
+}
