@@ -210,10 +210,12 @@ async fn close_connections<R: Runtime>(
     let mut waiting = WaitingForStop::default();
     let mut deadline = rt.sleep_until(now() + settings.close_wait);
     while conns.len() > 0 {
-        let input = match future::select(inputs.next(), deadline.as_mut()).await {
-            Either::Left((Some(input), _)) => input,
-            Either::Left((None, _)) => break,
-            Either::Right(((), _)) => {
+        // The deadline is polled first: peers that keep inputs coming (frames, upgrades)
+        // cannot stretch the wait past `close_wait`.
+        let input = match future::select(deadline.as_mut(), inputs.next()).await {
+            Either::Right((Some(input), _)) => input,
+            Either::Right((None, _)) => break,
+            Either::Left(((), _)) => {
                 tracing::debug!(
                     connections = conns.len(),
                     "connections still closing at exit"
