@@ -175,8 +175,8 @@ impl Socket {
     /// Closes the socket (after what was sent) and stops its events. The browser lets
     /// a page send only 1000 and 3000–4999, so another code `c` goes out as
     /// `4000 + c % 1000` (1011 as 4011): still not a clean close for the engine.
+    /// Its callbacks are detached when `self` drops, right after (the `Drop` impl).
     pub(crate) fn close(self, code: Option<CloseCode>, reason: &str) {
-        self.detach();
         let _ = match code {
             None => self.ws.close(),
             Some(code) => self
@@ -184,22 +184,17 @@ impl Socket {
                 .close_with_code_and_reason(browser_close_code(code), reason),
         };
     }
+}
 
-    /// Stops the socket's events: its callbacks die with this value, and the browser
-    /// must not call them after that.
-    fn detach(&self) {
+/// A dropped socket stops its events: its callbacks die with it, and a live `WebSocket`
+/// calling freed callbacks would throw on every event. One dropped any other way than
+/// [`Socket::close`] (its worker was freed) and still connecting or open is closed with
+/// 1000.
+impl Drop for Socket {
+    fn drop(&mut self) {
         self.ws.set_onopen(None);
         self.ws.set_onmessage(None);
         self.ws.set_onclose(None);
-    }
-}
-
-/// A socket dropped any other way than [`Socket::close`] (its worker was freed, or it
-/// already ended) stops its events and, if still connecting or open, is closed with
-/// 1000: a live `WebSocket` calling freed callbacks would throw on every event.
-impl Drop for Socket {
-    fn drop(&mut self) {
-        self.detach();
         if matches!(
             self.ws.ready_state(),
             WebSocket::CONNECTING | WebSocket::OPEN
