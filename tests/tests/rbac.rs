@@ -9,6 +9,7 @@ use iii_core::engine::{
     WorkerQuotas,
 };
 use iii_core::upgrade::{Rejection, UpgradeRequest};
+use iii_core::wire::codes;
 use iii_tests::raw::RawEngine;
 use iii_tests::rbac_fixtures::{
     admit_with, engine, engine_with, exposing, function_ids, open_worker, trusted_backend, AUTHED,
@@ -31,8 +32,8 @@ fn untrusted_workers_call_exposed_functions_only_and_learn_nothing_else() {
         .collect();
     assert_eq!(forwarded, ["api::echo", "meta::open"]);
 
-    // Not exposed, or an engine built-in not listed: exactly the answer for a function
-    // that does not exist.
+    // Not exposed, missing, or an engine built-in not listed: the same FORBIDDEN
+    // answer, naming the id and the setting, so nothing tells them apart.
     let hidden = raw.call(guest, "internal::secret", json!({}));
     let missing = raw.call(guest, "internal::nothing", json!({}));
     let builtin = raw.call(guest, "engine::functions::list", json!({}));
@@ -41,18 +42,16 @@ fn untrusted_workers_call_exposed_functions_only_and_learn_nothing_else() {
         (&missing, "internal::nothing"),
         (&builtin, "engine::functions::list"),
     ] {
-        assert_eq!(answer["error"]["code"], "function_not_found", "{answer}");
+        assert_eq!(answer["error"]["code"], codes::FORBIDDEN, "{answer}");
+        assert_eq!(answer["function_id"], id, "{answer}");
         assert_eq!(
             answer["error"]["message"],
-            format!("Function {id} not found in namespace default."),
+            format!("function '{id}' not allowed (add to rbac.expose_functions)"),
         );
     }
     assert!(raw.invocations(backend).is_empty());
-    // The refusal of an existing function is counted (and logged), the missing one not.
-    assert_eq!(
-        raw.refusals(),
-        [RefusalReason::Forbidden, RefusalReason::Forbidden]
-    );
+    // Every refusal is counted (and logged), existing or not.
+    assert_eq!(raw.refusals(), [RefusalReason::Forbidden; 3]);
 
     // A trusted worker still calls everything.
     let (trusted, _) = raw.control();
@@ -92,13 +91,18 @@ fn listings_show_untrusted_workers_only_what_they_may_call() {
             "api::echo",
             "engine::channels::create",
             "engine::functions::list",
+            "engine::log::debug",
+            "engine::log::error",
+            "engine::log::info",
+            "engine::log::trace",
+            "engine::log::warn",
             "engine::workers::register",
             "meta::open"
         ]
     );
     // Nor do workers or bindings of others show.
     let workers = raw.call(guest, "engine::workers::list", json!({}));
-    assert_eq!(workers["error"]["code"], "function_not_found");
+    assert_eq!(workers["error"]["code"], codes::FORBIDDEN);
     // The trusted backend sees everything.
     let full = raw.call(backend, "engine::functions::list", json!({}));
     assert!(function_ids(&full).contains(&"internal::secret".to_owned()));
@@ -241,7 +245,11 @@ fn the_auth_result_narrows_the_session() {
     // exposed one (forbidden first).
     raw.call_async(guest, "internal::secret", json!({"q": 1}));
     let denied = raw.call(guest, "api::echo", json!({}));
-    assert_eq!(denied["error"]["code"], "function_not_found");
+    assert_eq!(denied["error"]["code"], codes::FORBIDDEN);
+    assert_eq!(
+        denied["error"]["message"],
+        "function 'api::echo' not allowed (remove from rbac.forbidden_functions)"
+    );
     let calls = raw.invocations(backend);
     assert_eq!(calls.len(), 1);
     // The context reaches the callee, beside the caller's worker id.
@@ -363,7 +371,10 @@ fn registration_hooks_approve_rewrite_or_refuse() {
     let ids = function_ids(&raw.call(caller, "engine::functions::list", json!({})));
     assert!(ids.contains(&"approved::draft".to_owned()), "{ids:?}");
 
-    // Refused by an error; refused by silence.
+    // Refused by an error; refused by silence: dropped without a word to the worker
+    // (as the reference engine does), and counted.
+    raw.take_json(guest);
+    let before = raw.refusals().len();
     raw.register(guest, "nope", None);
     let hook = raw.invocations(auth).remove(0);
     raw.answer_denied(auth, &hook);
@@ -371,16 +382,8 @@ fn registration_hooks_approve_rewrite_or_refuse() {
     raw.advance(Duration::from_secs(6));
     assert_eq!(raw.invocations(auth).len(), 1, "the hook was asked");
     let answers = raw.take_json(guest);
-    assert_eq!(
-        answers
-            .iter()
-            .filter(
-                |m| m["type"] == "error" && m["error"]["code"] == RefusalReason::NotApproved.code()
-            )
-            .count(),
-        2,
-        "{answers:?}"
-    );
+    assert!(answers.is_empty(), "{answers:?}");
+    assert_eq!(raw.refusals()[before..], [RefusalReason::NotApproved; 2]);
     let ids = function_ids(&raw.call(caller, "engine::functions::list", json!({})));
     assert!(!ids.contains(&"nope".to_owned()) && !ids.contains(&"slow".to_owned()));
 
@@ -442,8 +445,9 @@ fn untrusted_workers_never_see_other_workers_trigger_configs() {
         json!({"type": "registertrigger", "id": "g2", "trigger_type": "cron",
                "function_id": "internal::secret", "config": {}}),
     );
-    // Its own functions it may bind even unexposed; the engine's notifications (which
-    // describe every worker and function) not at all.
+    // Not its own unexposed functions either (it may not call them, as in the
+    // reference); the engine's notifications (which describe every worker and
+    // function) not at all.
     raw.register(guest, "guest::own", None);
     raw.send(
         guest,
@@ -458,8 +462,9 @@ fn untrusted_workers_never_see_other_workers_trigger_configs() {
     let seen = raw.take_json(guest);
     let text = serde_json::to_string(&seen).expect("json");
     assert!(
-        seen.iter()
-            .any(|m| m["type"] == "registertrigger" && m["id"] == "g3"),
+        seen.iter().any(|m| m["type"] == "triggerregistrationresult"
+            && m["id"] == "g3"
+            && m["error"]["code"] == codes::FORBIDDEN),
         "{text}"
     );
     assert!(
@@ -486,7 +491,7 @@ fn untrusted_workers_never_see_other_workers_trigger_configs() {
     );
     // Listing trigger bindings is not exposed; listing types shows no configs.
     let listing = raw.call(guest, "engine::triggers::list", json!({}));
-    assert_eq!(listing["error"]["code"], "function_not_found");
+    assert_eq!(listing["error"]["code"], codes::FORBIDDEN);
 }
 
 #[test]
@@ -521,7 +526,7 @@ fn the_middleware_sees_every_call_and_decides() {
     assert_eq!(result["result"], json!({"decided": "by middleware"}));
     // Calls it may not make never reach the middleware.
     let denied = raw.call(guest, "internal::secret", json!({}));
-    assert_eq!(denied["error"]["code"], "function_not_found");
+    assert_eq!(denied["error"]["code"], codes::FORBIDDEN);
     assert!(raw.invocations(auth).is_empty());
     // The engine's own functions bypass it and answer as the guest: the listing stays
     // filtered, the channel is the guest's.

@@ -1,13 +1,14 @@
 //! The engine's own functions (PROTOCOL.md §5), answered in-process.
 
-use serde::de::DeserializeOwned;
+use crate::wire::codes;
 use serde::{Deserialize, Serialize};
 
 use super::listing::ListInput;
 use super::session::{WorkerMeta, DEFAULT_NAMESPACE};
+use super::worker_log::{log_level, LogInput};
 use super::{CreateChannelError, Engine, RefusalReason};
 use crate::ids::ConnId;
-use crate::wire::control::{to_payload, Payload};
+use crate::wire::control::{null_payload, to_payload, Payload};
 use crate::wire::ErrorBody;
 use crate::Instant;
 
@@ -20,7 +21,7 @@ const TRIGGERS_LIST: &str = "engine::triggers::list";
 const REGISTERED_TRIGGERS_LIST: &str = "engine::registered-triggers::list";
 
 /// The engine's functions and what they do (shown by the listings).
-pub(super) const BUILTINS: [(&str, &str); 7] = [
+pub(super) const BUILTINS: [(&str, &str); 12] = [
     (
         CHANNELS_CREATE,
         "Create a channel: returns a writer ref and a reader ref",
@@ -43,6 +44,23 @@ pub(super) const BUILTINS: [(&str, &str); 7] = [
         REGISTERED_TRIGGERS_LIST,
         "List registered triggers (bindings of a function to a trigger type)",
     ),
+    (
+        "engine::log::trace",
+        "Write a TRACE line to the engine's log",
+    ),
+    (
+        "engine::log::debug",
+        "Write a DEBUG line to the engine's log",
+    ),
+    (
+        "engine::log::info",
+        "Write an INFO line to the engine's log",
+    ),
+    ("engine::log::warn", "Write a WARN line to the engine's log"),
+    (
+        "engine::log::error",
+        "Write an ERROR line to the engine's log",
+    ),
 ];
 
 /// True for the ids the engine answers itself.
@@ -61,12 +79,12 @@ struct Success {
     success: bool,
 }
 
-fn input<T: DeserializeOwned + Default>(data: &Payload) -> Result<T, ErrorBody> {
+fn input<'a, T: Deserialize<'a> + Default>(data: &'a Payload) -> Result<T, ErrorBody> {
     if data.get().trim() == "null" {
         return Ok(T::default());
     }
     serde_json::from_str(data.get())
-        .map_err(|e| ErrorBody::new("deserialization_error", format!("invalid input: {e}")))
+        .map_err(|e| ErrorBody::new(codes::DESERIALIZATION_ERROR, format!("invalid input: {e}")))
 }
 
 impl Engine {
@@ -78,6 +96,11 @@ impl Engine {
         function_id: &str,
         data: &Payload,
     ) -> Result<Payload, ErrorBody> {
+        if let Some(level) = log_level(function_id) {
+            let line = input::<LogInput<'_>>(data)?;
+            self.worker_log(now, conn, level, line);
+            return Ok(null_payload());
+        }
         match function_id {
             CHANNELS_CREATE => {
                 let request: CreateChannelInput = input(data)?;
@@ -101,7 +124,7 @@ impl Engine {
                     Ok(to_payload(&Success { success: true }))
                 } else {
                     Err(ErrorBody::new(
-                        "INVALID_NAMESPACE",
+                        codes::INVALID_NAMESPACE,
                         "namespace must not be blank",
                     ))
                 }
@@ -111,7 +134,7 @@ impl Engine {
             TRIGGERS_LIST => Ok(self.list_trigger_types(conn, &input(data)?)),
             REGISTERED_TRIGGERS_LIST => Ok(self.list_bindings(conn, &input(data)?)),
             _ => Err(ErrorBody::new(
-                "function_not_found",
+                codes::FUNCTION_NOT_FOUND,
                 format!("Function {function_id} not found in namespace {DEFAULT_NAMESPACE}."),
             )),
         }

@@ -90,6 +90,12 @@ pub struct EngineConfig {
     /// A longer listing is cut at an entry boundary and says where to continue
     /// (`next_offset`). Default 1 MiB (Python workers refuse larger messages).
     pub max_list_bytes: usize,
+    /// Lines one worker may log through `engine::log::*` per second; the lines beyond
+    /// are dropped (and counted in its next line). Default 100.
+    pub worker_log_lines_per_second: usize,
+    /// Longest line (message and data) a worker may log through `engine::log::*`, in
+    /// bytes; longer ones are cut. Default 4 KiB.
+    pub max_worker_log_bytes: usize,
     /// What one worker connection may hold (on the main listener).
     pub quotas: WorkerQuotas,
     /// Listeners beyond the main one (listener 0): listener `i` is `listeners[i - 1]`,
@@ -180,6 +186,8 @@ impl Default for EngineConfig {
             invocation_timeout: None,
             max_payload_depth: 100,
             max_list_bytes: 1 << 20,
+            worker_log_lines_per_second: 100,
+            max_worker_log_bytes: 4 << 10,
             quotas: WorkerQuotas::default(),
             listeners: Vec::new(),
         }
@@ -244,6 +252,11 @@ impl EngineConfig {
             ("max_connections", self.max_connections),
             ("max_payload_depth", self.max_payload_depth),
             ("max_list_bytes", self.max_list_bytes),
+            (
+                "worker_log_lines_per_second",
+                self.worker_log_lines_per_second,
+            ),
+            ("max_worker_log_bytes", self.max_worker_log_bytes),
             ("quotas.functions", q.functions),
             ("quotas.trigger_types", q.trigger_types),
             ("quotas.bindings", q.bindings),

@@ -3,7 +3,7 @@
 use crate::Instant;
 
 use super::quota::{count_message, Registration};
-use super::rbac::{Hooked, SessionPolicy};
+use super::rbac::{self, Hooked, SessionPolicy};
 use super::session::{sanitize, FunctionSpec, Session, WorkerMeta, DEFAULT_NAMESPACE};
 use super::{ConnKind, Engine, EngineEvent, FnKey, Quota, RefusalReason, Timer, Violation};
 use crate::ids::{ConnId, Secret};
@@ -59,6 +59,11 @@ impl Engine {
         }
     }
 
+    /// True when `conn` is a session on an RBAC listener (a guest).
+    pub(super) fn is_guest(&self, conn: ConnId) -> bool {
+        self.session(conn).is_some_and(|s| s.policy.is_some())
+    }
+
     pub(super) fn session_mut(&mut self, conn: ConnId) -> Option<&mut Session> {
         let state = self.conns.get_mut(&conn)?;
         if state.closing {
@@ -98,6 +103,7 @@ impl Engine {
             }
         };
         let message = match decoded {
+            Decoded::Message(message) if self.is_guest(conn) => rbac::from_guest(message),
             Decoded::Message(message) => message,
             Decoded::Empty => return,
             Decoded::Unknown { kind } => {
@@ -189,13 +195,28 @@ impl Engine {
             );
             return;
         }
-        let replacing = match self.functions.get(&key).copied() {
+        let shadowed = session.shadowed.get(&key).copied();
+        let guest = session.policy.is_some();
+        let (replacing, shadow) = match self.functions.get(&key).copied() {
+            // A guest never learns who holds an id, and learns that it is held only
+            // when it may call it (it could find out by calling). An id it may not
+            // use is answered as a free one: see `shadow_function`.
+            Some(owner)
+                if owner != conn
+                    && guest
+                    && !self.may_use_taken(conn, &key, spec.metadata.as_deref()) =>
+            {
+                (shadowed, true)
+            }
             Some(owner) if owner != conn => {
-                let owner_id = self
-                    .session(owner)
-                    .map(|s| s.worker_id.clone())
-                    .unwrap_or_default();
-                let message = format!("another worker ({owner_id}) exports this function");
+                let owner_id = match guest {
+                    true => String::new(),
+                    false => self
+                        .session(owner)
+                        .map(|s| s.worker_id.clone())
+                        .unwrap_or_default(),
+                };
+                let message = "another worker exports this function".to_owned();
                 self.reject_function(
                     now,
                     conn,
@@ -206,8 +227,8 @@ impl Engine {
                 );
                 return;
             }
-            Some(_) => self.function_specs.get(&key).map(|s| s.bytes),
-            None => None,
+            Some(_) => (self.function_specs.get(&key).map(|s| s.bytes), false),
+            None => (shadowed, false),
         };
         if replacing.is_none() && owned_functions >= limit {
             let reason = RefusalReason::Quota(Quota::Functions);
@@ -234,6 +255,12 @@ impl Engine {
             }
         };
         self.account_registration(conn, replacing, bytes);
+        if shadow {
+            return self.shadow_function(conn, key, bytes);
+        }
+        if let Some(session) = self.session_mut(conn) {
+            session.shadowed.remove(&key);
+        }
         self.functions.insert(key.clone(), conn);
         let mut function = FunctionSpec::new(&key.1, description, spec.metadata, bytes);
         function.exposed_on = self.exposure(&key.1, function.metadata.as_deref());
@@ -314,8 +341,35 @@ impl Engine {
         }
     }
 
-    /// Removes `key` if `conn` still owns it.
+    /// Records a guest's registration of an id another worker holds and the guest may
+    /// not use (`bytes` already counted): it counts toward the guest's quotas, and
+    /// unregistering it frees them, exactly as for a free id, but nothing is stored
+    /// and nobody can call it. So the guest cannot tell a taken id from a free one:
+    /// it may not call either, the answers, listings and quotas are the same.
+    fn shadow_function(&mut self, conn: ConnId, key: FnKey, bytes: usize) {
+        self.refused(
+            conn,
+            "registerfunction",
+            Some(key.1.clone()),
+            RefusalReason::FunctionOwned,
+        );
+        if let Some(session) = self.session_mut(conn) {
+            session.functions.insert(key.clone());
+            session.shadowed.insert(key, bytes);
+        }
+    }
+
+    /// Removes `key` if `conn` still owns it (or forgets it if it was shadowed).
     fn release_function(&mut self, conn: ConnId, key: &FnKey) -> bool {
+        let shadowed = self.session_mut(conn).and_then(|s| {
+            let bytes = s.shadowed.remove(key)?;
+            s.functions.remove(key);
+            Some(bytes)
+        });
+        if let Some(bytes) = shadowed {
+            self.account_registration(conn, bytes, 0);
+            return false;
+        }
         if self.functions.get(key) != Some(&conn) {
             return false;
         }
@@ -357,6 +411,9 @@ impl Engine {
         if old_namespace != namespace {
             let owned: Vec<FnKey> = session.functions.iter().cloned().collect();
             for key in owned {
+                if self.functions.get(&key) != Some(&conn) {
+                    continue;
+                }
                 let Some(spec) = self.function_specs.remove(&key) else {
                     continue;
                 };
@@ -444,6 +501,7 @@ impl Engine {
             self.functions_changed(now);
         }
         self.stop_invocations(now, conn);
+        self.drop_session_hooks(&session.hook_tickets);
         self.orphan_channels(now, conn);
         self.drop_session_triggers(now, conn, &session);
         self.emit(EngineEvent::WorkerDisconnected {

@@ -7,6 +7,7 @@
 //! forgotten (a late result is dropped as unknown), so what one worker can leave
 //! pending in the engine is bounded by its `pending_invocations` quota.
 
+use crate::wire::codes;
 use std::collections::BTreeSet;
 
 use uuid::Uuid;
@@ -76,7 +77,9 @@ impl Engine {
         let reply = |engine: &mut Engine, outcome: Result<Payload, ErrorBody>| {
             let counted = match &outcome {
                 Ok(_) => InvocationOutcome::Ok,
-                Err(error) if error.code == "function_not_found" => InvocationOutcome::NotFound,
+                Err(error) if error.code == codes::FUNCTION_NOT_FOUND => {
+                    InvocationOutcome::NotFound
+                }
                 Err(_) => InvocationOutcome::Error,
             };
             engine.metrics.invocation(counted, None);
@@ -87,7 +90,7 @@ impl Engine {
         let namespace = match call.namespace.as_deref() {
             None => DEFAULT_NAMESPACE,
             Some(ns) if ns.trim().is_empty() => {
-                let error = ErrorBody::new("INVALID_NAMESPACE", "namespace must not be blank");
+                let error = ErrorBody::new(codes::INVALID_NAMESPACE, "namespace must not be blank");
                 reply(self, Err(error));
                 return;
             }
@@ -95,7 +98,7 @@ impl Engine {
         };
         if let Some(Action::Enqueue { queue }) = &call.action {
             let error = ErrorBody::new(
-                "enqueue_error",
+                codes::ENQUEUE_ERROR,
                 format!(
                     "cannot enqueue to queue '{queue}': no queue provider is installed on this engine"
                 ),
@@ -127,18 +130,20 @@ impl Engine {
                 format!("Function {} not found in namespace {}.", key.1, key.0),
             )
         };
-        // An untrusted caller learns nothing about what it may not call: the answer is
-        // the one for a function that does not exist.
-        let forbidden = caller.untrusted && !self.may_call(conn, &key);
-        if forbidden && !matches!(target, Target::Missing) {
+        // An untrusted caller learns nothing about what it may not call: every id
+        // outside its exposure is answered FORBIDDEN, whether it exists or not.
+        if caller.untrusted && !self.may_call(conn, &key) {
             self.refused(
                 conn,
                 "invokefunction",
                 Some(key.1.clone()),
                 RefusalReason::Forbidden,
             );
+            let error = self.forbidden_error(conn, &key.1);
+            reply(self, Err(error));
+            return;
         }
-        if forbidden || matches!(target, Target::Missing) {
+        if matches!(target, Target::Missing) {
             reply(self, Err(not_found()));
             return;
         }
@@ -212,7 +217,7 @@ impl Engine {
             self.metrics.invocation(InvocationOutcome::Error, None);
             if let Some(id) = reply_to {
                 let error = ErrorBody::new(
-                    "middleware_unavailable",
+                    codes::MIDDLEWARE_UNAVAILABLE,
                     "this listener's middleware function is not registered",
                 );
                 self.reply(now, conn, id, &call.function_id, Err(error));
@@ -329,17 +334,20 @@ impl Engine {
     }
 
     /// Sends `call` to `owner` on the engine's own behalf (an authentication function or
-    /// a registration hook); its answer comes back to the machine, per `purpose`.
+    /// a registration hook); its answer comes back to the machine, per `purpose`. It
+    /// counts as a pending call of `origin`, if any (the session whose registration a
+    /// hook decides).
     pub(super) fn forward_internal(
         &mut self,
         now: Instant,
         owner: ConnId,
         call: InvokeFunction,
         purpose: Purpose,
+        origin: Option<ConnId>,
     ) -> Uuid {
         let pending = Pending {
             caller: None,
-            origin: None,
+            origin,
             function_id: call.function_id.clone(),
             caller_trace: CallerTrace::default(),
             started: now,
@@ -482,7 +490,7 @@ impl Engine {
         if let Some((caller, caller_id)) = pending.caller {
             let millis = self.config.invocation_timeout.map_or(0, |t| t.as_millis());
             let error = ErrorBody::new(
-                "invocation_timeout",
+                codes::INVOCATION_TIMEOUT,
                 format!(
                     "the function did not answer within {millis} ms (engine invocation_timeout)"
                 ),
@@ -528,7 +536,7 @@ impl Engine {
             let Some(pending) = self.take_pending(key) else {
                 continue;
             };
-            let stopped = ErrorBody::new("invocation_stopped", "Invocation stopped");
+            let stopped = ErrorBody::new(codes::INVOCATION_STOPPED, "Invocation stopped");
             match pending.purpose {
                 Purpose::Call => {}
                 Purpose::Admission(ticket) => {
@@ -542,7 +550,7 @@ impl Engine {
             }
             self.metrics.invocation(InvocationOutcome::Stopped, None);
             if let Some((caller, caller_id)) = pending.caller {
-                let error = ErrorBody::new("invocation_stopped", "Invocation stopped");
+                let error = ErrorBody::new(codes::INVOCATION_STOPPED, "Invocation stopped");
                 self.reply(now, caller, caller_id, &pending.function_id, Err(error));
             }
         }
@@ -574,7 +582,7 @@ fn with_caller(data: Payload, worker_id: &str, caller: &Caller) -> Payload {
 
 fn too_deep_error(depth: usize) -> ErrorBody {
     ErrorBody::new(
-        "payload_too_deep",
+        codes::PAYLOAD_TOO_DEEP,
         format!("payload nests deeper than {depth} levels (engine max_payload_depth)"),
     )
 }

@@ -424,7 +424,11 @@ impl Engine {
                     .get(&binding.function)
                     .map_or("", |owner| self.worker_name(*owner));
                 RegisteredTriggerRow {
-                    id,
+                    // A guest sees its bindings by the ids it gave them.
+                    id: match untrusted {
+                        true => binding.local_id.as_deref().unwrap_or(id),
+                        false => id,
+                    },
                     trigger_type: &binding.trigger_type,
                     function_id: &binding.function.1,
                     worker_name,

@@ -19,6 +19,7 @@ mod rbac;
 mod relay;
 mod session;
 mod triggers;
+mod worker_log;
 
 use crate::Instant;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -38,6 +39,7 @@ pub use rbac::{
     FunctionFilter, ListenerPolicy, MetadataMatch, Pattern, Rbac, Ticket, INFRASTRUCTURE_FUNCTIONS,
 };
 pub use relay::ChannelInfo;
+pub use worker_log::LogLevel;
 
 use crate::channel::{ChannelRefs, Direction};
 use crate::ids::{ConnId, IdGen, Secret};

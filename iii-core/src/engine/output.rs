@@ -2,6 +2,7 @@
 
 use crate::channel::Direction;
 use crate::ids::ConnId;
+use crate::wire::codes;
 use crate::wire::{CloseCode, DecodeError, Message};
 
 /// One thing for the adapter to do; see the driving contract in the crate docs.
@@ -122,14 +123,14 @@ impl RefusalReason {
     /// The error code sent to the worker.
     pub fn code(self) -> &'static str {
         match self {
-            RefusalReason::Quota(_) => "quota_exceeded",
-            RefusalReason::TooDeep => "payload_too_deep",
-            RefusalReason::Reserved => "reserved_id",
-            RefusalReason::TriggerTypeOwned => "trigger_type_conflict",
-            RefusalReason::FunctionOwned => "FUNCTION_NAMESPACE_CONFLICT",
-            RefusalReason::ChannelLimit => "channel_limit",
-            RefusalReason::Forbidden => "FORBIDDEN",
-            RefusalReason::NotApproved => "registration_not_approved",
+            RefusalReason::Quota(_) => codes::QUOTA_EXCEEDED,
+            RefusalReason::TooDeep => codes::PAYLOAD_TOO_DEEP,
+            RefusalReason::Reserved => codes::RESERVED_ID,
+            RefusalReason::TriggerTypeOwned => codes::TRIGGER_TYPE_CONFLICT,
+            RefusalReason::FunctionOwned => codes::FUNCTION_NAMESPACE_CONFLICT,
+            RefusalReason::ChannelLimit => codes::CHANNEL_LIMIT,
+            RefusalReason::Forbidden => codes::FORBIDDEN,
+            RefusalReason::NotApproved => codes::REGISTRATION_NOT_APPROVED,
         }
     }
 }
@@ -280,6 +281,31 @@ pub enum EngineEvent {
         listener: usize,
         /// Why.
         reason: String,
+    },
+    /// A worker logged a line through `engine::log::*` (within its budget).
+    WorkerLog {
+        /// The connection.
+        conn: ConnId,
+        /// The worker's id.
+        worker_id: String,
+        /// The name it announced (empty if none).
+        worker_name: String,
+        /// The severity.
+        level: super::LogLevel,
+        /// The message, cleaned of control characters and cut to `max_worker_log_bytes`.
+        message: String,
+        /// Its `data` (raw JSON, cleaned and cut to what the message left of
+        /// `max_worker_log_bytes`), if any.
+        data: Option<String>,
+        /// Its `trace_id`, if any.
+        trace_id: Option<String>,
+        /// Its `span_id`, if any.
+        span_id: Option<String>,
+        /// Its `service_name`, if any.
+        service_name: Option<String>,
+        /// Lines of this worker dropped over its `worker_log_lines_per_second` since
+        /// the last one logged.
+        dropped: u64,
     },
     /// An invocation routed to a worker was not answered within `invocation_timeout`;
     /// its caller got a `timeout` error.

@@ -1,7 +1,7 @@
 //! What the engine knows about one worker's control connection.
 
 use crate::Instant;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +56,17 @@ pub(super) struct Session {
     pub(super) peer: Option<std::net::IpAddr>,
     /// What it may do when its listener has RBAC; `None`: trusted.
     pub(super) policy: Option<SessionPolicy>,
+    /// Functions it registered under ids another worker holds and it may not use,
+    /// with their bytes (also in `functions`, so they count toward its quotas; see
+    /// `Engine::shadow_function`).
+    pub(super) shadowed: BTreeMap<FnKey, usize>,
+    /// Its registrations waiting for a hook, by kind (functions, trigger types,
+    /// bindings): they count toward its count quotas.
+    pub(super) hooks_pending: [usize; 3],
+    /// The tickets of those hooks.
+    pub(super) hook_tickets: BTreeSet<u64>,
+    /// What it logged through `engine::log::*` lately.
+    pub(super) log_budget: super::worker_log::LogBudget,
 }
 
 impl Default for Session {
@@ -74,6 +85,10 @@ impl Default for Session {
             listener: 0,
             peer: None,
             policy: None,
+            shadowed: BTreeMap::new(),
+            hooks_pending: [0; 3],
+            hook_tickets: BTreeSet::new(),
+            log_budget: Default::default(),
         }
     }
 }

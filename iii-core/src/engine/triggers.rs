@@ -4,6 +4,7 @@
 //! or by a worker. A binding asks a provider to fire a function; it is forwarded to a
 //! worker provider as `registertrigger`, or parked until a provider registers the type.
 
+use crate::wire::codes;
 use crate::Instant;
 use std::collections::BTreeMap;
 
@@ -50,6 +51,9 @@ pub(super) struct Binding {
     pub(super) active: Option<Provider>,
     /// Bytes counted toward the owner's registration quota.
     pub(super) bytes: usize,
+    /// The id its owner knows it by, when that differs from its key (a guest's
+    /// bindings are keyed in the guest's own scope: see `Engine::binding_key`).
+    pub(super) local_id: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -250,13 +254,8 @@ impl Engine {
             } else {
                 None
             };
-            // It may bind its own functions and those it may call.
-            let key: FnKey = (DEFAULT_NAMESPACE.to_owned(), msg.function_id.clone());
-            let own = self.functions.get(&key) == Some(&conn);
-            let refusal = refusal.or_else(|| {
-                (!own && !self.may_call(conn, &key))
-                    .then_some("this session may not call that function")
-            });
+            // Whether it may call the target is decided after the hook, which sees
+            // every binding that passes these checks (as the reference's does).
             if let Some(message) = refusal {
                 let reason = RefusalReason::Forbidden;
                 self.refused(conn, "registertrigger", Some(msg.id.clone()), reason);
@@ -277,8 +276,28 @@ impl Engine {
         &mut self,
         now: Instant,
         conn: ConnId,
-        msg: RegisterTrigger,
+        mut msg: RegisterTrigger,
     ) {
+        let local_id = msg.id.clone();
+        msg.id = self.binding_key(conn, &msg.id);
+        let Some(session) = self.session(conn) else {
+            return;
+        };
+        // A guest binds only functions it may call (its own included only when
+        // exposed to it); anything else is answered as a call would be.
+        let target: FnKey = (DEFAULT_NAMESPACE.to_owned(), msg.function_id.clone());
+        if session.policy.is_some() && !self.may_call(conn, &target) {
+            self.refused(
+                conn,
+                "registertrigger",
+                Some(msg.id.clone()),
+                RefusalReason::Forbidden,
+            );
+            let error = self.forbidden_error(conn, &msg.function_id);
+            let (id, trigger_type, function_id) = (&msg.id, &msg.trigger_type, &msg.function_id);
+            self.trigger_error(now, conn, id, trigger_type, function_id, error);
+            return;
+        }
         let Some(session) = self.session(conn) else {
             return;
         };
@@ -295,12 +314,12 @@ impl Engine {
         let replaced_engine_binding = existing.is_some_and(|(_, _, engine)| engine);
         let refusal = if blank(&msg.namespace) || blank(&msg.trigger_namespace) {
             Some(ErrorBody::new(
-                "INVALID_NAMESPACE",
+                codes::INVALID_NAMESPACE,
                 "namespace must not be blank",
             ))
         } else if existing.is_some_and(|(owner, _, _)| owner != conn) {
             Some(ErrorBody::new(
-                "trigger_registration_failed",
+                codes::TRIGGER_REGISTRATION_FAILED,
                 "a trigger with this id is registered by another worker",
             ))
         } else if existing.is_none() && bindings >= quotas.bindings {
@@ -356,6 +375,7 @@ impl Engine {
                 metadata: msg.metadata,
                 active: None,
                 bytes,
+                local_id: (local_id != msg.id).then_some(local_id),
             },
         );
         if let Some(session) = self.session_mut(conn) {
@@ -393,6 +413,10 @@ impl Engine {
                 return;
             }
         }
+        let local_id = match provider {
+            Provider::Worker(conn) => self.local_binding_id(conn, id),
+            Provider::Engine => id.to_owned(),
+        };
         let Some(binding) = self.triggers.bindings.get_mut(id) else {
             return;
         };
@@ -402,7 +426,7 @@ impl Engine {
         };
         let not_default = |ns: &str| (ns != DEFAULT_NAMESPACE).then(|| ns.to_owned());
         let message = ControlMessage::RegisterTrigger(RegisterTrigger {
-            id: id.to_owned(),
+            id: local_id,
             trigger_type: binding.trigger_type.clone(),
             function_id: binding.function.1.clone(),
             config: binding.config.clone(),
@@ -414,10 +438,11 @@ impl Engine {
     }
 
     pub(super) fn unregister_trigger(&mut self, now: Instant, conn: ConnId, id: &str) {
-        if self.triggers.bindings.get(id).map(|b| b.owner) != Some(conn) {
+        let key = self.binding_key(conn, id);
+        if self.triggers.bindings.get(&key).map(|b| b.owner) != Some(conn) {
             return;
         }
-        self.remove_binding(now, id);
+        self.remove_binding(now, &key);
     }
 
     /// Removes binding `id`, releasing what it counted for its owner and telling its
@@ -434,7 +459,7 @@ impl Engine {
         }
         if let Some(Provider::Worker(provider)) = binding.active {
             let message = ControlMessage::UnregisterTrigger(UnregisterTrigger {
-                id: id.to_owned(),
+                id: self.local_binding_id(provider, id),
                 trigger_type: Some(binding.trigger_type),
             });
             self.send_control(now, provider, &message);
@@ -446,8 +471,9 @@ impl Engine {
         &mut self,
         now: Instant,
         conn: ConnId,
-        msg: TriggerRegistrationResult,
+        mut msg: TriggerRegistrationResult,
     ) {
+        msg.id = self.binding_key(conn, &msg.id);
         let Some(binding) = self.triggers.bindings.get_mut(&msg.id) else {
             return;
         };
@@ -477,7 +503,7 @@ impl Engine {
         error: ErrorBody,
     ) {
         let message = ControlMessage::TriggerRegistrationResult(TriggerRegistrationResult {
-            id: id.to_owned(),
+            id: self.local_binding_id(conn, id),
             trigger_type: trigger_type.to_owned(),
             function_id: function_id.to_owned(),
             error: Some(error),

@@ -62,13 +62,16 @@ impl ErrorBody {
     /// The answer to a call of a function this worker does not serve
     /// (`function_not_found`, as every SDK sends it).
     pub fn function_not_found() -> Self {
-        Self::new("function_not_found", "Function not found")
+        Self::new(super::codes::FUNCTION_NOT_FOUND, "Function not found")
     }
 
     /// The answer to a trigger binding of a type this worker does not provide
     /// (`trigger_type_not_found`).
     pub fn trigger_type_not_found() -> Self {
-        Self::new("trigger_type_not_found", "Trigger type not found")
+        Self::new(
+            super::codes::TRIGGER_TYPE_NOT_FOUND,
+            "Trigger type not found",
+        )
     }
 }
 

@@ -74,6 +74,35 @@ pub fn with_caller_keys(
     set_keys(data, &keys)
 }
 
+/// The prefix of every key through which the engine tells a handler about its caller.
+pub const CALLER_PREFIX: &str = "_caller_";
+
+/// `data` without the top-level keys that start with `_caller_` (in any JSON
+/// escaping); other payloads, and objects without such keys, are returned unchanged
+/// (byte for byte). Keys nested deeper are left alone. One pass over the text.
+pub fn without_caller_keys(data: Payload) -> Payload {
+    let text = data.get();
+    let Some(object) = TopLevelObject::scan(text) else {
+        return data;
+    };
+    let reserved = |m: &Member| key_starts_with(&text[m.key.clone()], CALLER_PREFIX);
+    if !object.members.iter().any(reserved) {
+        return data;
+    }
+    let mut out = String::with_capacity(text.len());
+    out.push('{');
+    let mut any = false;
+    for member in object.members.iter().filter(|m| !reserved(m)) {
+        if any {
+            out.push(',');
+        }
+        out.push_str(&text[member.key.start..member.value_end]);
+        any = true;
+    }
+    out.push('}');
+    RawValue::from_string(out).unwrap_or(data)
+}
+
 /// Sets (value `Some`, raw JSON) or removes (`None`) top-level keys of a JSON object
 /// payload; other payloads are returned unchanged. Keys already present in any
 /// spelling are replaced, so each appears at most once.
@@ -231,6 +260,20 @@ fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
     }
 }
 
+/// True when the JSON string literal `quoted` (with its quotes) decodes to a string
+/// that starts with `prefix`.
+fn key_starts_with(quoted: &str, prefix: &str) -> bool {
+    let inner = quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or("");
+    if !inner.contains('\\') {
+        return inner.starts_with(prefix);
+    }
+    // Escaped spellings such as "_caller\u005frole" decode to the same key.
+    serde_json::from_str::<String>(quoted).is_ok_and(|key| key.starts_with(prefix))
+}
+
 /// True when the JSON string literal `quoted` (with its quotes) decodes to `expected`.
 fn key_is(quoted: &str, expected: &str) -> bool {
     let inner = quoted
@@ -319,6 +362,25 @@ mod tests {
             assert_eq!(map[CALLER_WORKER_ID], "w1", "{out}");
             assert_eq!(out.matches(CALLER_WORKER_ID).count(), 1, "{out}");
         }
+    }
+
+    #[test]
+    fn every_caller_key_is_stripped_at_top_level_only() {
+        let strip = |s: &str| without_caller_keys(raw(s)).get().to_owned();
+        assert_eq!(
+            strip(r#"{"a":1,"_caller_context":{"role":"admin"},"_caller_role":"x","b":[2]}"#),
+            r#"{"a":1,"b":[2]}"#
+        );
+        assert_eq!(strip(r#"{"_caller\u005fcontext":1}"#), "{}");
+        assert_eq!(
+            strip(r#"{"_caller":1, "x": {"_caller_id":2}}"#),
+            r#"{"_caller":1, "x": {"_caller_id":2}}"#
+        );
+        assert_eq!(strip(r#"[{"_caller_id":2}]"#), r#"[{"_caller_id":2}]"#);
+        assert_eq!(strip(r#""_caller_x""#), r#""_caller_x""#);
+        let out = strip(r#"{"_caller_a":1,"_caller_a":2,"k":"}"}"#);
+        assert_eq!(out, r#"{"k":"}"}"#);
+        assert!(serde_json::from_str::<serde_json::Value>(&out).is_ok());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::wire::{decode, CloseCode, ControlMessage, Decoded, ErrorBody, Payload
 /// The engine's built-in that mints a channel.
 const CREATE_CHANNEL: &str = "engine::channels::create";
 /// The only non-fatal rejection code.
-const FUNCTION_CONFLICT: &str = "FUNCTION_NAMESPACE_CONFLICT";
+const FUNCTION_CONFLICT: &str = crate::wire::codes::FUNCTION_NAMESPACE_CONFLICT;
 
 /// The longest a call may wait for its result; longer timeouts are clamped to it, so
 /// every call has a deadline.

@@ -11,7 +11,8 @@ use futures_channel::oneshot;
 use futures_util::future::{self, Either};
 use futures_util::StreamExt;
 use iii_core::engine::{
-    Accepted, Admission, Engine, EngineEvent, EngineMetrics, EngineOutput, EngineStats, Ticket,
+    Accepted, Admission, Engine, EngineEvent, EngineMetrics, EngineOutput, EngineStats, LogLevel,
+    Ticket,
 };
 use iii_core::upgrade::{Rejection, UpgradeRequest};
 use iii_core::PeerClose;
@@ -371,6 +372,51 @@ fn log_event(event: &EngineEvent) {
             outcome,
             stats,
         } => tracing::debug!(%channel_id, ?outcome, ?stats, "channel removed"),
+        EngineEvent::WorkerLog { .. } => log_worker_line(event),
         other => tracing::trace!(?other, "engine event"),
+    }
+}
+
+/// Writes a worker's `engine::log::*` line to the engine's log, at its level, with the
+/// worker's name and id (target `iii::worker`).
+fn log_worker_line(event: &EngineEvent) {
+    let EngineEvent::WorkerLog {
+        conn,
+        worker_id,
+        worker_name,
+        level,
+        message,
+        data,
+        trace_id,
+        span_id,
+        service_name,
+        dropped,
+    } = event
+    else {
+        return;
+    };
+    macro_rules! line {
+        ($level:expr) => {
+            tracing::event!(
+                target: "iii::worker",
+                $level,
+                %conn,
+                %worker_id,
+                worker_name = %worker_name,
+                data = data.as_deref().unwrap_or(""),
+                trace_id = trace_id.as_deref().unwrap_or(""),
+                span_id = span_id.as_deref().unwrap_or(""),
+                service_name = service_name.as_deref().unwrap_or(""),
+                dropped,
+                "{message}"
+            )
+        };
+    }
+    match level {
+        LogLevel::Trace => line!(tracing::Level::TRACE),
+        LogLevel::Debug => line!(tracing::Level::DEBUG),
+        LogLevel::Info => line!(tracing::Level::INFO),
+        LogLevel::Warn => line!(tracing::Level::WARN),
+        LogLevel::Error => line!(tracing::Level::ERROR),
     }
 }

@@ -7,7 +7,10 @@ use serde_json::value::RawValue;
 use super::super::session::DEFAULT_NAMESPACE;
 use super::super::{builtins, Engine, FnKey};
 use crate::ids::ConnId;
+use crate::wire::codes;
 use crate::wire::control::{to_payload, Action, Payload};
+use crate::wire::json::without_caller_keys;
+use crate::wire::{ControlMessage, ErrorBody};
 
 /// What routing needs to know about a caller.
 #[derive(Debug, Clone, Default)]
@@ -59,6 +62,45 @@ impl Engine {
             return false;
         }
         policy.may_call(&key.1, self.exposed(policy.listener, key))
+    }
+
+    /// True when guest `conn` may use `key`, which another worker holds: when it may
+    /// call it as registered, or as it would be with `metadata` (it could then find
+    /// out that it exists by calling it, so a conflict tells it nothing new).
+    pub(in crate::engine) fn may_use_taken(
+        &self,
+        conn: ConnId,
+        key: &FnKey,
+        metadata: Option<&RawValue>,
+    ) -> bool {
+        let Some(policy) = self.session(conn).and_then(|s| s.policy.as_ref()) else {
+            return true;
+        };
+        let exposed = self.exposed(policy.listener, key)
+            || self.exposure(&key.1, metadata).contains(&policy.listener);
+        key.0 == DEFAULT_NAMESPACE && policy.may_call(&key.1, exposed)
+    }
+
+    /// The key of binding `id` of `conn`: a guest's trigger ids live in its own scope
+    /// (`{worker_id}::{id}`), so a guest can neither take another worker's id nor tell
+    /// a taken id from a free one. Trusted workers' ids are their keys.
+    pub(in crate::engine) fn binding_key(&self, conn: ConnId, id: &str) -> String {
+        match self.session(conn) {
+            Some(session) if session.policy.is_some() => format!("{}::{id}", session.worker_id),
+            _ => id.to_owned(),
+        }
+    }
+
+    /// The id `conn` knows binding `key` by (the inverse of [`Engine::binding_key`]).
+    pub(in crate::engine) fn local_binding_id(&self, conn: ConnId, key: &str) -> String {
+        match self.session(conn) {
+            Some(session) if session.policy.is_some() => key
+                .strip_prefix(session.worker_id.as_str())
+                .and_then(|rest| rest.strip_prefix("::"))
+                .unwrap_or(key)
+                .to_owned(),
+            _ => key.to_owned(),
+        }
     }
 
     /// True when function `key` matches the `expose_functions` of `listener`.
@@ -114,5 +156,56 @@ impl Engine {
             namespace,
             context: context.unwrap_or(&empty),
         })
+    }
+}
+
+impl Engine {
+    /// The answer to a call `conn` (a session on an RBAC listener) may not make: the
+    /// same for every id outside its exposure, existing or not, naming the setting
+    /// that would allow it.
+    pub(in crate::engine) fn forbidden_error(&self, conn: ConnId, function_id: &str) -> ErrorBody {
+        let denied = self
+            .session(conn)
+            .and_then(|s| s.policy.as_ref())
+            .is_some_and(|p| p.forbidden_functions.iter().any(|f| f == function_id));
+        let remedy = if denied {
+            "remove from rbac.forbidden_functions"
+        } else {
+            "add to rbac.expose_functions"
+        };
+        ErrorBody::new(
+            codes::FORBIDDEN,
+            format!("function '{function_id}' not allowed ({remedy})"),
+        )
+    }
+}
+
+/// The boundary where a guest's messages (a session on an RBAC listener) enter the
+/// engine: every payload it sends loses its top-level `_caller_*` keys here, once, for
+/// every path (direct calls, the middleware's `payload`, registration hooks, trigger
+/// configs, results). The engine sets `_caller_worker_id` and `_caller_context` itself
+/// afterwards, so a trusted function only ever sees the ones the engine vouches for.
+pub(in crate::engine) fn from_guest(message: ControlMessage) -> ControlMessage {
+    let strip = |p: Option<Payload>| p.map(without_caller_keys);
+    match message {
+        ControlMessage::InvokeFunction(mut call) => {
+            call.data = without_caller_keys(call.data);
+            call.metadata = strip(call.metadata);
+            ControlMessage::InvokeFunction(call)
+        }
+        ControlMessage::InvocationResult(mut result) => {
+            result.result = strip(result.result);
+            ControlMessage::InvocationResult(result)
+        }
+        ControlMessage::RegisterFunction(mut spec) => {
+            spec.metadata = strip(spec.metadata);
+            ControlMessage::RegisterFunction(spec)
+        }
+        ControlMessage::RegisterTrigger(mut msg) => {
+            msg.config = without_caller_keys(msg.config);
+            msg.metadata = strip(msg.metadata);
+            ControlMessage::RegisterTrigger(msg)
+        }
+        other => other,
     }
 }

@@ -131,7 +131,7 @@ impl Engine {
             metadata: None,
             namespace: None,
         };
-        let id = self.forward_internal(now, owner, call, Purpose::Admission(ticket));
+        let id = self.forward_internal(now, owner, call, Purpose::Admission(ticket), None);
         self.admissions.insert(
             ticket,
             PendingAdmission {

@@ -1,7 +1,12 @@
 //! Registration hooks of RBAC listeners: a function (on a trusted worker) approves, and
 //! may rewrite, each function, trigger type and trigger an untrusted worker registers.
+//! Only a registration that passed the size and count quotas reaches the hook, and the
+//! hook call is one of the session's pending calls (its `pending_invocations` quota).
 //! The registration waits for the hook's answer, within the listener's hook timeout;
-//! a refusal, an error, no answer in time or a hook that is not registered refuses it.
+//! a refusal, an error, no answer in time or a hook that is not registered drops it
+//! without telling the worker (as the reference engine does).
+
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -9,7 +14,11 @@ use uuid::Uuid;
 
 use super::super::invoke::Purpose;
 use super::super::session::DEFAULT_NAMESPACE;
-use super::super::{Engine, FnKey, RefusalReason, Timer};
+
+/// Ids the engine keeps for itself.
+const RESERVED_PREFIX: &str = "engine::";
+use super::super::quota::{count_message, Registration};
+use super::super::{Engine, FnKey, Quota, RefusalReason, Timer};
 use crate::ids::ConnId;
 use crate::wire::control::{
     to_payload, InvokeFunction, Payload, RegisterFunction, RegisterTrigger, RegisterTriggerType,
@@ -34,6 +43,52 @@ impl Hooked {
             Hooked::Function(..) => "registerfunction",
             Hooked::TriggerType(_) => "registertriggertype",
             Hooked::Trigger(_) => "registertrigger",
+        }
+    }
+
+    /// Its index in [`super::super::session::Session::hooks_pending`].
+    pub(in crate::engine) fn kind(&self) -> usize {
+        match self {
+            Hooked::Function(..) => 0,
+            Hooked::TriggerType(_) => 1,
+            Hooked::Trigger(_) => 2,
+        }
+    }
+
+    /// Its id (a function's already prefixed).
+    fn id(&self) -> &str {
+        match self {
+            Hooked::Function(spec, _) => &spec.id,
+            Hooked::TriggerType(msg) => &msg.id,
+            Hooked::Trigger(msg) => &msg.id,
+        }
+    }
+
+    /// Its payloads, as the size quotas measure them.
+    fn measured(&self) -> Registration<'_> {
+        match self {
+            Hooked::Function(spec, _) => Registration {
+                text: spec.id.len() + spec.description.as_ref().map_or(0, String::len),
+                payloads: [
+                    spec.metadata.as_ref(),
+                    spec.request_format.as_ref(),
+                    spec.response_format.as_ref(),
+                    spec.invocation.as_ref(),
+                ],
+            },
+            Hooked::TriggerType(msg) => Registration {
+                text: 0,
+                payloads: [
+                    msg.trigger_request_format.as_ref(),
+                    msg.call_request_format.as_ref(),
+                    None,
+                    None,
+                ],
+            },
+            Hooked::Trigger(msg) => Registration {
+                text: msg.id.len() + msg.trigger_type.len() + msg.function_id.len(),
+                payloads: [Some(&msg.config), msg.metadata.as_ref(), None, None],
+            },
         }
     }
 }
@@ -145,8 +200,15 @@ impl Engine {
                 .map(|r| r.hook_timeout)?;
             (context, timeout)
         };
+        // Only what could be stored reaches the hook: its size and counts are checked
+        // first (counting the registrations of its kind already waiting for a hook),
+        // and the hook call is one of the session's pending calls.
+        if let Err((reason, message)) = self.hook_precheck(conn, &registration) {
+            self.refuse_hooked(now, conn, registration, reason, message);
+            return None;
+        }
         let Some(owner) = owner else {
-            self.registration_not_approved(now, conn, registration);
+            self.registration_not_approved(conn, registration);
             return None;
         };
         let data = match &registration {
@@ -181,7 +243,11 @@ impl Engine {
             metadata: None,
             namespace: None,
         };
-        let id = self.forward_internal(now, owner, call, Purpose::Hook(ticket));
+        let id = self.forward_internal(now, owner, call, Purpose::Hook(ticket), Some(conn));
+        if let Some(session) = self.session_mut(conn) {
+            session.hooks_pending[registration.kind()] += 1;
+            session.hook_tickets.insert(ticket);
+        }
         self.hooks.insert(
             ticket,
             PendingHook {
@@ -201,24 +267,23 @@ impl Engine {
         ticket: u64,
         answer: Result<Option<Payload>, ErrorBody>,
     ) {
-        let Some(pending) = self.hooks.remove(&ticket) else {
+        let Some(pending) = self.take_hook(ticket) else {
             return;
         };
-        self.timers.cancel(&Timer::Hook(ticket));
         let conn = pending.conn;
         if self.session(conn).is_none() {
             return; // the worker left meanwhile
         }
         let answer = match answer {
             Ok(answer) => answer,
-            Err(_) => return self.registration_not_approved(now, conn, pending.registration),
+            Err(_) => return self.registration_not_approved(conn, pending.registration),
         };
         let answer = answer.as_deref();
         match pending.registration {
             Hooked::Function(mut spec, local_id) => {
                 let Some(map) = mapping::<FunctionMapping>(answer) else {
                     let refused = Hooked::Function(spec, local_id);
-                    return self.registration_not_approved(now, conn, refused);
+                    return self.registration_not_approved(conn, refused);
                 };
                 spec.id = map.function_id.unwrap_or(spec.id);
                 spec.description = map.description.or(spec.description);
@@ -228,7 +293,7 @@ impl Engine {
             Hooked::TriggerType(mut msg) => {
                 let Some(map) = mapping::<TriggerTypeMapping>(answer) else {
                     let refused = Hooked::TriggerType(msg);
-                    return self.registration_not_approved(now, conn, refused);
+                    return self.registration_not_approved(conn, refused);
                 };
                 msg.id = map.trigger_type_id.unwrap_or(msg.id);
                 msg.description = map.description.unwrap_or(msg.description);
@@ -236,7 +301,7 @@ impl Engine {
             }
             Hooked::Trigger(mut msg) => {
                 let Some(map) = mapping::<TriggerMapping>(answer) else {
-                    return self.registration_not_approved(now, conn, Hooked::Trigger(msg));
+                    return self.registration_not_approved(conn, Hooked::Trigger(msg));
                 };
                 msg.id = map.trigger_id.unwrap_or(msg.id);
                 msg.trigger_type = map.trigger_type.unwrap_or(msg.trigger_type);
@@ -248,22 +313,120 @@ impl Engine {
     }
 
     /// A hook did not answer in time.
-    pub(in crate::engine) fn hook_timed_out(&mut self, now: Instant, ticket: u64) {
-        let Some(pending) = self.hooks.remove(&ticket) else {
+    pub(in crate::engine) fn hook_timed_out(&mut self, _now: Instant, ticket: u64) {
+        let Some(pending) = self.take_hook(ticket) else {
             return;
         };
         if let Some(key) = pending.call {
             self.forget_pending(key);
         }
         if self.session(pending.conn).is_some() {
-            self.registration_not_approved(now, pending.conn, pending.registration);
+            self.registration_not_approved(pending.conn, pending.registration);
         }
     }
 
-    /// Refuses a registration its hook did not approve, with the answer its kind has.
-    fn registration_not_approved(&mut self, now: Instant, conn: ConnId, registration: Hooked) {
-        let reason = RefusalReason::NotApproved;
-        let message = "the registration hook did not approve it".to_owned();
+    /// Removes hook `ticket` and what its session counts of it.
+    fn take_hook(&mut self, ticket: u64) -> Option<PendingHook> {
+        let pending = self.hooks.remove(&ticket)?;
+        self.timers.cancel(&Timer::Hook(ticket));
+        if let Some(session) = self.session_mut(pending.conn) {
+            let kind = pending.registration.kind();
+            session.hooks_pending[kind] = session.hooks_pending[kind].saturating_sub(1);
+            session.hook_tickets.remove(&ticket);
+        }
+        Some(pending)
+    }
+
+    /// Forgets the hooks of a session that ended (their calls were forgotten with the
+    /// session's other pending calls).
+    pub(in crate::engine) fn drop_session_hooks(&mut self, tickets: &BTreeSet<u64>) {
+        for ticket in tickets {
+            self.hooks.remove(ticket);
+            self.timers.cancel(&Timer::Hook(*ticket));
+        }
+    }
+
+    /// Checks what a registration waiting for its hook would hold: the same size and
+    /// count quotas as when it is stored (the registrations of its kind already waiting
+    /// count as held), and one more pending call.
+    fn hook_precheck(
+        &self,
+        conn: ConnId,
+        registration: &Hooked,
+    ) -> Result<(), (RefusalReason, String)> {
+        let Some(session) = self.session(conn) else {
+            return Ok(());
+        };
+        let quotas = self.quotas_of(conn);
+        let waiting = session.hooks_pending[registration.kind()];
+        let id = registration.id();
+        if matches!(registration, Hooked::Function(..) | Hooked::TriggerType(_))
+            && (id.is_empty() || id.starts_with(RESERVED_PREFIX))
+        {
+            return Err((
+                RefusalReason::Reserved,
+                "ids must be non-empty and outside engine::".to_owned(),
+            ));
+        }
+        let (held, limit, quota, replacing) = match registration {
+            Hooked::Function(spec, _) => {
+                let key: FnKey = (session.namespace.clone(), spec.id.clone());
+                let owned = self.functions.get(&key) == Some(&conn);
+                let bytes = session.shadowed.get(&key).copied().or_else(|| {
+                    let spec = self.function_specs.get(&key).filter(|_| owned);
+                    spec.map(|s| s.bytes)
+                });
+                (
+                    session.functions.len(),
+                    quotas.functions,
+                    Quota::Functions,
+                    bytes,
+                )
+            }
+            Hooked::TriggerType(_) => (
+                session.trigger_types.len(),
+                quotas.trigger_types,
+                Quota::TriggerTypes,
+                None,
+            ),
+            Hooked::Trigger(msg) => {
+                let key = self.binding_key(conn, &msg.id);
+                let own = self.triggers.bindings.get(&key).filter(|b| b.owner == conn);
+                let bytes = own.map(|b| b.bytes);
+                (
+                    session.bindings.len(),
+                    quotas.bindings,
+                    Quota::Bindings,
+                    bytes,
+                )
+            }
+        };
+        if replacing.is_none() && held.saturating_add(waiting) >= limit {
+            return Err((RefusalReason::Quota(quota), count_message(quota, limit)));
+        }
+        self.measure_registration(conn, &registration.measured(), replacing.unwrap_or(0))?;
+        let pending = self.pending_by_origin.get(&conn).map_or(0, BTreeSet::len);
+        if pending >= quotas.pending_invocations {
+            let limit = quotas.pending_invocations;
+            return Err((
+                RefusalReason::Quota(Quota::PendingInvocations),
+                format!(
+                    "this worker already has {limit} invocations pending (quota pending_invocations)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a registration before its hook is called, with the answer its kind has.
+    fn refuse_hooked(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        registration: Hooked,
+        reason: RefusalReason,
+        message: String,
+    ) {
         let what = registration.what();
         match registration {
             Hooked::Function(spec, _) => self.refuse_function(now, conn, &spec.id, reason, message),
@@ -273,15 +436,19 @@ impl Engine {
             Hooked::Trigger(msg) => {
                 self.refused(conn, what, Some(msg.id.clone()), reason);
                 let error = ErrorBody::new(reason.code(), message);
-                self.trigger_error(
-                    now,
-                    conn,
-                    &msg.id,
-                    &msg.trigger_type,
-                    &msg.function_id,
-                    error,
-                );
+                let (id, trigger_type, function_id) =
+                    (&msg.id, &msg.trigger_type, &msg.function_id);
+                self.trigger_error(now, conn, id, trigger_type, function_id, error);
             }
         }
+    }
+
+    /// Drops a registration its hook did not approve (refused, failed, did not answer
+    /// in time, or is not registered). As the reference engine does, the worker is not
+    /// told: the registration simply does not exist.
+    fn registration_not_approved(&mut self, conn: ConnId, registration: Hooked) {
+        let what = registration.what();
+        let id = registration.id().to_owned();
+        self.refused(conn, what, Some(id), RefusalReason::NotApproved);
     }
 }

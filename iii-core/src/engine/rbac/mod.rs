@@ -27,7 +27,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-pub(super) use access::Caller;
+pub(super) use access::{from_guest, Caller};
 pub(super) use admission::PendingAdmission;
 pub use admission::Ticket;
 pub use filter::{FunctionFilter, MetadataMatch, Pattern};
@@ -37,9 +37,17 @@ use super::WorkerQuotas;
 use crate::wire::control::Payload;
 
 /// The functions every RBAC listener allows, whatever its filters, so that connection
-/// set-up and channels work (`forbidden_functions` can still deny them).
-pub const INFRASTRUCTURE_FUNCTIONS: [&str; 2] =
-    ["engine::channels::create", "engine::workers::register"];
+/// set-up, channels and logging through the engine work (`forbidden_functions` can
+/// still deny them).
+pub const INFRASTRUCTURE_FUNCTIONS: [&str; 7] = [
+    "engine::channels::create",
+    "engine::workers::register",
+    "engine::log::trace",
+    "engine::log::debug",
+    "engine::log::info",
+    "engine::log::warn",
+    "engine::log::error",
+];
 
 /// How one listener treats the workers that connect to it.
 #[derive(Debug, Clone, PartialEq)]

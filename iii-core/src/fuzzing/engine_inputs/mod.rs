@@ -24,8 +24,9 @@ use crate::upgrade::UpgradeRequest;
 use crate::wire::{CloseCode, Message, PeerClose, Text};
 
 const FUNCTION_IDS: [&str; 6] = ["f0", "f1", "f2", "ns::g", "engine::mine", ""];
-const BUILTINS: [&str; 7] = [
+const BUILTINS: [&str; 8] = [
     "engine::channels::create",
+    "engine::log::info",
     "engine::channels::list",
     "engine::workers::register",
     "engine::workers::list",
@@ -65,6 +66,8 @@ fn engine_config(flags: u8) -> EngineConfig {
         invocation_timeout: (flags & 32 != 0).then(|| Duration::from_millis(300)),
         max_payload_depth: 6,
         max_list_bytes: 1024,
+        worker_log_lines_per_second: 4,
+        max_worker_log_bytes: 64,
         quotas: quotas(),
         listeners: vec![ListenerPolicy {
             max_connections_per_ip: Some(3),
@@ -352,6 +355,11 @@ impl EngineRig {
                 "runtime": "fuzz",
                 "pid": input.u32(),
                 "namespace": input.pick(&NAMESPACES).copied().flatten(),
+            }),
+            "engine::log::info" => json!({
+                "message": input.text(90),
+                "data": payload_value(input, &self.refs),
+                "trace_id": input.text(8),
             }),
             "engine::functions::list" | "engine::triggers::list" => json!({
                 "include_internal": input.bool(),

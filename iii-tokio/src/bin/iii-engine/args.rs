@@ -120,6 +120,12 @@ pub(crate) struct Args {
     /// Largest answer of a listing built-in, in bytes (longer ones are paged).
     #[arg(long, env = "III_ENGINE_MAX_LIST_BYTES", default_value_t = defaults().core.max_list_bytes)]
     pub(crate) max_list_bytes: usize,
+    /// Lines one worker may log through `engine::log::*` per second (beyond: dropped).
+    #[arg(long, env = "III_ENGINE_WORKER_LOG_LINES_PER_SECOND", default_value_t = defaults().core.worker_log_lines_per_second)]
+    pub(crate) worker_log_lines_per_second: usize,
+    /// Longest line a worker may log through `engine::log::*`, in bytes (cut beyond).
+    #[arg(long, env = "III_ENGINE_MAX_WORKER_LOG_BYTES", default_value_t = defaults().core.max_worker_log_bytes)]
+    pub(crate) max_worker_log_bytes: usize,
     /// Functions one worker may register.
     #[arg(long, env = "III_ENGINE_MAX_FUNCTIONS_PER_WORKER", default_value_t = defaults().core.quotas.functions)]
     pub(crate) max_functions_per_worker: usize,
@@ -383,6 +389,8 @@ impl Args {
         core.invocation_timeout = self.invocation_timeout_ms.map(Duration::from_millis);
         core.max_payload_depth = self.max_payload_depth;
         core.max_list_bytes = self.max_list_bytes;
+        core.worker_log_lines_per_second = self.worker_log_lines_per_second;
+        core.max_worker_log_bytes = self.max_worker_log_bytes;
         let quotas = &mut core.quotas;
         quotas.functions = self.max_functions_per_worker;
         quotas.trigger_types = self.max_trigger_types_per_worker;

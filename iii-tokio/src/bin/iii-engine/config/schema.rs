@@ -132,6 +132,10 @@ manager_config! {
     max_payload_depth: usize,
     /// `--max-list-bytes`.
     max_list_bytes: usize,
+    /// `--worker-log-lines-per-second`.
+    worker_log_lines_per_second: usize,
+    /// `--max-worker-log-bytes`.
+    max_worker_log_bytes: usize,
     /// `--max-functions-per-worker`.
     max_functions_per_worker: usize,
     /// `--max-trigger-types-per-worker`.
