@@ -8,12 +8,14 @@
 //! * an optional authentication function (on a trusted worker) admits each upgrade,
 //!   with a timeout, and its `AuthResult` narrows what the session may do;
 //! * the session may call only what the policy allows (`forbidden_functions` first, then
-//!   `allowed_functions`, the infrastructure carve-out, and `expose_functions`); a
-//!   denied call is answered exactly like a call of a function that does not exist;
+//!   `allowed_functions`, the infrastructure carve-out, and `expose_functions`); every
+//!   call outside that is answered `FORBIDDEN` alike, whether the function exists or not;
 //! * listings show it only what it may call, and only its own trigger bindings;
-//! * its registrations may be prefixed and go through approval hooks; it never receives
-//!   another worker's trigger configs, and cannot bind triggers to functions it may not
-//!   call;
+//! * its registrations may be prefixed and go through approval hooks (within its
+//!   quotas); it can neither take another worker's id nor tell a taken one from a free
+//!   one; it never receives another worker's trigger configs, and cannot bind triggers
+//!   to functions it may not call;
+//! * no `_caller_*` key it writes reaches anyone ([`from_guest`], the one boundary);
 //! * an optional middleware function sees each of its calls and decides what happens;
 //! * its `AuthResult.context` reaches the functions it calls (`_caller_context`).
 
