@@ -120,13 +120,13 @@ async fn exercise(rbac_url: &str, main_url: &str) {
         assert_eq!(echoed["_caller_context"], json!({"tenant": "acme"}));
         match guest.trigger("internal::secret", json!({})).await {
             Err(Error::Remote(body)) => {
-                assert_eq!(body.code, "function_not_found");
+                assert_eq!(body.code, "FORBIDDEN");
                 assert_eq!(
                     body.message,
-                    "Function internal::secret not found in namespace default."
+                    "function 'internal::secret' not allowed (add to rbac.expose_functions)"
                 );
             }
-            other => panic!("expected function_not_found, got {other:?}"),
+            other => panic!("expected FORBIDDEN, got {other:?}"),
         }
         // What it registers is prefixed for everyone else.
         guest

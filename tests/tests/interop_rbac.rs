@@ -4,6 +4,7 @@
 //! parameter or a cookie, or refused with 401. See INTEROP.md, "Untrusted workers
 //! (RBAC)".
 
+use iii_core::wire::codes;
 use iii_tests::interop::bytes::{generate, sha256_hex};
 use iii_tests::interop::rbac::{
     function_ids, rbac_harness, Credential, Guest, RbacHarness, Sdk, NODE_AUTH, NODE_MIDDLEWARE,
@@ -58,7 +59,7 @@ async fn check_decision(h: &RbacHarness, auth: Sdk, credential: &Credential) {
 }
 
 /// Everything an admitted untrusted worker does: its registration is prefixed, it calls
-/// exposed functions (which see its context), gets `function_not_found` for anything
+/// exposed functions (which see its context), gets `FORBIDDEN` for anything
 /// else exactly as for a missing function, lists only what it may call, and streams
 /// bytes through a channel to a trusted reader.
 async fn basics(h: &RbacHarness, guest: &Guest, context: &Value) {
@@ -84,12 +85,18 @@ async fn basics(h: &RbacHarness, guest: &Guest, context: &Value) {
     let missing_id = "nobody::here";
     let missing = guest_call(h, guest, missing_id, json!({})).await;
     let missing = error_of(&missing, missing_id, guest).clone();
-    assert_eq!(missing["code"], "function_not_found", "{label}: {missing}");
+    assert_eq!(missing["code"], codes::FORBIDDEN, "{label}: {missing}");
+    // The remedy named differs for an id the AuthResult forbids (the session's own
+    // policy), never with whether the function exists.
     let same_shape = |error: &Value, id: &str| {
-        error["message"].as_str().map(|m| m.replace(id, "ID"))
-            == missing["message"]
-                .as_str()
-                .map(|m| m.replace(missing_id, "ID"))
+        error["message"].as_str().map(|m| {
+            m.replace(id, "ID").replace(
+                "remove from rbac.forbidden_functions",
+                "add to rbac.expose_functions",
+            )
+        }) == missing["message"]
+            .as_str()
+            .map(|m| m.replace(missing_id, "ID"))
     };
     for hidden in [
         "internal::secret",
@@ -307,7 +314,7 @@ fn middleware(sdk: Sdk, middleware: Sdk, auth: Sdk, listener: usize, credential:
 
         let hidden = guest_call(h, &guest, "internal::secret", json!({"deny": false})).await;
         let error = error_of(&hidden, "internal::secret", &guest);
-        assert_eq!(error["code"], "function_not_found", "{label}: {error}");
+        assert_eq!(error["code"], codes::FORBIDDEN, "{label}: {error}");
         let log = h.middleware_log(middleware).await;
         let mine: Vec<&Value> = log
             .iter()
