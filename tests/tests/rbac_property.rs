@@ -77,6 +77,8 @@ struct World {
     provider: ConnId,
     guests: [ConnId; 2],
     guest_ids: [String; 2],
+    /// The worker ids of the backend and the provider.
+    trusted_ids: [String; 2],
     /// Invocations each connection holds, unanswered.
     held: BTreeMap<ConnId, Vec<Value>>,
 }
@@ -99,7 +101,7 @@ impl World {
             )],
             ..EngineConfig::default()
         });
-        let (backend, _) = raw.control();
+        let (backend, backend_id) = raw.control();
         for (id, extra) in [
             ("api::a", json!({})),
             ("pub::b", json!({"metadata": {"public": true}})),
@@ -114,7 +116,7 @@ impl World {
             }
             raw.send(backend, message);
         }
-        let (provider, _) = raw.control();
+        let (provider, provider_id) = raw.control();
         raw.send(
             provider,
             json!({"type": "registertriggertype", "id": "cron", "description": "S3CRET type"}),
@@ -129,6 +131,7 @@ impl World {
             provider,
             guests,
             guest_ids,
+            trusted_ids: [backend_id, provider_id],
             held: BTreeMap::new(),
         };
         world.check();
@@ -202,6 +205,15 @@ impl World {
         let conns = [self.backend, self.provider, self.guests[0], self.guests[1]];
         for conn in conns {
             for message in self.raw.take_json(conn) {
+                // No worker id but its own ever reaches a guest (calls included).
+                if let Some(g) = self.guests.iter().position(|c| *c == conn) {
+                    let text = message.to_string();
+                    let ids = [&self.trusted_ids[..], &self.guest_ids[1 - g..2 - g]].concat();
+                    assert!(
+                        ids.iter().all(|id| !text.contains(id.as_str())),
+                        "guest {g} learned another worker's id: {text}"
+                    );
+                }
                 if message["type"] == "invokefunction" {
                     let function_id = message["function_id"].as_str().unwrap_or_default();
                     let caller = message["data"]["_caller_worker_id"].as_str();

@@ -167,7 +167,9 @@ impl Engine {
                     reply(self, Err(error));
                     return;
                 }
-                let data = with_caller(call.data, &caller_worker_id, &caller);
+                // A guest serving the call never learns another worker's id.
+                let shown = (owner == conn || !self.is_guest(owner)).then_some(&*caller_worker_id);
+                let data = with_caller(call.data, shown, &caller);
                 let forwarded = InvokeFunction {
                     invocation_id: None,
                     function_id: self.local_id(&key),
@@ -572,10 +574,10 @@ impl Engine {
     }
 }
 
-/// `data` with `_caller_worker_id` set and, for callers on RBAC listeners,
-/// `_caller_context` set to their session's context (or removed when it has none, so
-/// that an untrusted caller cannot forge one).
-fn with_caller(data: Payload, worker_id: &str, caller: &Caller) -> Payload {
+/// `data` with `_caller_worker_id` set (removed when `worker_id` is `None`) and, for
+/// callers on RBAC listeners, `_caller_context` set to their session's context (or
+/// removed when it has none, so that an untrusted caller cannot forge one).
+fn with_caller(data: Payload, worker_id: Option<&str>, caller: &Caller) -> Payload {
     let context = caller.untrusted.then_some(caller.context.as_deref());
     with_caller_keys(data, worker_id, context)
 }

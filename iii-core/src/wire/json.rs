@@ -55,19 +55,20 @@ pub const CALLER_CONTEXT: &str = "_caller_context";
 /// removed, so the handler sees exactly one, the true one, whatever its parser does with
 /// duplicate keys. Keys nested deeper are left alone. One pass over the text.
 pub fn with_caller_worker_id(data: Payload, worker_id: &str) -> Payload {
-    with_caller_keys(data, worker_id, None)
+    with_caller_keys(data, Some(worker_id), None)
 }
 
-/// [`with_caller_worker_id`], and for a caller on an RBAC listener (`context` is
-/// `Some`) also `"_caller_context"`: set to its session's context, or removed when it
-/// has none, so that no caller can forge one.
+/// [`with_caller_worker_id`] (or, when `worker_id` is `None`, without any
+/// `_caller_worker_id`: for callees that must not learn who called), and for a caller
+/// on an RBAC listener (`context` is `Some`) also `"_caller_context"`: set to its
+/// session's context, or removed when it has none, so that no caller can forge one.
 pub fn with_caller_keys(
     data: Payload,
-    worker_id: &str,
+    worker_id: Option<&str>,
     context: Option<Option<&RawValue>>,
 ) -> Payload {
-    let id = serde_json::to_string(worker_id).unwrap_or_else(|_| "\"\"".to_owned());
-    let mut keys: Vec<(&str, Option<&str>)> = vec![(CALLER_WORKER_ID, Some(id.as_str()))];
+    let id = worker_id.map(|w| serde_json::to_string(w).unwrap_or_else(|_| "\"\"".to_owned()));
+    let mut keys: Vec<(&str, Option<&str>)> = vec![(CALLER_WORKER_ID, id.as_deref())];
     if let Some(context) = context {
         keys.push((CALLER_CONTEXT, context.map(RawValue::get)));
     }
@@ -387,7 +388,7 @@ mod tests {
     fn the_caller_context_is_set_or_removed_for_rbac_callers() {
         let context = raw(r#"{"user":"u1"}"#);
         let set = |s: &str, c: Option<Option<&RawValue>>| {
-            with_caller_keys(raw(s), "w", c).get().to_owned()
+            with_caller_keys(raw(s), Some("w"), c).get().to_owned()
         };
         assert_eq!(
             set(r#"{"a":1}"#, Some(Some(&context))),
