@@ -16,6 +16,7 @@ mod listing;
 mod metrics;
 mod output;
 mod quota;
+mod rate;
 mod rbac;
 mod relay;
 mod session;

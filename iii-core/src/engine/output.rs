@@ -116,6 +116,9 @@ pub enum RefusalReason {
     Forbidden,
     /// A registration hook refused it, failed, or did not answer in time.
     NotApproved,
+    /// The session called the engine's own functions faster than its listener's
+    /// `builtin_calls_per_sec` (after its `builtin_call_burst`).
+    RateLimited,
 }
 
 impl RefusalReason {
@@ -130,6 +133,7 @@ impl RefusalReason {
             RefusalReason::ChannelLimit => "channel_limit",
             RefusalReason::Forbidden => "FORBIDDEN",
             RefusalReason::NotApproved => "registration_not_approved",
+            RefusalReason::RateLimited => "rate_limited",
         }
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use super::rate::TokenBucket;
 use super::rbac::SessionPolicy;
 use super::FnKey;
 use crate::ids::Secret;
@@ -56,6 +57,8 @@ pub(super) struct Session {
     pub(super) peer: Option<std::net::IpAddr>,
     /// What it may do when its listener has RBAC; `None`: trusted.
     pub(super) policy: Option<SessionPolicy>,
+    /// Its calls of the engine's own functions (`builtin_calls_per_sec`).
+    pub(super) builtin_calls: TokenBucket,
 }
 
 impl Default for Session {
@@ -74,6 +77,7 @@ impl Default for Session {
             listener: 0,
             peer: None,
             policy: None,
+            builtin_calls: TokenBucket::default(),
         }
     }
 }
