@@ -4,9 +4,14 @@
 
 use std::time::Duration;
 
-use iii_core::engine::{EngineConfig, RefusalReason, WorkerQuotas, OTHER_REFUSALS};
+use iii_core::engine::{
+    EngineConfig, FunctionFilter, ListenerPolicy, Pattern, Rbac, RefusalReason, WorkerQuotas,
+    OTHER_REFUSALS,
+};
 use iii_tests::raw::RawEngine;
-use iii_tests::rbac_fixtures::{engine, function_ids, open_worker, trusted_backend, OPEN};
+use iii_tests::rbac_fixtures::{
+    engine, exposing, function_ids, open_worker, trusted_backend, OPEN,
+};
 use serde_json::json;
 
 fn rate_limited_metric(raw: &RawEngine) -> u64 {
@@ -99,9 +104,26 @@ fn a_built_in_call_is_refused_past_the_pending_invocation_quota() {
     assert!(answer["result"]["functions"].is_array(), "{answer}");
 }
 
+/// The fixtures' engine whose open listener also exposes `engine::functions::list`.
+fn listing_engine() -> RawEngine {
+    let mut filters = exposing();
+    filters.push(FunctionFilter::Id(Pattern::new("engine::functions::list")));
+    let open = ListenerPolicy::untrusted(
+        "open",
+        Rbac {
+            expose_functions: filters,
+            ..Rbac::default()
+        },
+    );
+    RawEngine::new(EngineConfig {
+        listeners: vec![open],
+        ..EngineConfig::default()
+    })
+}
+
 #[test]
 fn a_guest_lists_what_it_may_see_among_many_foreign_functions_and_the_index_follows_changes() {
-    let mut raw = engine();
+    let mut raw = listing_engine();
     let backend = trusted_backend(&mut raw);
     let (bulk, _) = raw.control();
     for i in 0..2_000 {

@@ -281,12 +281,14 @@ impl Engine {
     /// `engine::workers::list`.
     pub(super) fn list_workers(&self, now: Instant, viewer: ConnId, input: &ListInput) -> Payload {
         let needle = input.needle();
-        let untrusted = self.is_untrusted(viewer);
-        let rows = self
-            .workers
-            .values()
-            .filter(|conn| !untrusted || **conn == viewer)
-            .filter_map(|conn| Some((*conn, self.session(*conn)?)))
+        // An untrusted worker sees itself only: look it up rather than walk everyone.
+        let conns: Box<dyn Iterator<Item = ConnId> + '_> = if self.is_untrusted(viewer) {
+            Box::new(std::iter::once(viewer))
+        } else {
+            Box::new(self.workers.values().copied())
+        };
+        let rows = conns
+            .filter_map(|conn| Some((conn, self.session(conn)?)))
             .filter(|(_, s)| {
                 needle
                     .as_deref()
@@ -356,13 +358,20 @@ impl Engine {
     /// `engine::registered-triggers::list`: trigger bindings, by id.
     pub(super) fn list_bindings(&self, viewer: ConnId, input: &ListInput) -> Payload {
         let needle = input.needle();
-        let untrusted = self.is_untrusted(viewer);
-        let rows = self
-            .triggers
-            .bindings
-            .iter()
-            // An untrusted worker sees its own bindings only: never another's config.
-            .filter(|(_, binding)| !untrusted || binding.owner == viewer)
+        // An untrusted worker sees its own bindings only, never another's config: walk
+        // its own ids (in the same order) rather than every binding.
+        let all = &self.triggers.bindings;
+        let bindings: Box<dyn Iterator<Item = _> + '_> =
+            match self.session(viewer).filter(|s| s.policy.is_some()) {
+                Some(own) => Box::new(
+                    own.bindings
+                        .iter()
+                        .filter_map(|id| all.get_key_value(id))
+                        .filter(move |(_, binding)| binding.owner == viewer),
+                ),
+                None => Box::new(all.iter()),
+            };
+        let rows = bindings
             .map(|(id, binding)| {
                 let worker_name = self
                     .functions
@@ -407,12 +416,18 @@ impl Engine {
 
     /// `engine::channels::list`.
     pub(super) fn list_channels(&self, viewer: ConnId, input: &ListInput) -> Payload {
-        let untrusted = self.is_untrusted(viewer);
-        let rows = self
-            .channels
-            .values()
-            .filter(|c| !untrusted || c.owner_conn == Some(viewer))
-            .map(|c| c.info());
+        // An untrusted worker sees the channels it created: walk those (in the same
+        // order) rather than every channel.
+        let channels: Box<dyn Iterator<Item = _> + '_> = if self.is_untrusted(viewer) {
+            let own = self.channels_by_owner.get(&viewer).into_iter().flatten();
+            Box::new(
+                own.filter_map(|id| self.channels.get(id))
+                    .filter(move |c| c.owner_conn == Some(viewer)),
+            )
+        } else {
+            Box::new(self.channels.values())
+        };
+        let rows = channels.map(|c| c.info());
         paged("channels", rows, self.page(input), "")
     }
 
