@@ -13,6 +13,8 @@
 //! * `trusted_full`: a trusted worker's unpaged listing (cut at `max_list_bytes`).
 
 #![allow(missing_docs)]
+// A benchmark reads the clock: that is what it measures (the core itself never does).
+#![allow(clippy::disallowed_methods)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -96,17 +98,19 @@ fn time(engine: &mut Engine, now: &mut Instant, name: &str, viewer: ConnId, call
 
 fn main() {
     let mut now = Instant::now();
-    let mut config = EngineConfig::default();
-    config.listeners = vec![ListenerPolicy::untrusted(
-        "guests",
-        Rbac {
-            expose_functions: vec![
-                FunctionFilter::Id(Pattern::new("api::*")),
-                FunctionFilter::Id(Pattern::new("engine::functions::list")),
-            ],
-            ..Rbac::default()
-        },
-    )];
+    let config = EngineConfig {
+        listeners: vec![ListenerPolicy::untrusted(
+            "guests",
+            Rbac {
+                expose_functions: vec![
+                    FunctionFilter::Id(Pattern::new("api::*")),
+                    FunctionFilter::Id(Pattern::new("engine::functions::list")),
+                ],
+                ..Rbac::default()
+            },
+        )],
+        ..EngineConfig::default()
+    };
     let mut engine = Engine::new(config, [7; 32], now).expect("engine");
     for w in 0..WORKERS {
         let owner = connect(&mut engine, now, 0);
@@ -120,8 +124,6 @@ fn main() {
     let guest = connect(&mut engine, now, 1);
     let trusted = connect(&mut engine, now, 0);
     let all = list_call("{}");
-    // The guest may list: a refusal would time nothing.
-    assert!(send(&mut engine, now, guest, &all) > 0);
     println!(
         "{} functions of {WORKERS} trusted workers",
         WORKERS * PER_WORKER

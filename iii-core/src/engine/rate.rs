@@ -46,6 +46,7 @@ mod tests {
     use std::time::Duration;
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // a test needs one real Instant as its origin
     fn a_bucket_admits_its_burst_then_its_rate() {
         let mut bucket = TokenBucket::default();
         let t0 = Instant::now();
