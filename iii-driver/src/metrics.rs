@@ -155,6 +155,7 @@ fn refusal_label(reason: RefusalReason) -> &'static str {
         RefusalReason::Quota(_) => "quota",
         RefusalReason::Forbidden => "forbidden",
         RefusalReason::NotApproved => "not_approved",
+        RefusalReason::RateLimited => "rate_limited",
     }
 }
 

@@ -141,6 +141,7 @@ fn quotas() -> EngineConfig {
             channels: 2,
             registration_bytes: 200,
             total_registration_bytes: 300,
+            ..WorkerQuotas::default()
         },
         ..EngineConfig::default()
     }

@@ -129,12 +129,20 @@ pub struct WorkerQuotas {
     pub registration_bytes: usize,
     /// Bytes of all the worker's registrations together. Default 32 MiB.
     pub total_registration_bytes: usize,
+    /// Calls of the engine's own functions (`engine::…`, answered by the engine task)
+    /// a second, sustained: a token bucket refilled at this rate. Beyond it a call is
+    /// refused with `rate_limited`. Default 1 000.
+    pub builtin_calls_per_sec: usize,
+    /// Calls of the engine's own functions the worker may make at once before
+    /// `builtin_calls_per_sec` applies (the bucket's size). Default 1 000.
+    pub builtin_call_burst: usize,
 }
 
 impl WorkerQuotas {
     /// The stricter defaults of listeners for untrusted workers: 100 functions, 10
     /// trigger types, 100 bindings, 1 engine binding, 1 024 pending invocations, 64
-    /// channels, 64 KiB per registration, 1 MiB in all.
+    /// channels, 64 KiB per registration, 1 MiB in all, 20 built-in calls a second
+    /// after a burst of 50.
     pub fn untrusted() -> Self {
         Self {
             functions: 100,
@@ -145,6 +153,8 @@ impl WorkerQuotas {
             channels: 64,
             registration_bytes: 64 << 10,
             total_registration_bytes: 1 << 20,
+            builtin_calls_per_sec: 20,
+            builtin_call_burst: 50,
         }
     }
 }
@@ -160,6 +170,8 @@ impl Default for WorkerQuotas {
             channels: 1_000,
             registration_bytes: 256 << 10,
             total_registration_bytes: 32 << 20,
+            builtin_calls_per_sec: 1_000,
+            builtin_call_burst: 1_000,
         }
     }
 }
@@ -268,6 +280,8 @@ impl EngineConfig {
                 "quotas.total_registration_bytes",
                 q.total_registration_bytes,
             ),
+            ("quotas.builtin_calls_per_sec", q.builtin_calls_per_sec),
+            ("quotas.builtin_call_burst", q.builtin_call_burst),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Zero(name));

@@ -265,7 +265,7 @@ impl Engine {
         let mut function = FunctionSpec::new(&key.1, description, spec.metadata, bytes);
         function.exposed_on = self.exposure(&key.1, function.metadata.as_deref());
         function.local_id = (local_id != key.1).then_some(local_id);
-        self.function_specs.insert(key.clone(), function);
+        self.insert_spec(key.clone(), function);
         if let Some(session) = self.session_mut(conn) {
             session.functions.insert(key.clone());
         }
@@ -374,7 +374,7 @@ impl Engine {
             return false;
         }
         self.functions.remove(key);
-        let bytes = self.function_specs.remove(key).map_or(0, |s| s.bytes);
+        let bytes = self.remove_spec(key).map_or(0, |s| s.bytes);
         self.account_registration(conn, bytes, 0);
         if let Some(session) = self.session_mut(conn) {
             session.functions.remove(key);
@@ -414,7 +414,7 @@ impl Engine {
                 if self.functions.get(&key) != Some(&conn) {
                     continue;
                 }
-                let Some(spec) = self.function_specs.remove(&key) else {
+                let Some(spec) = self.remove_spec(&key) else {
                     continue;
                 };
                 self.functions.remove(&key);
@@ -435,7 +435,7 @@ impl Engine {
                     continue;
                 }
                 self.functions.insert(new_key.clone(), conn);
-                self.function_specs.insert(new_key.clone(), spec);
+                self.insert_spec(new_key.clone(), spec);
                 if let Some(session) = self.session_mut(conn) {
                     session.functions.insert(new_key);
                 }
@@ -493,7 +493,7 @@ impl Engine {
         for key in &session.functions {
             if self.functions.get(key) == Some(&conn) {
                 self.functions.remove(key);
-                self.function_specs.remove(key);
+                self.remove_spec(key);
                 changed = true;
             }
         }

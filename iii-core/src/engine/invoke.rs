@@ -159,7 +159,13 @@ impl Engine {
         match target {
             Target::Missing => {}
             Target::Builtin => {
-                let outcome = self.call_builtin(now, conn, &call.function_id, &call.data);
+                // A built-in is answered at once, but it is a call like any other: it is
+                // admitted under the pending-invocation quota and the session's rate.
+                let admitted = self
+                    .check_pending_quota(conn, "invokefunction", &key.1)
+                    .and_then(|()| self.check_builtin_rate(now, conn, &key.1));
+                let outcome = admitted
+                    .and_then(|()| self.call_builtin(now, conn, &call.function_id, &call.data));
                 reply(self, outcome);
             }
             Target::Worker(owner) => {
@@ -291,6 +297,33 @@ impl Engine {
             reason.code(),
             format!(
                 "this worker already has {limit} invocations pending (quota pending_invocations)"
+            ),
+        ))
+    }
+
+    /// Takes a token of `conn`'s built-in call bucket, or refuses the call of built-in
+    /// `function_id` with `rate_limited`.
+    fn check_builtin_rate(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        function_id: &str,
+    ) -> Result<(), ErrorBody> {
+        let quotas = self.quotas_of(conn);
+        let (rate, burst) = (quotas.builtin_calls_per_sec, quotas.builtin_call_burst);
+        let Some(session) = self.session_mut(conn) else {
+            return Ok(());
+        };
+        if session.builtin_calls.take(now, rate, burst) {
+            return Ok(());
+        }
+        let reason = RefusalReason::RateLimited;
+        self.refused(conn, "invokefunction", Some(function_id.to_owned()), reason);
+        Err(ErrorBody::new(
+            reason.code(),
+            format!(
+                "this worker calls the engine's functions faster than {rate} a second \
+                 (quota builtin_calls_per_sec, burst builtin_call_burst {burst})"
             ),
         ))
     }

@@ -1,7 +1,8 @@
 //! The answers of the listing built-ins, built without parsing anything a worker sent.
 //!
 //! Each listing filters what the engine already keeps in order (specs computed at
-//! registration), sorts the matches, and writes rows one by one into the answer until
+//! registration; functions walked as [`super::catalog`] describes), ranks search hits,
+//! and writes rows one by one into the answer until
 //! `max_list_bytes` would be passed or the caller's `limit` is reached; the answer then
 //! carries `next_offset`, the `offset` to ask for next. Stored payloads (metadata,
 //! configs) are written as the raw text they arrived as.
@@ -11,8 +12,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::builtins::BUILTINS;
-use super::session::DEFAULT_NAMESPACE;
+use super::catalog::{FunctionCandidate, FunctionRow};
 use super::triggers::Provider;
 use super::Engine;
 use crate::ids::ConnId;
@@ -84,25 +84,6 @@ impl ListInput {
                 .as_ref()
                 .is_some_and(|workers| workers.iter().any(|w| w == name))
     }
-}
-
-/// One row of `engine::functions::list` and of `engine::functions-available` payloads.
-#[derive(Debug, Serialize)]
-struct FunctionRow<'a> {
-    function_id: &'a str,
-    namespace: &'a str,
-    worker_name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<&'a RawValue>,
-}
-
-/// A function row with what it is filtered and sorted by.
-struct FunctionCandidate<'a> {
-    row: FunctionRow<'a>,
-    internal: bool,
-    search_text: std::borrow::Cow<'a, str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -247,54 +228,19 @@ impl Engine {
         self.session(conn).map_or("", |s| s.display_name())
     }
 
-    /// Every function (workers' and the engine's), unfiltered, in id order.
-    fn function_candidates(&self) -> Vec<FunctionCandidate<'_>> {
-        let workers = self.functions.iter().filter_map(|(key, owner)| {
-            let spec = self.function_specs.get(key)?;
-            Some(FunctionCandidate {
-                row: FunctionRow {
-                    function_id: &key.1,
-                    namespace: &key.0,
-                    worker_name: self.worker_name(*owner),
-                    description: spec.description.as_deref(),
-                    metadata: spec.metadata.as_deref(),
-                },
-                internal: spec.internal,
-                search_text: std::borrow::Cow::Borrowed(&spec.search_text),
-            })
-        });
-        let engine = BUILTINS.iter().map(|(id, description)| FunctionCandidate {
-            row: FunctionRow {
-                function_id: id,
-                namespace: DEFAULT_NAMESPACE,
-                worker_name: ENGINE_FUNCTIONS_WORKER,
-                description: Some(description),
-                metadata: None,
-            },
-            internal: true,
-            search_text: std::borrow::Cow::Owned(format!("{id}\n{}", description.to_lowercase())),
-        });
-        let mut all: Vec<FunctionCandidate<'_>> = workers.chain(engine).collect();
-        all.sort_by(|a, b| {
-            (a.row.function_id, a.row.namespace).cmp(&(b.row.function_id, b.row.namespace))
-        });
-        all
-    }
-
-    /// `engine::functions::list`.
+    /// `engine::functions::list`. A trusted worker's page walks the catalog in order
+    /// and stops when the page is full; a guest's walks only what it may see.
     pub(super) fn list_functions(&self, viewer: ConnId, input: &ListInput) -> Payload {
         let needle = input.needle();
-        let untrusted = self.is_untrusted(viewer);
-        let mut rows: Vec<(u8, FunctionRow<'_>)> = self
-            .function_candidates()
-            .into_iter()
-            .filter(|c| {
-                !untrusted
-                    || self.may_call(
-                        viewer,
-                        &(c.row.namespace.to_owned(), c.row.function_id.to_owned()),
-                    )
-            })
+        let policy = self.session(viewer).and_then(|s| s.policy.as_ref());
+        let candidates: Box<dyn Iterator<Item = FunctionCandidate<'_>> + '_> = match policy {
+            Some(policy) => Box::new(
+                self.visible_candidates(viewer, policy.listener, &policy.allowed_functions)
+                    .into_iter(),
+            ),
+            None => Box::new(self.ordered_candidates(input.prefix.as_deref())),
+        };
+        let matching = candidates
             .filter(|c| input.include_internal() || !c.internal)
             .filter(|c| {
                 input
@@ -303,13 +249,12 @@ impl Engine {
                     .is_none_or(|p| c.row.function_id.starts_with(p))
             })
             .filter(|c| input.worker_matches(c.row.worker_name))
-            .filter(|c| needle.as_deref().is_none_or(|n| c.search_text.contains(n)))
-            .map(|c| {
-                let rank = needle
-                    .as_deref()
-                    .map_or(0, |n| search_rank(c.row.function_id, n));
-                (rank, c.row)
-            })
+            .filter(|c| needle.as_deref().is_none_or(|n| c.search_text.contains(n)));
+        let Some(needle) = needle.as_deref() else {
+            return paged("functions", matching.map(|c| c.row), self.page(input), "");
+        };
+        let mut rows: Vec<(u8, FunctionRow<'_>)> = matching
+            .map(|c| (search_rank(c.row.function_id, needle), c.row))
             .collect();
         // Stable: ties keep id order.
         rows.sort_by_key(|(rank, _)| *rank);
@@ -324,7 +269,7 @@ impl Engine {
     /// The payload of an `engine::functions-available` notification: every function,
     /// internal ones included, within `max_list_bytes`.
     pub(super) fn functions_available_payload(&self) -> Payload {
-        let rows = self.function_candidates().into_iter().map(|c| c.row);
+        let rows = self.ordered_candidates(None).map(|c| c.row);
         let page = Page {
             offset: 0,
             limit: usize::MAX,
@@ -336,12 +281,14 @@ impl Engine {
     /// `engine::workers::list`.
     pub(super) fn list_workers(&self, now: Instant, viewer: ConnId, input: &ListInput) -> Payload {
         let needle = input.needle();
-        let untrusted = self.is_untrusted(viewer);
-        let rows = self
-            .workers
-            .values()
-            .filter(|conn| !untrusted || **conn == viewer)
-            .filter_map(|conn| Some((*conn, self.session(*conn)?)))
+        // An untrusted worker sees itself only: look it up rather than walk everyone.
+        let conns: Box<dyn Iterator<Item = ConnId> + '_> = if self.is_untrusted(viewer) {
+            Box::new(std::iter::once(viewer))
+        } else {
+            Box::new(self.workers.values().copied())
+        };
+        let rows = conns
+            .filter_map(|conn| Some((conn, self.session(conn)?)))
             .filter(|(_, s)| {
                 needle
                     .as_deref()
@@ -411,13 +358,20 @@ impl Engine {
     /// `engine::registered-triggers::list`: trigger bindings, by id.
     pub(super) fn list_bindings(&self, viewer: ConnId, input: &ListInput) -> Payload {
         let needle = input.needle();
-        let untrusted = self.is_untrusted(viewer);
-        let rows = self
-            .triggers
-            .bindings
-            .iter()
-            // An untrusted worker sees its own bindings only: never another's config.
-            .filter(|(_, binding)| !untrusted || binding.owner == viewer)
+        // An untrusted worker sees its own bindings only, never another's config: walk
+        // its own ids (in the same order) rather than every binding.
+        let all = &self.triggers.bindings;
+        let bindings: Box<dyn Iterator<Item = _> + '_> =
+            match self.session(viewer).filter(|s| s.policy.is_some()) {
+                Some(own) => Box::new(
+                    own.bindings
+                        .iter()
+                        .filter_map(|id| all.get_key_value(id))
+                        .filter(move |(_, binding)| binding.owner == viewer),
+                ),
+                None => Box::new(all.iter()),
+            };
+        let rows = bindings
             .map(|(id, binding)| {
                 let worker_name = self
                     .functions
@@ -466,12 +420,18 @@ impl Engine {
 
     /// `engine::channels::list`.
     pub(super) fn list_channels(&self, viewer: ConnId, input: &ListInput) -> Payload {
-        let untrusted = self.is_untrusted(viewer);
-        let rows = self
-            .channels
-            .values()
-            .filter(|c| !untrusted || c.owner_conn == Some(viewer))
-            .map(|c| c.info());
+        // An untrusted worker sees the channels it created: walk those (in the same
+        // order) rather than every channel.
+        let channels: Box<dyn Iterator<Item = _> + '_> = if self.is_untrusted(viewer) {
+            let own = self.channels_by_owner.get(&viewer).into_iter().flatten();
+            Box::new(
+                own.filter_map(|id| self.channels.get(id))
+                    .filter(move |c| c.owner_conn == Some(viewer)),
+            )
+        } else {
+            Box::new(self.channels.values())
+        };
+        let rows = channels.map(|c| c.info());
         paged("channels", rows, self.page(input), "")
     }
 

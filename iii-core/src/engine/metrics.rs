@@ -106,7 +106,7 @@ pub struct EngineMetrics {
     pub quota_refusals: [u64; 8],
     /// Requests refused for another reason: too deep, reserved id, trigger type owned,
     /// function owned, channel limit, forbidden, not approved.
-    pub other_refusals: [u64; 7],
+    pub other_refusals: [u64; 8],
     /// Connections dropped as slow consumers.
     pub slow_consumers: u64,
 }
@@ -149,7 +149,7 @@ pub const QUOTAS: [Quota; 8] = [
 ];
 
 /// The other refusal reasons in the order of [`EngineMetrics::other_refusals`].
-pub const OTHER_REFUSALS: [RefusalReason; 7] = [
+pub const OTHER_REFUSALS: [RefusalReason; 8] = [
     RefusalReason::TooDeep,
     RefusalReason::Reserved,
     RefusalReason::TriggerTypeOwned,
@@ -157,6 +157,7 @@ pub const OTHER_REFUSALS: [RefusalReason; 7] = [
     RefusalReason::ChannelLimit,
     RefusalReason::Forbidden,
     RefusalReason::NotApproved,
+    RefusalReason::RateLimited,
 ];
 
 impl EngineMetrics {

@@ -8,6 +8,7 @@
 mod accept;
 mod budget;
 mod builtins;
+mod catalog;
 mod config;
 mod control;
 mod invoke;
@@ -15,6 +16,7 @@ mod listing;
 mod metrics;
 mod output;
 mod quota;
+mod rate;
 mod rbac;
 mod relay;
 mod session;
@@ -134,6 +136,8 @@ pub struct Engine {
     workers: BTreeMap<String, ConnId>,
     functions: BTreeMap<FnKey, ConnId>,
     function_specs: BTreeMap<FnKey, session::FunctionSpec>,
+    /// The ids each RBAC listener exposes (kept with `function_specs`).
+    exposure_index: catalog::ExposureIndex,
     /// Invocations forwarded to a worker, keyed by (serving worker, id toward it).
     pending: BTreeMap<(ConnId, Uuid), Pending>,
     /// The keys of `pending`, by the worker whose quota they count against.
@@ -177,6 +181,7 @@ impl Engine {
             workers: BTreeMap::new(),
             functions: BTreeMap::new(),
             function_specs: BTreeMap::new(),
+            exposure_index: catalog::ExposureIndex::default(),
             pending: BTreeMap::new(),
             pending_by_origin: BTreeMap::new(),
             triggers: Triggers::with_builtin_types(),

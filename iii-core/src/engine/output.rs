@@ -117,6 +117,9 @@ pub enum RefusalReason {
     Forbidden,
     /// A registration hook refused it, failed, or did not answer in time.
     NotApproved,
+    /// The session called the engine's own functions faster than its listener's
+    /// `builtin_calls_per_sec` (after its `builtin_call_burst`).
+    RateLimited,
 }
 
 impl RefusalReason {
@@ -131,6 +134,7 @@ impl RefusalReason {
             RefusalReason::ChannelLimit => codes::CHANNEL_LIMIT,
             RefusalReason::Forbidden => codes::FORBIDDEN,
             RefusalReason::NotApproved => codes::REGISTRATION_NOT_APPROVED,
+            RefusalReason::RateLimited => codes::RATE_LIMITED,
         }
     }
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::rate::TokenBucket;
 use super::rbac::SessionPolicy;
 use super::FnKey;
 use crate::ids::Secret;
@@ -67,6 +68,8 @@ pub(super) struct Session {
     pub(super) hook_tickets: BTreeSet<u64>,
     /// What it logged through `engine::log::*` lately.
     pub(super) log_budget: super::worker_log::LogBudget,
+    /// Its calls of the engine's own functions (`builtin_calls_per_sec`).
+    pub(super) builtin_calls: TokenBucket,
 }
 
 impl Default for Session {
@@ -89,6 +92,7 @@ impl Default for Session {
             hooks_pending: [0; 3],
             hook_tickets: BTreeSet::new(),
             log_budget: Default::default(),
+            builtin_calls: TokenBucket::default(),
         }
     }
 }

@@ -36,3 +36,7 @@ pub const FUNCTION_NAMESPACE_CONFLICT: &str = "FUNCTION_NAMESPACE_CONFLICT";
 pub const CHANNEL_LIMIT: &str = "channel_limit";
 /// A registration hook refused it, failed, or did not answer in time.
 pub const REGISTRATION_NOT_APPROVED: &str = "registration_not_approved";
+
+/// A request refused because its session called the engine's own functions faster than
+/// `builtin_calls_per_sec` allows.
+pub const RATE_LIMITED: &str = "rate_limited";

@@ -108,6 +108,9 @@ impl CloseCode {
     pub const GOING_AWAY: CloseCode = CloseCode(1001);
     /// 1002: the peer broke the protocol.
     pub const PROTOCOL_ERROR: CloseCode = CloseCode(1002);
+    /// 1007: a message's data was not consistent with its type (invalid UTF-8 in a text
+    /// message).
+    pub const INVALID_DATA: CloseCode = CloseCode(1007);
     /// 1008: the peer broke a policy (for example it could not keep up with its queue).
     pub const POLICY: CloseCode = CloseCode(1008);
     /// 1009: a message exceeded the configured size limit.

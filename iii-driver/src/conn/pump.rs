@@ -2,9 +2,10 @@
 //! machine's task under read-ahead credit and watches the peer's liveness; its writer
 //! sends what the machine transmits and reports flushed messages.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
+use async_tungstenite::tungstenite::error::ProtocolError;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
@@ -34,6 +35,27 @@ enum ReaderEnd {
     Peer(PeerClose),
     /// The peer stayed silent past the idle timeout.
     Silent,
+}
+
+/// The close code (RFC 6455 §7.4.1) owed to a peer whose input the WebSocket layer
+/// refused; `None` when the peer is simply gone (nothing can be sent).
+fn refusal_of(error: &WsError) -> Option<CloseCode> {
+    match error {
+        WsError::Capacity(_) => Some(CloseCode::TOO_BIG),
+        WsError::Utf8(_) => Some(CloseCode::INVALID_DATA),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(_) => Some(CloseCode::PROTOCOL_ERROR),
+        _ => None,
+    }
+}
+
+/// The reason sent with `code` when the reader refused the peer's input.
+fn refusal_reason(code: CloseCode) -> &'static str {
+    match code {
+        CloseCode::TOO_BIG => "message too large",
+        CloseCode::INVALID_DATA => "invalid UTF-8 in a text message",
+        _ => "protocol error",
+    }
 }
 
 pub(crate) fn to_core(message: WsMessage) -> Option<Result<Message, PeerClose>> {
@@ -97,7 +119,9 @@ pub(crate) async fn pump<R, S, In>(
     };
     let (ping_tx, mut ping_rx) = futures_channel::mpsc::unbounded::<()>();
 
-    let too_big = AtomicBool::new(false);
+    // The close code owed to the peer when the WebSocket layer refused its input (0:
+    // none).
+    let refused = AtomicU16::new(0);
     let reader = async {
         loop {
             credit.take().await;
@@ -129,14 +153,17 @@ pub(crate) async fn pump<R, S, In>(
             };
             let message = match message {
                 Some(Ok(message)) => message,
-                Some(Err(WsError::Capacity(_))) => {
-                    too_big.store(true, Ordering::Relaxed);
+                Some(Err(error)) => {
+                    let Some(code) = refusal_of(&error) else {
+                        return ReaderEnd::Peer(PeerClose::Lost);
+                    };
+                    refused.store(code.0, Ordering::Relaxed);
                     return ReaderEnd::Peer(PeerClose::Frame {
-                        code: Some(CloseCode::TOO_BIG),
-                        reason: "message too large".to_owned(),
+                        code: Some(code),
+                        reason: refusal_reason(code).to_owned(),
                     });
                 }
-                Some(Err(_)) | None => return ReaderEnd::Peer(PeerClose::Lost),
+                None => return ReaderEnd::Peer(PeerClose::Lost),
             };
             match to_core(message) {
                 None => credit.refund(),
@@ -268,12 +295,12 @@ pub(crate) async fn pump<R, S, In>(
             report(ConnEvent::Closed(conn, close));
         }
     }
-    if too_big.load(Ordering::Relaxed) {
-        // The WebSocket layer refused an oversized message before the core saw it: tell
-        // the peer why, with the code the core uses for that (1009).
-        let _ = sink
-            .send(close_frame(CloseCode::TOO_BIG, "message too large"))
-            .await;
+    let refused = refused.load(Ordering::Relaxed);
+    if refused != 0 {
+        // The WebSocket layer refused the peer's input before the core saw it: tell the
+        // peer why (1002 protocol error, 1007 invalid UTF-8, 1009 too large).
+        let code = CloseCode(refused);
+        let _ = sink.send(close_frame(code, refusal_reason(code))).await;
     }
     let _ = SinkExt::close(&mut sink).await;
 }

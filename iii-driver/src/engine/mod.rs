@@ -5,6 +5,7 @@
 //! its decision and every later one is answered 503, and [`EngineHandle::stopped`]
 //! resolves, so the process around it can exit and be restarted.
 
+mod events;
 mod serve;
 mod settings;
 mod task;

@@ -73,6 +73,14 @@ pub struct EngineSettings {
     /// [`EngineHandle::reload_tls`](super::EngineHandle::reload_tls) (SIGHUP in
     /// `iii-engine`). Unused without a TLS listener. Default 10 s.
     pub tls_poll_interval: Option<Duration>,
+    /// Log lines of each reason a peer can provoke (a refused request, by its code and
+    /// quota; a failed admission; an invocation timing out; a worker connecting or
+    /// leaving; a slow consumer) per `log_window`. The rest are counted and summarised
+    /// in one `log lines suppressed` line per window; metrics still count them all.
+    /// Default 10.
+    pub log_lines_per_reason: usize,
+    /// The window of `log_lines_per_reason`. Default 1 s.
+    pub log_window: Duration,
 }
 
 /// A worker listener beyond the main one.
@@ -122,6 +130,8 @@ impl Default for EngineSettings {
             listeners: Vec::new(),
             tls: None,
             tls_poll_interval: Some(Duration::from_secs(10)),
+            log_lines_per_reason: 10,
+            log_window: Duration::from_secs(1),
         }
     }
 }
@@ -183,6 +193,11 @@ impl EngineSettings {
                 )));
             }
         }
+        if self.log_window.is_zero() || self.log_window > iii_core::engine::MAX_TIMEOUT {
+            return Err(StartError::Transport(
+                "`log_window` must be greater than zero and at most one year".to_owned(),
+            ));
+        }
         if self.close_wait > iii_core::engine::MAX_TIMEOUT {
             return Err(StartError::Transport(
                 "`close_wait` is longer than one year".to_owned(),
@@ -199,6 +214,7 @@ impl EngineSettings {
             ("read_buffer_bytes", self.read_buffer_bytes),
             ("socket_read_bytes", self.socket_read_bytes),
             ("write_buffer_bytes", self.write_buffer_bytes),
+            ("log_lines_per_reason", self.log_lines_per_reason),
         ];
         if let Some((name, _)) = sizes.iter().find(|(_, value)| *value == 0) {
             return Err(StartError::Transport(format!(

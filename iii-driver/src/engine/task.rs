@@ -11,12 +11,12 @@ use futures_channel::oneshot;
 use futures_util::future::{self, Either};
 use futures_util::StreamExt;
 use iii_core::engine::{
-    Accepted, Admission, Engine, EngineEvent, EngineMetrics, EngineOutput, EngineStats, LogLevel,
-    Ticket,
+    Accepted, Admission, Engine, EngineMetrics, EngineOutput, EngineStats, Ticket,
 };
 use iii_core::upgrade::{Rejection, UpgradeRequest};
 use iii_core::PeerClose;
 
+use super::events::EventLog;
 use super::{DrainOutcome, EngineSettings};
 use crate::conn::{ConnEnds, ConnEvent, Conns, Ready};
 use crate::runtime::{now, BoxFuture, Runtime};
@@ -57,6 +57,7 @@ pub(super) async fn run<R: Runtime>(
     let mut conns = Conns::default();
     // Upgrades an authentication function decides, by ticket.
     let mut deferred: Deferred = BTreeMap::new();
+    let mut log = EventLog::new(&settings);
     let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
     let mut shutdown: Option<oneshot::Sender<()>> = None;
     // A drain in progress: its deadline and who waits for its end.
@@ -72,7 +73,13 @@ pub(super) async fn run<R: Runtime>(
                 };
                 tracing::info!(?outcome, "drained; closing what is left");
                 engine.shutdown(now());
-                execute(&mut engine, &mut conns, &mut deferred, &settings, now());
+                execute(
+                    &mut engine,
+                    &mut conns,
+                    (&mut deferred, &mut log),
+                    &settings,
+                    now(),
+                );
                 let waiting =
                     close_connections(&rt, &settings, &engine, &mut inputs, &mut conns).await;
                 for done in drain.take().map(|(_, d)| d).unwrap_or_default() {
@@ -82,14 +89,16 @@ pub(super) async fn run<R: Runtime>(
                 break;
             }
         }
-        // Re-arm the timer only when the deadline moved (the core's, or the drain's).
-        let wake = match (
+        // Re-arm the timer only when the deadline moved (the core's, the drain's, or the
+        // log summary's).
+        let wake = [
             engine.poll_timeout(),
             drain.as_ref().map(|(until, _)| *until),
-        ) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+            log.due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         match (wake, &timer) {
             (Some(at), Some((armed, _))) if *armed == at => {}
             (Some(at), _) => timer = Some((at, rt.sleep_until(at))),
@@ -101,7 +110,13 @@ pub(super) async fn run<R: Runtime>(
                 Either::Right(((), _)) => {
                     timer = None;
                     engine.handle_timeout(now());
-                    execute(&mut engine, &mut conns, &mut deferred, &settings, now());
+                    execute(
+                        &mut engine,
+                        &mut conns,
+                        (&mut deferred, &mut log),
+                        &settings,
+                        now(),
+                    );
                     continue;
                 }
             },
@@ -180,7 +195,13 @@ pub(super) async fn run<R: Runtime>(
                 #[cfg(feature = "fault-injection")]
                 Input::Panic => panic!("fault injected into the engine task"),
             }
-            execute(&mut engine, &mut conns, &mut deferred, &settings, now);
+            execute(
+                &mut engine,
+                &mut conns,
+                (&mut deferred, &mut log),
+                &settings,
+                now,
+            );
             budget -= 1;
             if budget > 0 {
                 next = inputs.try_recv().ok();
@@ -297,10 +318,11 @@ fn answer_upgrade(
 fn execute(
     engine: &mut Engine,
     conns: &mut Conns,
-    deferred: &mut Deferred,
+    (deferred, log): (&mut Deferred, &mut EventLog),
     settings: &EngineSettings,
     now: Instant,
 ) {
+    log.tick(now);
     loop {
         while let Some(output) = engine.poll_output() {
             match output {
@@ -325,7 +347,7 @@ fn execute(
                 }
                 EngineOutput::PauseRead { conn } => conns.pause(conn),
                 EngineOutput::ResumeRead { conn } => conns.resume(conn),
-                EngineOutput::Event(event) => log_event(&event),
+                EngineOutput::Event(event) => log.record(&event, now),
             }
         }
         match conns.next_ready() {
@@ -336,87 +358,5 @@ fn execute(
             Some(Ready::Closed(conn, close)) => engine.handle_closed(now, conn, close),
             None => return,
         }
-    }
-}
-
-fn log_event(event: &EngineEvent) {
-    match event {
-        EngineEvent::ProtocolViolation { conn, violation } => {
-            tracing::debug!(%conn, ?violation, "protocol violation")
-        }
-        EngineEvent::SlowConsumer { conn } => {
-            tracing::warn!(%conn, "slow consumer dropped")
-        }
-        EngineEvent::Refused {
-            conn,
-            what,
-            id,
-            reason,
-        } => {
-            tracing::info!(%conn, what, id = id.as_deref().unwrap_or(""), ?reason, "request refused")
-        }
-        EngineEvent::AuthFailed { listener, reason } => {
-            tracing::info!(listener, %reason, "worker not admitted")
-        }
-        EngineEvent::InvocationTimedOut { conn, function_id } => {
-            tracing::info!(%conn, %function_id, "invocation timed out")
-        }
-        EngineEvent::WorkerConnected { conn, worker_id } => {
-            tracing::info!(%conn, %worker_id, "worker connected")
-        }
-        EngineEvent::WorkerDisconnected { conn, worker_id } => {
-            tracing::info!(%conn, %worker_id, "worker disconnected")
-        }
-        EngineEvent::ChannelRemoved {
-            channel_id,
-            outcome,
-            stats,
-        } => tracing::debug!(%channel_id, ?outcome, ?stats, "channel removed"),
-        EngineEvent::WorkerLog { .. } => log_worker_line(event),
-        other => tracing::trace!(?other, "engine event"),
-    }
-}
-
-/// Writes a worker's `engine::log::*` line to the engine's log, at its level, with the
-/// worker's name and id (target `iii::worker`).
-fn log_worker_line(event: &EngineEvent) {
-    let EngineEvent::WorkerLog {
-        conn,
-        worker_id,
-        worker_name,
-        level,
-        message,
-        data,
-        trace_id,
-        span_id,
-        service_name,
-        dropped,
-    } = event
-    else {
-        return;
-    };
-    macro_rules! line {
-        ($level:expr) => {
-            tracing::event!(
-                target: "iii::worker",
-                $level,
-                %conn,
-                %worker_id,
-                worker_name = %worker_name,
-                data = data.as_deref().unwrap_or(""),
-                trace_id = trace_id.as_deref().unwrap_or(""),
-                span_id = span_id.as_deref().unwrap_or(""),
-                service_name = service_name.as_deref().unwrap_or(""),
-                dropped,
-                "{message}"
-            )
-        };
-    }
-    match level {
-        LogLevel::Trace => line!(tracing::Level::TRACE),
-        LogLevel::Debug => line!(tracing::Level::DEBUG),
-        LogLevel::Info => line!(tracing::Level::INFO),
-        LogLevel::Warn => line!(tracing::Level::WARN),
-        LogLevel::Error => line!(tracing::Level::ERROR),
     }
 }

@@ -102,6 +102,8 @@ fn quotas() -> WorkerQuotas {
         channels: 3,
         registration_bytes: 600,
         total_registration_bytes: 1500,
+        builtin_calls_per_sec: 2,
+        builtin_call_burst: 3,
     }
 }
 

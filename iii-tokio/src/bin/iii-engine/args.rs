@@ -144,6 +144,14 @@ pub(crate) struct Args {
     /// Live channels one worker may have created.
     #[arg(long, env = "III_ENGINE_MAX_CHANNELS_PER_WORKER", default_value_t = defaults().core.quotas.channels)]
     pub(crate) max_channels_per_worker: usize,
+    /// Calls of the engine's own functions one worker may make a second, sustained
+    /// (beyond: `rate_limited`).
+    #[arg(long, env = "III_ENGINE_BUILTIN_CALLS_PER_SEC_PER_WORKER", default_value_t = defaults().core.quotas.builtin_calls_per_sec)]
+    pub(crate) builtin_calls_per_sec_per_worker: usize,
+    /// Calls of the engine's own functions one worker may make at once before the
+    /// per-second rate applies.
+    #[arg(long, env = "III_ENGINE_BUILTIN_CALL_BURST_PER_WORKER", default_value_t = defaults().core.quotas.builtin_call_burst)]
+    pub(crate) builtin_call_burst_per_worker: usize,
     /// Bytes of one registration's payloads (metadata, formats, configs).
     #[arg(long, env = "III_ENGINE_MAX_REGISTRATION_BYTES", default_value_t = defaults().core.quotas.registration_bytes)]
     pub(crate) max_registration_bytes: usize,
@@ -206,6 +214,15 @@ pub(crate) struct Args {
     /// changed (0 turns the polling off; SIGHUP still reloads).
     #[arg(long, env = "III_ENGINE_TLS_POLL_SECS", default_value_t = defaults().tls_poll_interval.map_or(0, |d| d.as_secs()))]
     pub(crate) tls_poll_secs: u64,
+    /// Log lines of each reason a peer can provoke (a refused request, by code and
+    /// quota; a failed admission; a timed-out invocation; a worker connecting or
+    /// leaving; a slow consumer) per --log-window-ms; the rest are counted in one
+    /// summary line per window.
+    #[arg(long, env = "III_ENGINE_LOG_LINES_PER_REASON", default_value_t = defaults().log_lines_per_reason)]
+    pub(crate) log_lines_per_reason: usize,
+    /// The window of --log-lines-per-reason, in milliseconds.
+    #[arg(long, env = "III_ENGINE_LOG_WINDOW_MS", default_value_t = u64::try_from(defaults().log_window.as_millis()).unwrap_or(u64::MAX))]
+    pub(crate) log_window_ms: u64,
     /// Also serve untrusted workers (RBAC) on this address, for example
     /// 127.0.0.1:49135: they may call only what --rbac-expose (or the authentication
     /// function's answer) allows, see only that, and get stricter per-worker limits. For
@@ -398,6 +415,8 @@ impl Args {
         quotas.engine_bindings = self.max_engine_bindings_per_worker;
         quotas.pending_invocations = self.max_pending_invocations_per_worker;
         quotas.channels = self.max_channels_per_worker;
+        quotas.builtin_calls_per_sec = self.builtin_calls_per_sec_per_worker;
+        quotas.builtin_call_burst = self.builtin_call_burst_per_worker;
         quotas.registration_bytes = self.max_registration_bytes;
         quotas.total_registration_bytes = self.max_registration_bytes_per_worker;
         settings.handshake_timeout = Duration::from_millis(self.handshake_timeout_ms);
@@ -412,6 +431,8 @@ impl Args {
         settings.socket_read_bytes = self.socket_read_bytes;
         settings.write_buffer_bytes = self.write_buffer_bytes;
         settings.close_wait = Duration::from_secs(self.close_wait_secs);
+        settings.log_lines_per_reason = self.log_lines_per_reason;
+        settings.log_window = Duration::from_millis(self.log_window_ms);
         settings.tls_poll_interval =
             (self.tls_poll_secs > 0).then(|| Duration::from_secs(self.tls_poll_secs));
         settings

@@ -29,6 +29,8 @@ const PER_LISTENER: &[&str] = &[
     "max_engine_bindings_per_worker",
     "max_pending_invocations_per_worker",
     "max_channels_per_worker",
+    "builtin_calls_per_sec_per_worker",
+    "builtin_call_burst_per_worker",
     "max_registration_bytes",
     "max_registration_bytes_per_worker",
 ];
@@ -151,6 +153,14 @@ impl Listener {
         );
         set(&mut quotas.channels, config.max_channels_per_worker);
         set(
+            &mut quotas.builtin_calls_per_sec,
+            config.builtin_calls_per_sec_per_worker,
+        );
+        set(
+            &mut quotas.builtin_call_burst,
+            config.builtin_call_burst_per_worker,
+        );
+        set(
             &mut quotas.registration_bytes,
             config.max_registration_bytes,
         );
@@ -213,6 +223,8 @@ pub(crate) fn listener_config(listener: &ListenerSettings) -> Value {
         ("max_engine_bindings_per_worker", q.engine_bindings),
         ("max_pending_invocations_per_worker", q.pending_invocations),
         ("max_channels_per_worker", q.channels),
+        ("builtin_calls_per_sec_per_worker", q.builtin_calls_per_sec),
+        ("builtin_call_burst_per_worker", q.builtin_call_burst),
         ("max_registration_bytes", q.registration_bytes),
         (
             "max_registration_bytes_per_worker",

@@ -10,6 +10,8 @@
 //! top-level keys are errors, as in the reference. `${VAR:default}` is replaced first
 //! (see [`substitute`]).
 
+#[cfg(test)]
+mod cpu_tests;
 mod layer;
 mod listeners;
 mod rbac;

@@ -148,6 +148,10 @@ manager_config! {
     max_pending_invocations_per_worker: usize,
     /// `--max-channels-per-worker`.
     max_channels_per_worker: usize,
+    /// `--builtin-calls-per-sec-per-worker`.
+    builtin_calls_per_sec_per_worker: usize,
+    /// `--builtin-call-burst-per-worker`.
+    builtin_call_burst_per_worker: usize,
     /// `--max-registration-bytes`.
     max_registration_bytes: usize,
     /// `--max-registration-bytes-per-worker`.
@@ -182,6 +186,10 @@ manager_config! {
     close_wait_secs: u64,
     /// `--tls-poll-secs` (0: off).
     tls_poll_secs: u64,
+    /// `--log-lines-per-reason`.
+    log_lines_per_reason: usize,
+    /// `--log-window-ms`.
+    log_window_ms: u64,
     /// `--threads` (`null`: one per core).
     threads: NonZeroUsize,
 }
