@@ -19,6 +19,7 @@ use iii_core::PeerClose;
 use super::{DrainOutcome, EngineSettings};
 use crate::conn::{ConnEnds, ConnEvent, Conns, Ready};
 use crate::runtime::{now, BoxFuture, Runtime};
+use crate::slots::SlotGuard;
 
 pub(super) type AcceptReply = Result<(Accepted, ConnEnds), Rejection>;
 
@@ -31,6 +32,9 @@ pub(super) enum Input {
         listener: usize,
         peer: IpAddr,
         headers: Vec<(String, String)>,
+        /// The connection's pre-upgrade slot: given back once the engine has decided
+        /// or deferred the upgrade.
+        slot: Option<SlotGuard>,
         reply: oneshot::Sender<AcceptReply>,
     },
     Conn(ConnEvent),
@@ -120,6 +124,7 @@ pub(super) async fn run<R: Runtime>(
                     listener,
                     peer,
                     headers,
+                    slot,
                     reply,
                 } => {
                     let request = UpgradeRequest::to(&target)
@@ -142,6 +147,7 @@ pub(super) async fn run<R: Runtime>(
                             deferred.insert(ticket, reply);
                         }
                     }
+                    drop(slot);
                 }
                 Input::Conn(ConnEvent::Message(conn, message)) => {
                     if let Some(message) = conns.incoming(conn, message) {

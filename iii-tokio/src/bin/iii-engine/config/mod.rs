@@ -16,6 +16,8 @@ mod rbac;
 mod schema;
 mod substitute;
 #[cfg(test)]
+mod slot_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tls_tests;
@@ -124,8 +126,8 @@ pub(crate) enum ConfigErrorKind {
     #[error(
         "{entry}.config.{key} is an engine-wide setting: set it in the main listener's entry \
          (the first without `rbac`); further listeners take host, port, rbac, \
-         middleware_function_id, allowed_origins, max_connections_per_ip and the per-worker \
-         quotas"
+         middleware_function_id, allowed_origins, max_connections_per_ip, max_handshakes, \
+         max_pending_admissions and the per-worker quotas"
     )]
     EngineWide {
         /// The entry.
