@@ -8,11 +8,11 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::slots::{SlotBudget, SlotRefusal};
 use iii_core::engine::{
     ChannelOutcome, EngineMetrics, EngineStats, InvocationOutcome, Quota, RefusalReason,
     CHANNEL_OUTCOMES, LATENCY_BUCKETS, OTHER_REFUSALS, QUOTAS,
 };
-use crate::slots::{SlotBudget, SlotRefusal};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;

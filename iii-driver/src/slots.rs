@@ -211,7 +211,12 @@ mod tests {
     use crate::engine::ListenerSettings;
     use iii_core::engine::ListenerPolicy;
 
-    fn budget(total: usize, reserved: usize, per_ip: usize, shares: &[Option<usize>]) -> Arc<SlotBudget> {
+    fn budget(
+        total: usize,
+        reserved: usize,
+        per_ip: usize,
+        shares: &[Option<usize>],
+    ) -> Arc<SlotBudget> {
         let settings = EngineSettings {
             max_handshakes: total,
             reserved_handshakes: reserved,

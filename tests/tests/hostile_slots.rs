@@ -67,7 +67,9 @@ async fn stalled(count: usize, source: [u8; 4], addr: SocketAddr) -> Vec<TcpStre
     let mut held = Vec::with_capacity(count);
     for _ in 0..count {
         let mut tcp = tcp_from(source, addr).await;
-        tcp.write_all(head("/").as_bytes()).await.expect("half a request");
+        tcp.write_all(head("/").as_bytes())
+            .await
+            .expect("half a request");
         held.push(tcp);
     }
     held
@@ -125,7 +127,10 @@ async fn half_sent_requests_on_the_rbac_listener_leave_the_trusted_listener_its_
     }
     for i in 0..5 {
         let peer = worker(&server.url()).await;
-        assert!(peer.is_some(), "worker {i} kept out of the trusted listener");
+        assert!(
+            peer.is_some(),
+            "worker {i} kept out of the trusted listener"
+        );
     }
     let text = metrics(server.local_addr()).await;
     assert!(
@@ -326,7 +331,9 @@ async fn telemetry_connections_count_toward_the_per_address_limit() {
     drop(open.pop());
     let patience = Patience::new();
     while upgrade_status([127, 0, 0, 1], rbac, "/").await != "HTTP/1.1 101 Switching Protocols" {
-        patience.wait("the closed telemetry connection's place is free").await;
+        patience
+            .wait("the closed telemetry connection's place is free")
+            .await;
     }
     server.shutdown().await;
 }
@@ -347,7 +354,10 @@ fn upgrades_waiting_for_the_authentication_function_are_bounded_per_listener_and
     raw.register(auth, "auth::check", None);
     raw.take_json(auth);
     for i in 0..3 {
-        assert!(matches!(deferred(&mut raw, [10, 0, 0, i]), Admission::Deferred(_)));
+        assert!(matches!(
+            deferred(&mut raw, [10, 0, 0, i]),
+            Admission::Deferred(_)
+        ));
     }
     assert_eq!(
         deferred(&mut raw, [10, 0, 0, 9]),
@@ -359,7 +369,10 @@ fn upgrades_waiting_for_the_authentication_function_are_bounded_per_listener_and
         raw.answer(auth, &call, json!({"allowed_functions": []}));
     }
     assert_eq!(raw.engine.pending_admissions(), 0);
-    assert!(matches!(deferred(&mut raw, [10, 0, 0, 9]), Admission::Deferred(_)));
+    assert!(matches!(
+        deferred(&mut raw, [10, 0, 0, 9]),
+        Admission::Deferred(_)
+    ));
     assert_eq!(raw.engine.tracked_addresses(), 4);
     // Engine-wide: the core's `max_pending_admissions`.
     let mut raw = engine_with(|p| p.max_connections_per_ip = None);

@@ -298,8 +298,14 @@ impl EngineConfig {
         }
         for listener in &self.listeners {
             let per_listener = [
-                ("listeners.max_connections_per_ip", listener.max_connections_per_ip),
-                ("listeners.max_pending_admissions", listener.max_pending_admissions),
+                (
+                    "listeners.max_connections_per_ip",
+                    listener.max_connections_per_ip,
+                ),
+                (
+                    "listeners.max_pending_admissions",
+                    listener.max_pending_admissions,
+                ),
             ];
             if let Some((name, _)) = per_listener.iter().find(|(_, value)| *value == Some(0)) {
                 return Err(ConfigError::Zero(name));

@@ -150,7 +150,12 @@ impl EngineHandle {
     /// Listener names by index, for `/metrics`: `main`, then each listener's policy name.
     fn listener_names(&self) -> Vec<String> {
         std::iter::once("main".to_owned())
-            .chain(self.settings.listeners.iter().map(|l| l.policy.name.clone()))
+            .chain(
+                self.settings
+                    .listeners
+                    .iter()
+                    .map(|l| l.policy.name.clone()),
+            )
             .collect()
     }
 

@@ -8,8 +8,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::super::invoke::Purpose;
-use super::super::session::DEFAULT_NAMESPACE;
 use super::super::peers::PeerKey;
+use super::super::session::DEFAULT_NAMESPACE;
 use super::super::{
     Accepted, Admission, ConnKind, ConnKindTag, Engine, EngineEvent, EngineOutput, Timer,
 };

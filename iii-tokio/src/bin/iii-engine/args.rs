@@ -263,7 +263,11 @@ pub(crate) struct Args {
     pub(crate) rbac_max_handshakes: Option<usize>,
     /// Upgrades that may wait for the untrusted listener's authentication function at
     /// once (default: --max-pending-admissions).
-    #[arg(long, env = "III_ENGINE_RBAC_MAX_PENDING_ADMISSIONS", requires = "rbac_addr")]
+    #[arg(
+        long,
+        env = "III_ENGINE_RBAC_MAX_PENDING_ADMISSIONS",
+        requires = "rbac_addr"
+    )]
     pub(crate) rbac_max_pending_admissions: Option<usize>,
     /// Milliseconds the authentication function may take.
     #[arg(long, env = "III_ENGINE_RBAC_HOOK_TIMEOUT_MS", default_value_t = 5000)]

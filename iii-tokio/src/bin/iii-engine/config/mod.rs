@@ -14,9 +14,9 @@ mod layer;
 mod listeners;
 mod rbac;
 mod schema;
-mod substitute;
 #[cfg(test)]
 mod slot_tests;
+mod substitute;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -70,5 +70,8 @@ fn a_reserve_leaving_the_other_listeners_nothing_is_refused() {
     settings.reserved_handshakes = 100;
     settings.max_handshakes_per_ip = 0;
     let error = settings.validate().expect_err("zero");
-    assert!(error.to_string().contains("max_handshakes_per_ip"), "{error}");
+    assert!(
+        error.to_string().contains("max_handshakes_per_ip"),
+        "{error}"
+    );
 }
