@@ -10,7 +10,7 @@
 //! dropping it gives the slot back. The per-address map holds an entry only while its
 //! count is above zero, so it never has more entries than slots are held.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -59,7 +59,7 @@ struct Held {
     /// By listener index (0 is the main listener).
     by_listener: Vec<usize>,
     /// By client address; no entry at zero.
-    by_address: HashMap<IpAddr, usize>,
+    by_address: BTreeMap<IpAddr, usize>,
 }
 
 /// The pre-upgrade slots of one engine (see the module documentation).

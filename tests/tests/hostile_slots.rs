@@ -180,6 +180,22 @@ async fn trickling_sockets_from_one_address_leave_other_addresses_their_slots() 
     server.shutdown().await;
 }
 
+/// The trusted worker serving `auth::slow`, once the function is registered.
+async fn auth_worker(server: &EngineServer) -> Peer {
+    let mut auth = worker(&server.url()).await.expect("the trusted worker");
+    auth.register("auth::slow").await;
+    let patience = Patience::new();
+    loop {
+        let listing = auth
+            .call("engine::functions::list", json!({"prefix": "auth::"}))
+            .await;
+        if listing["result"]["functions"].as_array().map(Vec::len) == Some(1) {
+            return auth;
+        }
+        patience.wait("auth::slow registered").await;
+    }
+}
+
 /// Has `auth` answer `count` calls of the authentication function, admitting each.
 async fn admit(auth: &mut Peer, count: usize) {
     for _ in 0..count {
@@ -214,17 +230,7 @@ async fn concurrent_deferred_admissions_from_one_address_are_held_to_its_limit()
     };
     let server = engine(settings).await;
     let rbac = server.local_addrs()[1];
-    let mut auth = worker(&server.url()).await.expect("the trusted worker");
-    auth.register("auth::slow").await;
-    let patience = Patience::new();
-    while !auth
-        .call("engine::functions::list", json!({"prefix": "auth::"}))
-        .await["result"]["functions"]
-        .as_array()
-        .is_some_and(|f| f.len() == 1)
-    {
-        patience.wait("auth::slow registered").await;
-    }
+    let mut auth = auth_worker(&server).await;
     // 12 upgrades from one address at once; the authentication function answers 4 calls.
     let upgrades: Vec<_> = (0..12)
         .map(|_| tokio::spawn(upgrade_status([127, 0, 0, 1], rbac, "/")))
@@ -265,17 +271,7 @@ async fn upgrades_waiting_for_the_authentication_function_hold_no_pre_upgrade_sl
     };
     let server = engine(settings).await;
     let rbac = server.local_addrs()[1];
-    let mut auth = worker(&server.url()).await.expect("the trusted worker");
-    auth.register("auth::slow").await;
-    let patience = Patience::new();
-    while !auth
-        .call("engine::functions::list", json!({"prefix": "auth::"}))
-        .await["result"]["functions"]
-        .as_array()
-        .is_some_and(|f| f.len() == 1)
-    {
-        patience.wait("auth::slow registered").await;
-    }
+    let mut auth = auth_worker(&server).await;
     // Ten upgrades, one after the other, each waiting for the function before the next.
     let mut upgrades = Vec::new();
     let mut calls = Vec::new();
