@@ -23,6 +23,7 @@ mod read_batch;
 pub mod runtime;
 pub mod sdk;
 pub mod server;
+mod slots;
 mod transport;
 pub mod worker;
 mod write_deadline;

@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::slots::{SlotBudget, SlotRefusal};
 use iii_core::engine::{
     ChannelOutcome, EngineMetrics, EngineStats, InvocationOutcome, Quota, RefusalReason,
     CHANNEL_OUTCOMES, LATENCY_BUCKETS, OTHER_REFUSALS, QUOTAS,
@@ -26,8 +27,8 @@ const TRANSPORT_STATUSES: [u16; 7] = [400, 401, 403, 405, 426, 431, 503];
 /// What the transport counts itself.
 #[derive(Debug, Default)]
 pub(crate) struct TransportCounters {
-    /// Connections accepted and still in their HTTP upgrade.
-    pub(crate) in_handshake: AtomicUsize,
+    /// Connections refused before their upgrade whose 503 is being written.
+    pub(crate) refusing: AtomicUsize,
     /// Requests refused before the engine saw them, by [`TRANSPORT_STATUSES`].
     refused: [AtomicU64; 7],
     /// TLS handshakes that failed (the connection never reached the engine).
@@ -62,6 +63,13 @@ pub(crate) struct Snapshot {
     pub(crate) metrics: EngineMetrics,
     pub(crate) stats: EngineStats,
     pub(crate) in_handshake: usize,
+    /// Listener names, by index (0 is the main listener).
+    pub(crate) listener_names: Vec<String>,
+    /// Pre-upgrade slots held, by listener.
+    pub(crate) handshakes_by_listener: Vec<usize>,
+    /// Connections refused for want of a pre-upgrade slot, by listener, by
+    /// [`SlotRefusal::ALL`].
+    pub(crate) slot_refusals: Vec<[u64; 3]>,
     pub(crate) transport_refused: [u64; 7],
     pub(crate) tls_failed: u64,
     pub(crate) tls_reloads: [u64; 2],
@@ -74,12 +82,18 @@ impl Snapshot {
         metrics: EngineMetrics,
         stats: EngineStats,
         transport: &TransportCounters,
+        slots: &SlotBudget,
+        listener_names: Vec<String>,
         draining: bool,
     ) -> Self {
+        let (in_handshake, handshakes_by_listener) = slots.held();
         Self {
             metrics,
             stats,
-            in_handshake: transport.in_handshake.load(Ordering::Relaxed),
+            in_handshake,
+            listener_names,
+            handshakes_by_listener,
+            slot_refusals: slots.refused(),
             transport_refused: std::array::from_fn(|i| {
                 transport.refused[i].load(Ordering::Relaxed)
             }),
@@ -97,6 +111,42 @@ impl Snapshot {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
         text
+    }
+}
+
+impl Snapshot {
+    /// `iii_handshakes_in_progress{listener}` and
+    /// `iii_handshakes_refused_total{listener, reason}`.
+    fn encode_slots(&self, e: &mut DescriptorEncoder) -> Result {
+        let names = &self.listener_names;
+        let mut metric = e.encode_descriptor(
+            "handshakes_in_progress",
+            "Connections holding a pre-upgrade slot (TLS handshake, request head), by listener",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (name, held) in names.iter().zip(&self.handshakes_by_listener) {
+            let labels = [("listener", name.as_str())];
+            metric
+                .encode_family(&labels)?
+                .encode_gauge(&(*held as i64))?;
+        }
+        let mut metric = e.encode_descriptor(
+            "handshakes_refused",
+            "Connections refused for want of a pre-upgrade slot, by listener and by whose \
+             share was full (engine, listener, address)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (name, refused) in names.iter().zip(&self.slot_refusals) {
+            for (reason, count) in SlotRefusal::ALL.iter().zip(refused) {
+                let labels = [("listener", name.as_str()), ("reason", reason.label())];
+                metric
+                    .encode_family(&labels)?
+                    .encode_counter::<NoLabelSet, u64, u64>(count, None)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -211,6 +261,7 @@ impl Collector for Snapshot {
                 ("503", r.unavailable + t[6]),
             ],
         )?;
+        self.encode_slots(e)?;
         gauge(e, "workers", "Connected workers", s.workers as u64)?;
         gauge(
             e,

@@ -16,6 +16,7 @@ use crate::handshake::{refuse, OVERLOADED};
 use crate::log_limit::LogLimit;
 use crate::metrics::TransportCounters;
 use crate::runtime::{now, Runtime};
+use crate::slots::SlotRefusal;
 use crate::write_deadline::WriteDeadline;
 
 /// The address the SDKs connect to by default (`ws://127.0.0.1:49134`).
@@ -190,15 +191,34 @@ impl Drop for EngineServer {
     }
 }
 
+/// The log line of a connection refused for want of a pre-upgrade slot.
+fn refusal_reason(refusal: SlotRefusal) -> &'static str {
+    match refusal {
+        SlotRefusal::Engine => "too many connections in their upgrade",
+        SlotRefusal::Listener => "too many connections in their upgrade on this listener",
+        SlotRefusal::Address => "too many connections in their upgrade from this address",
+    }
+}
+
 /// Accept errors are logged at warn, at most this many per second.
 static ACCEPT_ERROR_LOG: LogLimit = LogLimit::new(5, Duration::from_secs(1));
 
-/// Connections in their HTTP upgrade; decremented when the guard drops.
-struct HandshakeSlot(Arc<TransportCounters>);
+/// A 503 being written by a connection refused before its upgrade; counted so that a
+/// flood of refused connections holds a bounded number of sockets too.
+struct Refusing(Arc<TransportCounters>);
 
-impl Drop for HandshakeSlot {
+impl Refusing {
+    /// A place to write a refusal, unless `limit` are being written already.
+    fn take(transport: &Arc<TransportCounters>, limit: usize) -> Option<Self> {
+        let before = transport.refusing.fetch_add(1, Ordering::AcqRel);
+        let guard = Self(transport.clone());
+        (before < limit).then_some(guard)
+    }
+}
+
+impl Drop for Refusing {
     fn drop(&mut self) {
-        self.0.in_handshake.fetch_sub(1, Ordering::AcqRel);
+        self.0.refusing.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -258,31 +278,39 @@ async fn accept_loop<R: Runtime>(
                 tracing::debug!(%peer, %error, "cannot turn on TCP keepalive");
             }
         }
-        let in_handshake = transport.in_handshake.fetch_add(1, Ordering::AcqRel) + 1;
-        let slot = HandshakeSlot(transport.clone());
-        if in_handshake > settings.max_handshakes || !engine.is_running() {
-            transport.refused(OVERLOADED.status);
-            if engine.tls.is_tls(index) {
+        let slot = match engine.is_running() {
+            true => engine.slots.acquire(index, peer.ip()),
+            false => Err(SlotRefusal::Engine),
+        };
+        let slot = match slot {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                transport.refused(OVERLOADED.status);
+                let reason = refusal_reason(refusal);
+                let refusing = Refusing::take(&transport, settings.max_handshakes);
                 // A TLS client could not read a plain answer, and a handshake is what
-                // there is no room for: the connection is closed at once.
-                log_refusal(peer, &OVERLOADED, "too many connections in their upgrade");
-                drop((tcp, slot));
+                // there is no room for: the connection is closed at once (as it is when
+                // too many refusals are being written already).
+                let Some(refusing) = refusing.filter(|_| !engine.tls.is_tls(index)) else {
+                    log_refusal(peer, &OVERLOADED, reason);
+                    drop(tcp);
+                    continue;
+                };
+                let refused_rt = rt.clone();
+                let write_timeout = settings.write_timeout;
+                rt.spawn(Box::pin(async move {
+                    let _refusing = refusing;
+                    log_refusal(peer, &OVERLOADED, reason);
+                    let mut tcp = WriteDeadline::new(&refused_rt, tcp, Some(write_timeout));
+                    refuse(&mut tcp, OVERLOADED).await;
+                }));
                 continue;
             }
-            let refused_rt = rt.clone();
-            let write_timeout = settings.write_timeout;
-            rt.spawn(Box::pin(async move {
-                let _slot = slot;
-                log_refusal(peer, &OVERLOADED, "too many connections in their upgrade");
-                let mut tcp = WriteDeadline::new(&refused_rt, tcp, Some(write_timeout));
-                refuse(&mut tcp, OVERLOADED).await;
-            }));
-            continue;
-        }
+        };
         let engine = engine.clone();
         let task_rt = rt.clone();
         rt.spawn(Box::pin(async move {
-            serve_counted(task_rt, engine, tcp, peer, index, slot).await;
+            serve_counted(task_rt, engine, tcp, peer, index, Some(slot)).await;
         }));
     }
 }

@@ -106,21 +106,13 @@ impl Engine {
             return refused(Rejection::Overloaded);
         }
         let untrusted = policy.is_some_and(|p| p.rbac.is_some());
-        let per_peer = policy.and_then(|p| p.max_connections_per_ip);
         match route {
             Route::Control | Route::Telemetry => {
                 if self.draining {
                     return refused(Rejection::Unavailable);
                 }
-                if let (Some(limit), Some(peer)) = (per_peer, request.peer) {
-                    let held = self
-                        .sessions_per_peer
-                        .get(&(request.listener, peer))
-                        .copied()
-                        .unwrap_or(0);
-                    if held >= limit {
-                        return refused(Rejection::Overloaded);
-                    }
+                if let Err(rejection) = self.check_peer_limit(request.listener, request.peer) {
+                    return refused(rejection);
                 }
                 let telemetry = route == Route::Telemetry;
                 if untrusted {
@@ -131,7 +123,7 @@ impl Engine {
                 }
                 let conn = self.alloc_conn();
                 if telemetry {
-                    self.insert_conn(conn, ConnKind::Telemetry);
+                    self.insert_counted(conn, ConnKind::Telemetry, request.listener, request.peer);
                     return Admission::Accepted(self.accepted(conn, ConnKindTag::Telemetry));
                 }
                 self.open_control(now, conn, request.listener, request.peer, None);

@@ -62,6 +62,12 @@ pub struct EngineConfig {
     /// Connections of any kind that may exist at once; upgrades get 503 beyond it.
     /// Default 100 000.
     pub max_connections: usize,
+    /// Upgrades that may wait for an RBAC listener's authentication function at once,
+    /// over every listener (503 beyond; see also
+    /// [`ListenerPolicy::max_pending_admissions`](super::ListenerPolicy) for one
+    /// listener's share, and `max_connections_per_ip`, which counts waiting upgrades
+    /// too). Default 256.
+    pub max_pending_admissions: usize,
     /// When set, control and telemetry upgrades must carry
     /// `Authorization: Bearer <token>` (401 otherwise). Channel ends are authorized by
     /// their key alone. Default none.
@@ -192,6 +198,7 @@ impl Default for EngineConfig {
             orphan_channel_timeout: Duration::from_secs(30),
             max_channels: 100_000,
             max_connections: 100_000,
+            max_pending_admissions: 256,
             auth_token: None,
             allowed_origins: Vec::new(),
             functions_available_delay: Duration::from_millis(500),
@@ -262,6 +269,7 @@ impl EngineConfig {
             ),
             ("max_channels", self.max_channels),
             ("max_connections", self.max_connections),
+            ("max_pending_admissions", self.max_pending_admissions),
             ("max_payload_depth", self.max_payload_depth),
             ("max_list_bytes", self.max_list_bytes),
             (
@@ -313,6 +321,21 @@ impl EngineConfig {
         for (name, timeout) in timeouts {
             if timeout.is_some_and(|t| t > MAX_TIMEOUT) {
                 return Err(ConfigError::TimeoutTooLong(name));
+            }
+        }
+        for listener in &self.listeners {
+            let per_listener = [
+                (
+                    "listeners.max_connections_per_ip",
+                    listener.max_connections_per_ip,
+                ),
+                (
+                    "listeners.max_pending_admissions",
+                    listener.max_pending_admissions,
+                ),
+            ];
+            if let Some((name, _)) = per_listener.iter().find(|(_, value)| *value == Some(0)) {
+                return Err(ConfigError::Zero(name));
             }
         }
         if let Some(token) = &self.auth_token {

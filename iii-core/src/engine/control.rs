@@ -30,19 +30,15 @@ impl Engine {
             worker_id: worker_id.clone(),
             reattach_token: Some(token.to_hex()),
         });
-        if let Some(peer) = peer {
-            *self.sessions_per_peer.entry((listener, peer)).or_default() += 1;
-        }
         let session = Session {
             worker_id: worker_id.clone(),
             reattach_token: token,
             connected_at: Some(now),
             listener,
-            peer,
             policy,
             ..Session::default()
         };
-        self.insert_conn(conn, ConnKind::Control(Box::new(session)));
+        self.insert_counted(conn, ConnKind::Control(Box::new(session)), listener, peer);
         self.workers.insert(worker_id.clone(), conn);
         self.send_control(now, conn, &greeting);
         self.emit(EngineEvent::WorkerConnected {
@@ -479,15 +475,6 @@ impl Engine {
     pub(super) fn end_session(&mut self, now: Instant, conn: ConnId, session: Session) {
         if self.workers.get(&session.worker_id) == Some(&conn) {
             self.workers.remove(&session.worker_id);
-        }
-        if let Some(peer) = session.peer {
-            let key = (session.listener, peer);
-            if let Some(count) = self.sessions_per_peer.get_mut(&key) {
-                *count -= 1;
-                if *count == 0 {
-                    self.sessions_per_peer.remove(&key);
-                }
-            }
         }
         let mut changed = false;
         for key in &session.functions {

@@ -15,6 +15,7 @@ mod invoke;
 mod listing;
 mod metrics;
 mod output;
+mod peers;
 mod quota;
 mod rate;
 mod rbac;
@@ -121,6 +122,8 @@ struct Conn {
     kind: ConnKind,
     /// The engine has closed it (or the peer has): nothing more is sent to it.
     closing: bool,
+    /// What it counts against its address's limit, released at teardown.
+    peer: Option<peers::PeerKey>,
 }
 
 /// A function key: `(namespace, function id)`.
@@ -162,8 +165,9 @@ pub struct Engine {
     hooks: BTreeMap<u64, rbac::PendingHook>,
     /// The last ticket handed out (admissions and hooks).
     next_ticket: u64,
-    /// Control connections by (listener, client address), for per-address limits.
-    sessions_per_peer: BTreeMap<(usize, std::net::IpAddr), usize>,
+    /// Control and telemetry connections and waiting upgrades by (listener, client
+    /// address), for per-address limits (see [`peers`]).
+    per_peer: BTreeMap<peers::PeerKey, usize>,
     timers: TimerTable<Timer>,
     out: VecDeque<EngineOutput>,
 }
@@ -196,7 +200,7 @@ impl Engine {
             admissions: BTreeMap::new(),
             hooks: BTreeMap::new(),
             next_ticket: 0,
-            sessions_per_peer: BTreeMap::new(),
+            per_peer: BTreeMap::new(),
             timers: TimerTable::default(),
             out: VecDeque::new(),
         })
@@ -390,8 +394,25 @@ impl Engine {
                 outbox: Outbox::new(self.config.send_credit),
                 kind,
                 closing: false,
+                peer: None,
             },
         );
+    }
+
+    /// Inserts a control or telemetry connection from `peer` on `listener`, counted
+    /// against the address's limit until its teardown.
+    fn insert_counted(
+        &mut self,
+        conn: ConnId,
+        kind: ConnKind,
+        listener: usize,
+        peer: Option<std::net::IpAddr>,
+    ) {
+        self.insert_conn(conn, kind);
+        let key = self.hold_peer(listener, peer);
+        if let Some(state) = self.conns.get_mut(&conn) {
+            state.peer = key;
+        }
     }
 
     fn new_secret(&mut self) -> Secret {
@@ -467,6 +488,11 @@ impl Engine {
             return;
         };
         state.closing = true;
+        let peer = state.peer.take();
+        self.release_peer(peer);
+        let Some(state) = self.conns.get_mut(&conn) else {
+            return;
+        };
         match &mut state.kind {
             ConnKind::Telemetry => {}
             ConnKind::Control(session) => {

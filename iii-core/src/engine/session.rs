@@ -53,8 +53,6 @@ pub(super) struct Session {
     pub(super) registration_bytes: usize,
     /// The listener it connected to.
     pub(super) listener: usize,
-    /// The client's address, when known.
-    pub(super) peer: Option<std::net::IpAddr>,
     /// What it may do when its listener has RBAC; `None`: trusted.
     pub(super) policy: Option<SessionPolicy>,
     /// Functions it registered under ids another worker holds and it may not use,
@@ -86,7 +84,6 @@ impl Default for Session {
             engine_bindings: 0,
             registration_bytes: 0,
             listener: 0,
-            peer: None,
             policy: None,
             shadowed: BTreeMap::new(),
             hooks_pending: [0; 3],

@@ -31,6 +31,7 @@ pub use tls::{TlsError, TlsSettings};
 
 use crate::metrics::{Snapshot, TransportCounters};
 use crate::runtime::{now, try_os_seed, Runtime};
+use crate::slots::SlotBudget;
 
 /// How a drain ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +62,8 @@ pub struct EngineHandle {
     draining: Arc<AtomicBool>,
     exit: Shared<oneshot::Receiver<EngineExit>>,
     pub(crate) transport: Arc<TransportCounters>,
+    /// Pre-upgrade slots, per listener and per address.
+    pub(crate) slots: Arc<SlotBudget>,
     /// The TLS side of each listener.
     pub(crate) tls: Arc<ServerTls>,
 }
@@ -139,8 +142,22 @@ impl EngineHandle {
             metrics,
             stats,
             &self.transport,
+            &self.slots,
+            self.listener_names(),
             self.is_draining(),
         ))
+    }
+
+    /// Listener names by index, for `/metrics`: `main`, then each listener's policy name.
+    fn listener_names(&self) -> Vec<String> {
+        std::iter::once("main".to_owned())
+            .chain(
+                self.settings
+                    .listeners
+                    .iter()
+                    .map(|l| l.policy.name.clone()),
+            )
+            .collect()
     }
 
     /// Resolves when the engine task has ended, with how.
@@ -191,6 +208,7 @@ pub fn start<R: Runtime>(rt: R, settings: EngineSettings) -> Result<EngineHandle
         draining: Arc::new(AtomicBool::new(false)),
         exit: exit_rx.shared(),
         transport,
+        slots: SlotBudget::new(&settings),
         tls: tls.clone(),
     };
     #[cfg(feature = "tls")]

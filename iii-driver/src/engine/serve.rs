@@ -25,6 +25,7 @@ use crate::log_limit::LogLimit;
 use crate::metrics;
 use crate::read_batch::ReadBatch;
 use crate::runtime::{now, Runtime};
+use crate::slots::SlotGuard;
 use crate::transport::Transport;
 use crate::write_deadline::WriteDeadline;
 
@@ -96,7 +97,7 @@ pub async fn serve_connection<R: Runtime>(
     tcp: R::Tcp,
     peer: SocketAddr,
 ) {
-    serve_counted(rt, engine, tcp, peer, 0, ()).await;
+    serve_counted(rt, engine, tcp, peer, 0, None).await;
 }
 
 /// [`serve_connection`] for a connection that arrived on listener `listener` (an index
@@ -108,18 +109,19 @@ pub async fn serve_connection_on<R: Runtime>(
     peer: SocketAddr,
     listener: usize,
 ) {
-    serve_counted(rt, engine, tcp, peer, listener, ()).await;
+    serve_counted(rt, engine, tcp, peer, listener, None).await;
 }
 
-/// [`serve_connection_on`], dropping `handshake` as soon as the upgrade is decided (the
-/// accept loop counts connections in their upgrade with it).
-pub(crate) async fn serve_counted<R: Runtime, G>(
+/// [`serve_connection_on`] holding `handshake`, the connection's pre-upgrade slot, until
+/// the engine has its request (it gives it back when it decides, or when it defers the
+/// decision to an authentication function: those are bounded in the core).
+pub(crate) async fn serve_counted<R: Runtime>(
     rt: R,
     engine: EngineHandle,
     tcp: R::Tcp,
     peer: SocketAddr,
     listener: usize,
-    handshake: G,
+    handshake: Option<SlotGuard>,
 ) {
     let settings = engine.settings.clone();
     // The write timeout applies to the socket, under TLS; reads are batched under TLS
@@ -182,6 +184,7 @@ pub(crate) async fn serve_counted<R: Runtime, G>(
         listener,
         peer: peer.ip(),
         headers: std::mem::take(&mut request.headers),
+        slot: handshake,
         reply,
     });
     let decision = match (asked, decision.await) {
@@ -198,7 +201,6 @@ pub(crate) async fn serve_counted<R: Runtime, G>(
             return;
         }
     };
-    drop(handshake);
     let conn = accepted.conn;
     if switch(&mut stream, &request).await.is_err() {
         let _ = engine

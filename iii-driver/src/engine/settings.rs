@@ -20,8 +20,18 @@ pub struct EngineSettings {
     /// TCP connections that may be in their HTTP upgrade (TLS handshake included) at
     /// once; more are answered 503 at once (dropped at once on a TLS listener, where a
     /// plain answer would mean nothing to the client), so silent connections cannot
-    /// exhaust file descriptors. Default 1024.
+    /// exhaust file descriptors. Default 1024. Deferred admissions (an RBAC listener's
+    /// authentication function deciding) give their slot back when the engine defers
+    /// them: the core bounds those (`core.max_pending_admissions`).
     pub max_handshakes: usize,
+    /// Of `max_handshakes`, how many the main listener keeps for itself: the other
+    /// listeners together never hold more than `max_handshakes - reserved_handshakes`.
+    /// Keep it above `max_handshakes_per_ip`, so that no single address can take it
+    /// either. Default 256.
+    pub reserved_handshakes: usize,
+    /// Connections one client address may have in their upgrade at once, over every
+    /// listener (503 beyond, closed at once on TLS). Default 256.
+    pub max_handshakes_per_ip: usize,
     /// Largest HTTP request head accepted (431 beyond). Default 16 KiB.
     pub max_request_head: usize,
     /// Read buffer of each WebSocket, in bytes: kept for the connection's life, so it is
@@ -92,6 +102,11 @@ pub struct ListenerSettings {
     pub policy: ListenerPolicy,
     /// `wss://` on this listener: its certificate and key files. Default none (`ws://`).
     pub tls: Option<TlsSettings>,
+    /// Connections that may be in their upgrade on this listener at once (503 beyond,
+    /// closed at once on TLS). Default none: all the other listeners may hold, that is
+    /// [`EngineSettings::max_handshakes`] less
+    /// [`EngineSettings::reserved_handshakes`] (never more than that).
+    pub max_handshakes: Option<usize>,
 }
 
 impl ListenerSettings {
@@ -101,6 +116,7 @@ impl ListenerSettings {
             addr: addr.into(),
             policy,
             tls: None,
+            max_handshakes: None,
         }
     }
 
@@ -117,6 +133,8 @@ impl Default for EngineSettings {
             core: EngineConfig::default(),
             handshake_timeout: Duration::from_secs(10),
             max_handshakes: 1024,
+            reserved_handshakes: 256,
+            max_handshakes_per_ip: 256,
             max_request_head: 16 * 1024,
             read_buffer_bytes: 2 * 1024,
             socket_read_bytes: 64 * 1024,
@@ -210,6 +228,8 @@ impl EngineSettings {
         }
         let sizes = [
             ("max_handshakes", self.max_handshakes),
+            ("reserved_handshakes", self.reserved_handshakes),
+            ("max_handshakes_per_ip", self.max_handshakes_per_ip),
             ("max_request_head", self.max_request_head),
             ("read_buffer_bytes", self.read_buffer_bytes),
             ("socket_read_bytes", self.socket_read_bytes),
@@ -221,12 +241,31 @@ impl EngineSettings {
                 "`{name}` must be greater than zero"
             )));
         }
+        self.validate_slots()?;
         if let Some(token) = &self.metrics_token {
             if token.is_empty() || token.chars().any(char::is_whitespace) {
                 return Err(StartError::Transport(
                     "`metrics_token` must be non-empty and contain no whitespace".to_owned(),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// The pre-upgrade slots: the other listeners must get some, and none a share of 0.
+    fn validate_slots(&self) -> Result<(), StartError> {
+        if !self.listeners.is_empty() && self.reserved_handshakes >= self.max_handshakes {
+            return Err(StartError::Transport(
+                "`reserved_handshakes` must be below `max_handshakes`: the other listeners \
+                 would get no slot"
+                    .to_owned(),
+            ));
+        }
+        if let Some(listener) = self.listeners.iter().find(|l| l.max_handshakes == Some(0)) {
+            return Err(StartError::Transport(format!(
+                "listener `{}`: `max_handshakes` must be greater than zero",
+                listener.policy.name
+            )));
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ use super::events::EventLog;
 use super::{DrainOutcome, EngineSettings};
 use crate::conn::{ConnEnds, ConnEvent, Conns, Ready};
 use crate::runtime::{now, BoxFuture, Runtime};
+use crate::slots::SlotGuard;
 
 pub(super) type AcceptReply = Result<(Accepted, ConnEnds), Rejection>;
 
@@ -32,6 +33,9 @@ pub(super) enum Input {
         listener: usize,
         peer: IpAddr,
         headers: Vec<(String, String)>,
+        /// The connection's pre-upgrade slot: given back once the engine has decided
+        /// or deferred the upgrade.
+        slot: Option<SlotGuard>,
         reply: oneshot::Sender<AcceptReply>,
     },
     Conn(ConnEvent),
@@ -136,6 +140,7 @@ pub(super) async fn run<R: Runtime>(
                     listener,
                     peer,
                     headers,
+                    slot,
                     reply,
                 } => {
                     let request = UpgradeRequest::to(&target)
@@ -158,6 +163,7 @@ pub(super) async fn run<R: Runtime>(
                             deferred.insert(ticket, reply);
                         }
                     }
+                    drop(slot);
                 }
                 Input::Conn(ConnEvent::Message(conn, message)) => {
                     if let Some(message) = conns.incoming(conn, message) {

@@ -8,6 +8,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::super::invoke::Purpose;
+use super::super::peers::PeerKey;
 use super::super::session::DEFAULT_NAMESPACE;
 use super::super::{
     Accepted, Admission, ConnKind, ConnKindTag, Engine, EngineEvent, EngineOutput, Timer,
@@ -28,6 +29,8 @@ pub struct Ticket(pub u64);
 pub(in crate::engine) struct PendingAdmission {
     listener: usize,
     peer: Option<IpAddr>,
+    /// What it counts against its address's limit while it waits.
+    held: Option<PeerKey>,
     telemetry: bool,
     /// The invocation of the authentication function, while it runs.
     call: Option<(ConnId, Uuid)>,
@@ -115,6 +118,9 @@ impl Engine {
             });
             return Admission::Refused(Rejection::Unauthorized);
         };
+        if let Err(rejection) = self.check_admission_budget(listener) {
+            return Admission::Refused(rejection);
+        }
         self.next_ticket += 1;
         let ticket = Ticket(self.next_ticket);
         let call = InvokeFunction {
@@ -132,11 +138,13 @@ impl Engine {
             namespace: None,
         };
         let id = self.forward_internal(now, owner, call, Purpose::Admission(ticket), None);
+        let held = self.hold_peer(listener, request.peer);
         self.admissions.insert(
             ticket,
             PendingAdmission {
                 listener,
                 peer: request.peer,
+                held,
                 telemetry,
                 call: Some((owner, id)),
             },
@@ -156,6 +164,7 @@ impl Engine {
         let Some(pending) = self.admissions.remove(&ticket) else {
             return;
         };
+        self.release_peer(pending.held);
         self.timers.cancel(&Timer::Admission(ticket));
         let policy = match outcome {
             Ok(Some(result)) => SessionPolicy::granted(pending.listener, &result),
@@ -192,6 +201,7 @@ impl Engine {
         let Some(pending) = self.admissions.remove(&ticket) else {
             return;
         };
+        self.release_peer(pending.held);
         if let Some(key) = pending.call {
             self.forget_pending(key);
         }
@@ -217,6 +227,34 @@ impl Engine {
         self.out.insert(mark.min(self.out.len()), admitted);
     }
 
+    /// `Err(Overloaded)` when no further upgrade may wait for an authentication
+    /// function: on `listener` (its `max_pending_admissions`) or engine-wide.
+    fn check_admission_budget(&self, listener: usize) -> Result<(), Rejection> {
+        let overloaded = Err(Rejection::Overloaded);
+        if self.admissions.len() >= self.config.max_pending_admissions {
+            return overloaded;
+        }
+        let share = self
+            .listener_policy(listener)
+            .and_then(|p| p.max_pending_admissions);
+        if let Some(share) = share {
+            let waiting = self
+                .admissions
+                .values()
+                .filter(|p| p.listener == listener)
+                .count();
+            if waiting >= share {
+                return overloaded;
+            }
+        }
+        Ok(())
+    }
+
+    /// Upgrades waiting for an authentication function.
+    pub fn pending_admissions(&self) -> usize {
+        self.admissions.len()
+    }
+
     /// Creates the connection of an admitted session on RBAC listener `listener`.
     fn admit_session(
         &mut self,
@@ -229,9 +267,11 @@ impl Engine {
         if self.conns.len() >= self.config.max_connections || self.draining {
             return Err(Rejection::Overloaded);
         }
+        // Checked again now: the address may have filled its share while this waited.
+        self.check_peer_limit(listener, peer)?;
         let conn = self.alloc_conn();
         if telemetry {
-            self.insert_conn(conn, ConnKind::Telemetry);
+            self.insert_counted(conn, ConnKind::Telemetry, listener, peer);
             return Ok(self.accepted(conn, ConnKindTag::Telemetry));
         }
         self.open_control(now, conn, listener, peer, Some(policy));

@@ -59,9 +59,14 @@ pub struct ListenerPolicy {
     /// Origins whose pages may connect here (same syntax as
     /// [`super::EngineConfig::allowed_origins`]); `None` uses the engine's list.
     pub allowed_origins: Option<Vec<String>>,
-    /// Control connections one client address may hold on this listener (503 beyond).
-    /// `None`: no limit.
+    /// Control and telemetry connections one client address may hold on this listener,
+    /// upgrades from it still waiting for the authentication function included (503
+    /// beyond, checked again when the function admits one). `None`: no limit.
     pub max_connections_per_ip: Option<usize>,
+    /// Upgrades that may wait for this listener's authentication function at once (503
+    /// beyond). `None`: only the engine-wide
+    /// [`EngineConfig::max_pending_admissions`](super::EngineConfig::max_pending_admissions).
+    pub max_pending_admissions: Option<usize>,
     /// What one worker connected here may hold.
     pub quotas: WorkerQuotas,
     /// Every call from this listener is delivered to this function instead of its
@@ -81,6 +86,7 @@ impl ListenerPolicy {
             name: name.into(),
             allowed_origins: None,
             max_connections_per_ip: None,
+            max_pending_admissions: None,
             quotas: WorkerQuotas::default(),
             middleware_function_id: None,
             rbac: None,
@@ -94,6 +100,7 @@ impl ListenerPolicy {
             name: name.into(),
             allowed_origins: None,
             max_connections_per_ip: Some(16),
+            max_pending_admissions: None,
             quotas: WorkerQuotas::untrusted(),
             middleware_function_id: None,
             rbac: Some(rbac),

@@ -60,6 +60,7 @@ fn engine_config(flags: u8) -> EngineConfig {
         orphan_channel_timeout: Duration::from_millis(100),
         max_channels: 6,
         max_connections: 12,
+        max_pending_admissions: 3,
         auth_token: (flags & 8 != 0).then(|| TOKEN.to_owned()),
         allowed_origins: vec![ORIGIN.to_owned()],
         functions_available_delay: Duration::from_millis(20),

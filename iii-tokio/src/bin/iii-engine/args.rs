@@ -107,6 +107,10 @@ pub(crate) struct Args {
     /// Connections that may exist at once (503 beyond).
     #[arg(long, env = "III_ENGINE_MAX_CONNECTIONS", default_value_t = defaults().core.max_connections)]
     pub(crate) max_connections: usize,
+    /// Upgrades that may wait for an RBAC listener's authentication function at once,
+    /// over every listener (503 beyond).
+    #[arg(long, env = "III_ENGINE_MAX_PENDING_ADMISSIONS", default_value_t = defaults().core.max_pending_admissions)]
+    pub(crate) max_pending_admissions: usize,
     /// Milliseconds between a change of the function set and its notification.
     #[arg(long, env = "III_ENGINE_FUNCTIONS_AVAILABLE_DELAY_MS", default_value_t = defaults().core.functions_available_delay.as_millis() as u64)]
     pub(crate) functions_available_delay_ms: u64,
@@ -164,6 +168,14 @@ pub(crate) struct Args {
     /// Connections that may be in their HTTP upgrade at once (503 beyond).
     #[arg(long, env = "III_ENGINE_MAX_HANDSHAKES", default_value_t = defaults().max_handshakes)]
     pub(crate) max_handshakes: usize,
+    /// Of --max-handshakes, how many the main listener keeps for itself: the other
+    /// listeners together never hold more than the rest.
+    #[arg(long, env = "III_ENGINE_RESERVED_HANDSHAKES", default_value_t = defaults().reserved_handshakes)]
+    pub(crate) reserved_handshakes: usize,
+    /// Connections one client address may have in their HTTP upgrade at once, over every
+    /// listener (503 beyond).
+    #[arg(long, env = "III_ENGINE_MAX_HANDSHAKES_PER_IP", default_value_t = defaults().max_handshakes_per_ip)]
+    pub(crate) max_handshakes_per_ip: usize,
     /// Largest HTTP upgrade request head, in bytes (431 beyond).
     #[arg(long, env = "III_ENGINE_MAX_REQUEST_HEAD_BYTES", default_value_t = defaults().max_request_head)]
     pub(crate) max_request_head_bytes: usize,
@@ -268,6 +280,18 @@ pub(crate) struct Args {
         default_value_t = 16
     )]
     pub(crate) rbac_max_connections_per_ip: usize,
+    /// Connections that may be in their HTTP upgrade on the untrusted listener at once
+    /// (default: --max-handshakes less --reserved-handshakes).
+    #[arg(long, env = "III_ENGINE_RBAC_MAX_HANDSHAKES", requires = "rbac_addr")]
+    pub(crate) rbac_max_handshakes: Option<usize>,
+    /// Upgrades that may wait for the untrusted listener's authentication function at
+    /// once (default: --max-pending-admissions).
+    #[arg(
+        long,
+        env = "III_ENGINE_RBAC_MAX_PENDING_ADMISSIONS",
+        requires = "rbac_addr"
+    )]
+    pub(crate) rbac_max_pending_admissions: Option<usize>,
     /// Milliseconds the authentication function may take.
     #[arg(long, env = "III_ENGINE_RBAC_HOOK_TIMEOUT_MS", default_value_t = 5000)]
     pub(crate) rbac_hook_timeout_ms: u64,
@@ -400,6 +424,7 @@ impl Args {
         core.orphan_channel_timeout = Duration::from_secs(self.orphan_channel_timeout_secs);
         core.max_channels = self.max_channels;
         core.max_connections = self.max_connections;
+        core.max_pending_admissions = self.max_pending_admissions;
         core.auth_token = token;
         core.allowed_origins = self.allowed_origins.clone();
         core.functions_available_delay = Duration::from_millis(self.functions_available_delay_ms);
@@ -421,6 +446,8 @@ impl Args {
         quotas.total_registration_bytes = self.max_registration_bytes_per_worker;
         settings.handshake_timeout = Duration::from_millis(self.handshake_timeout_ms);
         settings.max_handshakes = self.max_handshakes;
+        settings.reserved_handshakes = self.reserved_handshakes;
+        settings.max_handshakes_per_ip = self.max_handshakes_per_ip;
         settings.max_request_head = self.max_request_head_bytes;
         settings.write_timeout = Duration::from_secs(self.write_timeout_secs);
         settings.ping_interval = Duration::from_secs(self.ping_interval_secs);
@@ -462,10 +489,12 @@ impl Args {
         let mut policy = ListenerPolicy::untrusted("rbac", rbac);
         policy.middleware_function_id = self.rbac_middleware_function.clone();
         policy.max_connections_per_ip = Some(self.rbac_max_connections_per_ip);
+        policy.max_pending_admissions = self.rbac_max_pending_admissions;
         if !self.rbac_allowed_origins.is_empty() {
             policy.allowed_origins = Some(self.rbac_allowed_origins.clone());
         }
         let mut listener = ListenerSettings::new(addr.clone(), policy);
+        listener.max_handshakes = self.rbac_max_handshakes;
         listener.tls = tls_pair(
             &self.rbac_tls_cert_file,
             &self.rbac_tls_key_file,

@@ -35,6 +35,8 @@ pub(crate) const NOT_SETTINGS: &[&str] = &[
     "rbac_middleware_function",
     "rbac_allowed_origins",
     "rbac_max_connections_per_ip",
+    "rbac_max_handshakes",
+    "rbac_max_pending_admissions",
     "rbac_hook_timeout_ms",
     "rbac_tls_cert_file",
     "rbac_tls_key_file",

@@ -16,10 +16,14 @@ use super::{ConfigErrorKind, ConfigFile, Listener};
 
 /// Keys of a further listener's entry besides `host`, `port`, `rbac`,
 /// `middleware_function_id` and `max_connections_per_ip`: the per-worker quotas,
-/// `allowed_origins`, the TLS certificate and key files, and `handshake_timeout_ms` (a
+/// `allowed_origins`, the listener's shares of the pre-upgrade slots (`max_handshakes`)
+/// and of the upgrades waiting for its authentication function
+/// (`max_pending_admissions`), the TLS certificate and key files, and `handshake_timeout_ms` (a
 /// reference key, engine-wide here: the main entry's value applies).
 const PER_LISTENER: &[&str] = &[
     "allowed_origins",
+    "max_handshakes",
+    "max_pending_admissions",
     "tls_cert_file",
     "tls_key_file",
     "handshake_timeout_ms",
@@ -131,6 +135,7 @@ impl Listener {
             policy.max_connections_per_ip = config.max_connections_per_ip;
         }
         policy.allowed_origins = config.allowed_origins.clone();
+        policy.max_pending_admissions = config.max_pending_admissions;
         let quotas = &mut policy.quotas;
         let set = |field: &mut usize, value: Option<usize>| {
             if let Some(value) = value {
@@ -170,6 +175,7 @@ impl Listener {
         );
         let mut settings =
             ListenerSettings::new(listen_addr(config.host.as_deref(), config.port), policy);
+        settings.max_handshakes = config.max_handshakes;
         // Both or neither: checked when the file was read.
         if let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) {
             settings.tls = Some(TlsSettings::new(cert, key));
@@ -214,6 +220,11 @@ pub(crate) fn listener_config(listener: &ListenerSettings) -> Value {
     config.insert(
         "max_connections_per_ip".into(),
         json!(policy.max_connections_per_ip),
+    );
+    config.insert("max_handshakes".into(), json!(listener.max_handshakes));
+    config.insert(
+        "max_pending_admissions".into(),
+        json!(policy.max_pending_admissions),
     );
     let q: &WorkerQuotas = &policy.quotas;
     for (key, value) in [

@@ -16,6 +16,8 @@ mod layer;
 mod listeners;
 mod rbac;
 mod schema;
+#[cfg(test)]
+mod slot_tests;
 mod substitute;
 #[cfg(test)]
 mod tests;
@@ -126,8 +128,8 @@ pub(crate) enum ConfigErrorKind {
     #[error(
         "{entry}.config.{key} is an engine-wide setting: set it in the main listener's entry \
          (the first without `rbac`); further listeners take host, port, rbac, \
-         middleware_function_id, allowed_origins, max_connections_per_ip and the per-worker \
-         quotas"
+         middleware_function_id, allowed_origins, max_connections_per_ip, max_handshakes, \
+         max_pending_admissions and the per-worker quotas"
     )]
     EngineWide {
         /// The entry.

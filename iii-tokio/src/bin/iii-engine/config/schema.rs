@@ -124,6 +124,8 @@ manager_config! {
     max_channels: usize,
     /// `--max-connections`.
     max_connections: usize,
+    /// `--max-pending-admissions` (on a further listener: its own share).
+    max_pending_admissions: usize,
     /// `--functions-available-delay-ms`.
     functions_available_delay_ms: u64,
     /// `--invocation-timeout-ms` (`null`: none).
@@ -158,8 +160,12 @@ manager_config! {
     max_registration_bytes_per_worker: usize,
     /// `--handshake-timeout-ms` (also a reference key).
     handshake_timeout_ms: u64,
-    /// `--max-handshakes`.
+    /// `--max-handshakes` (on a further listener: its own share).
     max_handshakes: usize,
+    /// `--reserved-handshakes`.
+    reserved_handshakes: usize,
+    /// `--max-handshakes-per-ip`.
+    max_handshakes_per_ip: usize,
     /// `--max-request-head-bytes`.
     max_request_head_bytes: usize,
     /// `--write-timeout-secs`.
