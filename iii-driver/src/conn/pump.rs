@@ -16,6 +16,8 @@ use futures_util::{SinkExt, StreamExt};
 use iii_core::{CloseCode, ConnId, Message, PeerClose, Text};
 
 use super::{ConnEnds, ConnEvent, Outbound, CLOSE_GRACE};
+use crate::log_limit::LogLimit;
+use crate::memory::MemoryCut;
 use crate::runtime::{now, Runtime};
 
 /// How a connection's reader watches a quiet peer.
@@ -34,7 +36,20 @@ enum ReaderEnd {
     Peer(PeerClose),
     /// The peer stayed silent past the idle timeout.
     Silent,
+    /// The memory budget cut the connection.
+    Cut(MemoryCut),
 }
+
+/// The memory budget's cut behind `error`, if that is what it is.
+fn cut_of(error: &WsError) -> Option<MemoryCut> {
+    match error {
+        WsError::Io(error) => MemoryCut::of(error),
+        _ => None,
+    }
+}
+
+/// Cuts by the memory budget are logged at info, at most this many per second.
+static CUT_LOG: LogLimit = LogLimit::new(10, Duration::from_secs(1));
 
 pub(crate) fn to_core(message: WsMessage) -> Option<Result<Message, PeerClose>> {
     match message {
@@ -136,7 +151,13 @@ pub(crate) async fn pump<R, S, In>(
                         reason: "message too large".to_owned(),
                     });
                 }
-                Some(Err(_)) | None => return ReaderEnd::Peer(PeerClose::Lost),
+                Some(Err(error)) => {
+                    return match cut_of(&error) {
+                        Some(cut) => ReaderEnd::Cut(cut),
+                        None => ReaderEnd::Peer(PeerClose::Lost),
+                    }
+                }
+                None => return ReaderEnd::Peer(PeerClose::Lost),
             };
             match to_core(message) {
                 None => credit.refund(),
@@ -153,10 +174,10 @@ pub(crate) async fn pump<R, S, In>(
         loop {
             let first = match future::select(outbound.next(), ping_rx.next()).await {
                 Either::Left((Some(item), _)) => item,
-                Either::Left((None, _)) => return,
+                Either::Left((None, _)) => return None,
                 Either::Right((Some(()), _)) => {
-                    if sink.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
-                        return;
+                    if let Err(error) = sink.send(WsMessage::Ping(Vec::new().into())).await {
+                        return cut_of(&error);
                     }
                     continue;
                 }
@@ -168,8 +189,8 @@ pub(crate) async fn pump<R, S, In>(
             while let Some(item) = next.take() {
                 match item {
                     Outbound::Message(message) => {
-                        if sink.feed(to_ws(message)).await.is_err() {
-                            return;
+                        if let Err(error) = sink.feed(to_ws(message)).await {
+                            return cut_of(&error);
                         }
                         sent += 1;
                         if let Ok(item) = outbound.try_recv() {
@@ -185,12 +206,12 @@ pub(crate) async fn pump<R, S, In>(
                         if sent > 0 {
                             report(ConnEvent::Sent(conn, sent));
                         }
-                        return;
+                        return None;
                     }
                 }
             }
-            if sink.flush().await.is_err() {
-                return;
+            if let Err(error) = sink.flush().await {
+                return cut_of(&error);
             }
             report(ConnEvent::Sent(conn, sent));
         }
@@ -205,6 +226,8 @@ pub(crate) async fn pump<R, S, In>(
         Writer,
         /// The machine asked to drop the connection at once.
         Aborted(CloseCode, &'static str),
+        /// The memory budget cut the connection.
+        Cut(MemoryCut),
     }
     let ended = {
         let reader = std::pin::pin!(reader);
@@ -220,7 +243,9 @@ pub(crate) async fn pump<R, S, In>(
                 Ended::Peer
             }
             Either::Left((Either::Left((ReaderEnd::Silent, _)), _)) => Ended::Silent,
-            Either::Left((Either::Right(((), _)), _)) => Ended::Writer,
+            Either::Left((Either::Left((ReaderEnd::Cut(cut), _)), _))
+            | Either::Left((Either::Right((Some(cut), _)), _)) => Ended::Cut(cut),
+            Either::Left((Either::Right((None, _)), _)) => Ended::Writer,
             Either::Right((Ok((code, reason)), _)) => Ended::Aborted(code, reason),
             // The machine's task forgot the connection: nothing more to do for it.
             Either::Right((Err(_), _)) => Ended::Aborted(CloseCode::GOING_AWAY, "going away"),
@@ -232,6 +257,24 @@ pub(crate) async fn pump<R, S, In>(
             tracing::debug!(%conn, "peer silent past the idle timeout; dropped");
             report(ConnEvent::Closed(conn, PeerClose::Lost));
             // Never wait on a peer that stopped answering.
+            return;
+        }
+        Ended::Cut(cut) => {
+            if let Some(suppressed) = CUT_LOG.admit(std::time::Instant::now()) {
+                tracing::info!(%conn, reason = %cut, suppressed_since_last = suppressed,
+                    "connection cut by the memory budget");
+            }
+            report(ConnEvent::Closed(conn, PeerClose::Lost));
+            if cut == MemoryCut::Budget {
+                // Its socket still takes bytes: tell the peer why, briefly.
+                let closing = std::pin::pin!(sink.send(close_frame(
+                    CloseCode::POLICY,
+                    "engine memory budget exhausted"
+                )));
+                let grace = rt.sleep_until(now() + CLOSE_GRACE);
+                let _ = future::select(closing, grace).await;
+            }
+            // A slow consumer's socket takes nothing: dropping it frees what it held.
             return;
         }
         Ended::Aborted(code, reason) => {

@@ -28,6 +28,7 @@ use task::{run, Input};
 use tls::ServerTls;
 pub use tls::{TlsError, TlsSettings};
 
+use crate::memory::{MemoryBudget, MemoryUse};
 use crate::metrics::{Snapshot, TransportCounters};
 use crate::runtime::{now, try_os_seed, Runtime};
 
@@ -62,6 +63,8 @@ pub struct EngineHandle {
     pub(crate) transport: Arc<TransportCounters>,
     /// The TLS side of each listener.
     pub(crate) tls: Arc<ServerTls>,
+    /// The engine-wide byte budget of messages in progress and unsent output.
+    pub(crate) memory: Arc<MemoryBudget>,
 }
 
 impl std::fmt::Debug for EngineHandle {
@@ -138,8 +141,15 @@ impl EngineHandle {
             metrics,
             stats,
             &self.transport,
+            self.memory.snapshot(),
             self.is_draining(),
         ))
+    }
+
+    /// The engine-wide byte budget's use now (see
+    /// [`EngineSettings::memory_budget_bytes`]).
+    pub fn memory(&self) -> MemoryUse {
+        self.memory.snapshot()
     }
 
     /// Resolves when the engine task has ended, with how.
@@ -191,6 +201,7 @@ pub fn start<R: Runtime>(rt: R, settings: EngineSettings) -> Result<EngineHandle
         exit: exit_rx.shared(),
         transport,
         tls: tls.clone(),
+        memory: Arc::new(MemoryBudget::new(settings.memory_budget_bytes)),
     };
     #[cfg(feature = "tls")]
     if let (true, Some(every)) = (tls.any(), settings.tls_poll_interval) {

@@ -12,6 +12,8 @@
 
 mod layer;
 mod listeners;
+#[cfg(test)]
+mod memory_tests;
 mod rbac;
 mod schema;
 mod substitute;
