@@ -7,6 +7,7 @@
 
 pub mod calls;
 pub mod client;
+pub mod hostile;
 pub mod idle;
 pub mod limit;
 pub mod pipeline;
@@ -53,6 +54,10 @@ pub enum Scenario {
     /// `--soak-calls` checked calls with `--in-flight` outstanding; any lost or
     /// mismatched answer fails the run.
     Soak,
+    /// `--hostile-conns` hostile connections (pong floods, partial messages, slow
+    /// channel readers, half-sent upgrades) while a bystander calls; engine RSS and the
+    /// bystander's latency (raw client, `--spawn-engine` only).
+    Hostile,
 }
 
 impl Scenario {
@@ -67,6 +72,7 @@ impl Scenario {
             Scenario::Limit => "limit",
             Scenario::IdleConns => "idle_conns",
             Scenario::Soak => "soak",
+            Scenario::Hostile => "hostile",
         }
     }
 
@@ -74,7 +80,7 @@ impl Scenario {
     /// `idle_conns` speak raw WebSocket only).
     pub fn fixed_client(self) -> Option<Kind> {
         match self {
-            Scenario::Limit | Scenario::IdleConns => Some(Kind::Raw),
+            Scenario::Limit | Scenario::IdleConns | Scenario::Hostile => Some(Kind::Raw),
             _ => None,
         }
     }
@@ -157,6 +163,18 @@ pub struct Opts {
     /// The slow reader's rate in MiB/s.
     #[arg(long, default_value_t = 8.0)]
     pub read_rate_mib: f64,
+    /// Hostile connections opened by `hostile`.
+    #[arg(long, default_value_t = 1_000)]
+    pub hostile_conns: usize,
+    /// Seconds `hostile` keeps its attackers going while the bystander calls.
+    #[arg(long, default_value_t = 20.0)]
+    pub hostile_secs: f64,
+    /// MiB of its 63 MiB message each partial-message attacker of `hostile` sends.
+    #[arg(long, default_value_t = 60)]
+    pub hostile_partial_mib: u64,
+    /// `hostile` fails if the engine's peak RSS reaches this many MiB.
+    #[arg(long, default_value_t = 1_024)]
+    pub rss_ceiling_mib: u64,
     /// Wait (at most `--load-wait` seconds) before each run until the 1-minute load
     /// average is below this.
     #[arg(long, default_value_t = 1.0)]
@@ -227,6 +245,7 @@ pub async fn one_run(scenario: Scenario, o: &Opts, run: usize) -> Result<Value, 
                 Err("soak runs with --client ours or raw".into())
             }
             (Some(t), Scenario::IdleConns) => idle::idle_conns(t, o).await,
+            (Some(t), Scenario::Hostile) => hostile::hostile(t, o).await,
             (Some(t), _) if o.client == Kind::Published => published::run(scenario, t, o).await,
             (Some(t), Scenario::Throughput) => scenarios::throughput(t, o).await,
             (Some(t), Scenario::Latency) => calls::latency(t, o).await,

@@ -18,6 +18,7 @@ mod conn;
 pub mod engine;
 mod handshake;
 mod log_limit;
+pub mod memory;
 mod metrics;
 mod read_batch;
 pub mod runtime;

@@ -14,6 +14,8 @@ use iii_core::engine::{
     CHANNEL_OUTCOMES, LATENCY_BUCKETS, OTHER_REFUSALS, QUOTAS,
 };
 use prometheus_client::collector::Collector;
+
+use crate::memory::MemoryUse;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -73,6 +75,7 @@ pub(crate) struct Snapshot {
     pub(crate) transport_refused: [u64; 7],
     pub(crate) tls_failed: u64,
     pub(crate) tls_reloads: [u64; 2],
+    pub(crate) memory: MemoryUse,
     pub(crate) draining: bool,
 }
 
@@ -84,6 +87,7 @@ impl Snapshot {
         transport: &TransportCounters,
         slots: &SlotBudget,
         listener_names: Vec<String>,
+        memory: MemoryUse,
         draining: bool,
     ) -> Self {
         let (in_handshake, handshakes_by_listener) = slots.held();
@@ -99,6 +103,7 @@ impl Snapshot {
             }),
             tls_failed: transport.tls_failed.load(Ordering::Relaxed),
             tls_reloads: std::array::from_fn(|i| transport.tls_reloads[i].load(Ordering::Relaxed)),
+            memory,
             draining,
         }
     }
@@ -411,6 +416,38 @@ impl Collector for Snapshot {
             &[
                 ("done", self.tls_reloads[0]),
                 ("failed", self.tls_reloads[1]),
+            ],
+        )?;
+        let memory = &self.memory;
+        gauge(
+            e,
+            "memory_budget_bytes",
+            "The engine-wide byte budget of messages in progress and unsent output",
+            memory.limit as u64,
+        )?;
+        gauge(
+            e,
+            "memory_held_bytes",
+            "Bytes of messages in progress and unsent output (pongs included) held now",
+            memory.used as u64,
+        )?;
+        gauge(
+            e,
+            "memory_held_peak_bytes",
+            "The most bytes of messages in progress and unsent output ever held at once",
+            memory.peak as u64,
+        )?;
+        family(
+            e,
+            (
+                "memory_cuts",
+                "Connections cut by the memory budget, by reason",
+                MetricType::Counter,
+            ),
+            "reason",
+            &[
+                ("budget", memory.refused),
+                ("slow_consumer", memory.slow_consumers),
             ],
         )?;
         gauge(

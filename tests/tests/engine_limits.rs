@@ -526,3 +526,39 @@ fn foreign_origins_are_refused_and_allowed_ones_accepted() {
         Admission::Accepted(_)
     ));
 }
+
+#[test]
+fn the_control_queues_of_all_workers_share_an_engine_wide_bound() {
+    let mut raw = RawEngine::new(EngineConfig {
+        max_control_queue_bytes: 1 << 20,
+        max_total_control_queue_bytes: 100 * 1024,
+        ..EngineConfig::default()
+    });
+    raw.auto_sent = false; // nothing the engine transmits is ever flushed
+    let (a, _) = raw.control();
+    raw.send(a, json!({"type": "registerfunction", "id": "a"}));
+    let (b, _) = raw.control();
+    raw.send(b, json!({"type": "registerfunction", "id": "b"}));
+    let (caller, _) = raw.control();
+    let payload = "p".repeat(10 * 1024);
+    let mut rounds = 0;
+    while raw.inboxes[&a].closed.is_none() && raw.inboxes[&b].closed.is_none() {
+        for function_id in ["a", "b"] {
+            raw.send(
+                caller,
+                json!({"type": "invokefunction", "function_id": function_id,
+                       "data": {"p": payload}, "action": {"type": "void"}}),
+            );
+        }
+        rounds += 1;
+        assert!(rounds < 20, "never dropped");
+        let queued = raw.engine.stats().control_queued_bytes;
+        assert!(queued <= 100 * 1024, "{queued} bytes queued");
+    }
+    // Each queue is far below its own 1 MiB: the engine-wide bound dropped one.
+    assert!(rounds <= 6, "dropped after {rounds} rounds");
+    assert!(raw
+        .events
+        .iter()
+        .any(|e| matches!(e, EngineEvent::SlowConsumer { .. })));
+}

@@ -173,7 +173,8 @@ impl Engine {
 
     pub(super) fn accepted(&self, conn: ConnId, kind: ConnKindTag) -> Accepted {
         let max_message_bytes = match kind {
-            ConnKindTag::Control | ConnKindTag::Telemetry => self.config.max_control_message_bytes,
+            ConnKindTag::Control => self.config.max_control_message_bytes,
+            ConnKindTag::Telemetry => self.config.max_telemetry_message_bytes,
             ConnKindTag::ChannelReader | ConnKindTag::ChannelWriter => {
                 self.config.max_channel_message_bytes
             }

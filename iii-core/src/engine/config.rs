@@ -18,6 +18,15 @@ pub struct EngineConfig {
     /// message larger than this still goes out when nothing else is pending. Default
     /// 64 MiB.
     pub max_control_queue_bytes: usize,
+    /// Control messages waiting to be written to all connections together, in bytes
+    /// (the engine-wide sum of what `max_control_queue_bytes` bounds per connection). A
+    /// connection whose next message would take the sum past this is dropped as a slow
+    /// consumer (1008), unless nothing is pending for it (one message may always go).
+    /// Default 1 GiB.
+    pub max_total_control_queue_bytes: usize,
+    /// Largest message accepted on a telemetry (`/otel`) connection, whose content the
+    /// engine discards. Default 4 MiB; a larger message closes the connection with 1009.
+    pub max_telemetry_message_bytes: usize,
     /// Messages handed to the adapter and not yet reported sent, per connection.
     /// Default 32.
     pub send_credit: usize,
@@ -187,6 +196,8 @@ impl Default for EngineConfig {
         Self {
             max_control_message_bytes: 64 << 20,
             max_control_queue_bytes: 64 << 20,
+            max_total_control_queue_bytes: 1 << 30,
+            max_telemetry_message_bytes: 4 << 20,
             send_credit: 32,
             default_channel_buffer: 64,
             max_channel_buffer: 1024,
@@ -257,6 +268,14 @@ impl EngineConfig {
         let positive = [
             ("max_control_message_bytes", self.max_control_message_bytes),
             ("max_control_queue_bytes", self.max_control_queue_bytes),
+            (
+                "max_total_control_queue_bytes",
+                self.max_total_control_queue_bytes,
+            ),
+            (
+                "max_telemetry_message_bytes",
+                self.max_telemetry_message_bytes,
+            ),
             ("send_credit", self.send_credit),
             ("default_channel_buffer", self.default_channel_buffer),
             ("max_channel_buffer", self.max_channel_buffer),

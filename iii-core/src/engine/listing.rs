@@ -361,6 +361,7 @@ impl Engine {
         // An untrusted worker sees its own bindings only, never another's config: walk
         // its own ids (in the same order) rather than every binding.
         let all = &self.triggers.bindings;
+        let untrusted = self.is_untrusted(viewer);
         let bindings: Box<dyn Iterator<Item = _> + '_> =
             match self.session(viewer).filter(|s| s.policy.is_some()) {
                 Some(own) => Box::new(

@@ -151,6 +151,8 @@ pub struct Engine {
     channels_by_owner: BTreeMap<ConnId, BTreeSet<Uuid>>,
     channel_bytes: usize,
     channel_frames: usize,
+    /// Bytes queued or in flight on every connection's outbox (control messages).
+    control_queued: usize,
     /// Writers paused for the engine-wide budget, oldest first.
     budget_waiters: VecDeque<Uuid>,
     /// Channel writers currently paused (their read-ahead counts against the budget).
@@ -193,6 +195,7 @@ impl Engine {
             channels_by_owner: BTreeMap::new(),
             channel_bytes: 0,
             channel_frames: 0,
+            control_queued: 0,
             budget_waiters: VecDeque::new(),
             paused_writers: 0,
             metrics: EngineMetrics::default(),
@@ -238,7 +241,11 @@ impl Engine {
         let Some(state) = self.conns.get_mut(&conn) else {
             return;
         };
+        let before = state.outbox.pending_bytes();
         let returned = state.outbox.sent(count);
+        self.control_queued = self
+            .control_queued
+            .saturating_sub(before - state.outbox.pending_bytes());
         if state.closing || returned == 0 {
             return;
         }
@@ -261,7 +268,11 @@ impl Engine {
         if !state.closing {
             self.teardown(now, conn, Some(&close));
         }
-        self.conns.remove(&conn);
+        if let Some(state) = self.conns.remove(&conn) {
+            self.control_queued = self
+                .control_queued
+                .saturating_sub(state.outbox.pending_bytes());
+        }
     }
 
     /// Time passed. Expires channels and invocations and sends due notifications.
@@ -360,7 +371,7 @@ impl Engine {
             channels: self.channels.len(),
             channel_buffered_bytes: self.channel_bytes,
             channel_buffered_frames: self.channel_frames,
-            control_queued_bytes: self.conns.values().map(|c| c.outbox.pending_bytes()).sum(),
+            control_queued_bytes: self.control_queued,
             pending_invocations: self.pending.len(),
             functions: self.functions.len(),
             workers: self.workers.len(),
@@ -430,13 +441,20 @@ impl Engine {
             return;
         }
         let text = message.encode();
-        if state.outbox.push(Message::Text(text), limit).is_err() {
+        let len = text.len();
+        // The engine-wide sum is bounded too, except for a connection with nothing
+        // pending (one message may always go, as for the per-connection limit).
+        let over_total = self.control_queued.saturating_add(len)
+            > self.config.max_total_control_queue_bytes
+            && state.outbox.pending_bytes() > 0;
+        if over_total || state.outbox.push(Message::Text(text), limit).is_err() {
             self.metrics.slow_consumers += 1;
             self.out
                 .push_back(EngineOutput::Event(EngineEvent::SlowConsumer { conn }));
             self.abort(now, conn, CloseCode::POLICY, "outbound queue full");
             return;
         }
+        self.control_queued += len;
         self.flush(conn);
     }
 

@@ -17,6 +17,8 @@ use futures_util::{SinkExt, StreamExt};
 use iii_core::{CloseCode, ConnId, Message, PeerClose, Text};
 
 use super::{ConnEnds, ConnEvent, Outbound, CLOSE_GRACE};
+use crate::log_limit::LogLimit;
+use crate::memory::MemoryCut;
 use crate::runtime::{now, Runtime};
 
 /// How a connection's reader watches a quiet peer.
@@ -35,6 +37,8 @@ enum ReaderEnd {
     Peer(PeerClose),
     /// The peer stayed silent past the idle timeout.
     Silent,
+    /// The memory budget cut the connection.
+    Cut(MemoryCut),
 }
 
 /// The close code (RFC 6455 §7.4.1) owed to a peer whose input the WebSocket layer
@@ -49,6 +53,14 @@ fn refusal_of(error: &WsError) -> Option<CloseCode> {
     }
 }
 
+/// The memory budget's cut behind `error`, if that is what it is.
+fn cut_of(error: &WsError) -> Option<MemoryCut> {
+    match error {
+        WsError::Io(error) => MemoryCut::of(error),
+        _ => None,
+    }
+}
+
 /// The reason sent with `code` when the reader refused the peer's input.
 fn refusal_reason(code: CloseCode) -> &'static str {
     match code {
@@ -57,6 +69,9 @@ fn refusal_reason(code: CloseCode) -> &'static str {
         _ => "protocol error",
     }
 }
+
+/// Cuts by the memory budget are logged at info, at most this many per second.
+static CUT_LOG: LogLimit = LogLimit::new(10, Duration::from_secs(1));
 
 pub(crate) fn to_core(message: WsMessage) -> Option<Result<Message, PeerClose>> {
     match message {
@@ -154,6 +169,9 @@ pub(crate) async fn pump<R, S, In>(
             let message = match message {
                 Some(Ok(message)) => message,
                 Some(Err(error)) => {
+                    if let Some(cut) = cut_of(&error) {
+                        return ReaderEnd::Cut(cut);
+                    }
                     let Some(code) = refusal_of(&error) else {
                         return ReaderEnd::Peer(PeerClose::Lost);
                     };
@@ -180,10 +198,10 @@ pub(crate) async fn pump<R, S, In>(
         loop {
             let first = match future::select(outbound.next(), ping_rx.next()).await {
                 Either::Left((Some(item), _)) => item,
-                Either::Left((None, _)) => return,
+                Either::Left((None, _)) => return None,
                 Either::Right((Some(()), _)) => {
-                    if sink.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
-                        return;
+                    if let Err(error) = sink.send(WsMessage::Ping(Vec::new().into())).await {
+                        return cut_of(&error);
                     }
                     continue;
                 }
@@ -195,8 +213,8 @@ pub(crate) async fn pump<R, S, In>(
             while let Some(item) = next.take() {
                 match item {
                     Outbound::Message(message) => {
-                        if sink.feed(to_ws(message)).await.is_err() {
-                            return;
+                        if let Err(error) = sink.feed(to_ws(message)).await {
+                            return cut_of(&error);
                         }
                         sent += 1;
                         if let Ok(item) = outbound.try_recv() {
@@ -212,12 +230,12 @@ pub(crate) async fn pump<R, S, In>(
                         if sent > 0 {
                             report(ConnEvent::Sent(conn, sent));
                         }
-                        return;
+                        return None;
                     }
                 }
             }
-            if sink.flush().await.is_err() {
-                return;
+            if let Err(error) = sink.flush().await {
+                return cut_of(&error);
             }
             report(ConnEvent::Sent(conn, sent));
         }
@@ -232,6 +250,8 @@ pub(crate) async fn pump<R, S, In>(
         Writer,
         /// The machine asked to drop the connection at once.
         Aborted(CloseCode, &'static str),
+        /// The memory budget cut the connection.
+        Cut(MemoryCut),
     }
     let ended = {
         let reader = std::pin::pin!(reader);
@@ -247,7 +267,9 @@ pub(crate) async fn pump<R, S, In>(
                 Ended::Peer
             }
             Either::Left((Either::Left((ReaderEnd::Silent, _)), _)) => Ended::Silent,
-            Either::Left((Either::Right(((), _)), _)) => Ended::Writer,
+            Either::Left((Either::Left((ReaderEnd::Cut(cut), _)), _))
+            | Either::Left((Either::Right((Some(cut), _)), _)) => Ended::Cut(cut),
+            Either::Left((Either::Right((None, _)), _)) => Ended::Writer,
             Either::Right((Ok((code, reason)), _)) => Ended::Aborted(code, reason),
             // The machine's task forgot the connection: nothing more to do for it.
             Either::Right((Err(_), _)) => Ended::Aborted(CloseCode::GOING_AWAY, "going away"),
@@ -259,6 +281,24 @@ pub(crate) async fn pump<R, S, In>(
             tracing::debug!(%conn, "peer silent past the idle timeout; dropped");
             report(ConnEvent::Closed(conn, PeerClose::Lost));
             // Never wait on a peer that stopped answering.
+            return;
+        }
+        Ended::Cut(cut) => {
+            if let Some(suppressed) = CUT_LOG.admit(std::time::Instant::now()) {
+                tracing::info!(%conn, reason = %cut, suppressed_since_last = suppressed,
+                    "connection cut by the memory budget");
+            }
+            report(ConnEvent::Closed(conn, PeerClose::Lost));
+            if cut == MemoryCut::Budget {
+                // Its socket still takes bytes: tell the peer why, briefly.
+                let closing = std::pin::pin!(sink.send(close_frame(
+                    CloseCode::POLICY,
+                    "engine memory budget exhausted"
+                )));
+                let grace = rt.sleep_until(now() + CLOSE_GRACE);
+                let _ = future::select(closing, grace).await;
+            }
+            // A slow consumer's socket takes nothing: dropping it frees what it held.
             return;
         }
         Ended::Aborted(code, reason) => {

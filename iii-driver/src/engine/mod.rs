@@ -29,6 +29,7 @@ use task::{run, Input};
 use tls::ServerTls;
 pub use tls::{TlsError, TlsSettings};
 
+use crate::memory::{MemoryBudget, MemoryUse};
 use crate::metrics::{Snapshot, TransportCounters};
 use crate::runtime::{now, try_os_seed, Runtime};
 use crate::slots::SlotBudget;
@@ -66,6 +67,8 @@ pub struct EngineHandle {
     pub(crate) slots: Arc<SlotBudget>,
     /// The TLS side of each listener.
     pub(crate) tls: Arc<ServerTls>,
+    /// The engine-wide byte budget of messages in progress and unsent output.
+    pub(crate) memory: Arc<MemoryBudget>,
 }
 
 impl std::fmt::Debug for EngineHandle {
@@ -144,6 +147,7 @@ impl EngineHandle {
             &self.transport,
             &self.slots,
             self.listener_names(),
+            self.memory.snapshot(),
             self.is_draining(),
         ))
     }
@@ -158,6 +162,12 @@ impl EngineHandle {
                     .map(|l| l.policy.name.clone()),
             )
             .collect()
+    }
+
+    /// The engine-wide byte budget's use now (see
+    /// [`EngineSettings::memory_budget_bytes`]).
+    pub fn memory(&self) -> MemoryUse {
+        self.memory.snapshot()
     }
 
     /// Resolves when the engine task has ended, with how.
@@ -210,6 +220,7 @@ pub fn start<R: Runtime>(rt: R, settings: EngineSettings) -> Result<EngineHandle
         transport,
         slots: SlotBudget::new(&settings),
         tls: tls.clone(),
+        memory: Arc::new(MemoryBudget::new(settings.memory_budget_bytes)),
     };
     #[cfg(feature = "tls")]
     if let (true, Some(every)) = (tls.any(), settings.tls_poll_interval) {

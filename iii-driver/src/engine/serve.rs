@@ -22,6 +22,7 @@ use crate::handshake::{
     Request,
 };
 use crate::log_limit::LogLimit;
+use crate::memory::Metered;
 use crate::metrics;
 use crate::read_batch::ReadBatch;
 use crate::runtime::{now, Runtime};
@@ -209,11 +210,30 @@ pub(crate) async fn serve_counted<R: Runtime>(
         return;
     }
     tracing::debug!(%conn, %peer, kind = ?accepted.kind, "connection accepted");
+    // What the connection holds outside the core's limits is charged to the engine-wide
+    // budget, starting with the bytes read past the request.
+    let unsent_cap = settings.unsent_cap(accepted.max_message_bytes);
+    let stream = match Metered::new(stream, engine.memory.clone(), unsent_cap, &request.leftover) {
+        Ok(stream) => stream,
+        Err(_) => {
+            let _ = engine
+                .tx
+                .unbounded_send(Input::Conn(ConnEvent::Closed(conn, PeerClose::Lost)));
+            return;
+        }
+    };
     // One byte over the core's limit reaches the core, which answers with its close code;
-    // anything larger is cut off by the WebSocket layer (reported as 1009).
+    // anything larger is cut off by the WebSocket layer (reported as 1009). The write
+    // buffer's own bound stays above the connection's unsent cap, which the metered
+    // stream enforces first (cutting the peer as a slow consumer).
     let config = WebSocketConfig::default()
         .read_buffer_size(settings.read_buffer_bytes)
         .write_buffer_size(settings.write_buffer_bytes)
+        .max_write_buffer_size(
+            unsent_cap
+                .saturating_add(accepted.max_message_bytes)
+                .max(settings.write_buffer_bytes.saturating_add(1)),
+        )
         .max_message_size(Some(accepted.max_message_bytes.saturating_add(1)))
         .max_frame_size(Some(accepted.max_message_bytes.saturating_add(1)));
     let ws =

@@ -8,6 +8,12 @@ use iii_core::engine::{Accepted, ConfigError, EngineConfig, ListenerPolicy};
 use super::tls::{TlsError, TlsSettings};
 use crate::conn::{ConnOptions, Liveness};
 
+/// The largest `write_buffer_bytes` accepted.
+const MAX_BUFFER_BYTES: usize = 1 << 30;
+
+/// The smallest `memory_budget_bytes` accepted.
+const MIN_MEMORY_BUDGET: usize = 1 << 20;
+
 /// Settings of an engine server: the core's limits plus the transport's.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -91,6 +97,16 @@ pub struct EngineSettings {
     pub log_lines_per_reason: usize,
     /// The window of `log_lines_per_reason`. Default 1 s.
     pub log_window: Duration,
+    /// Engine-wide byte budget of what connections hold outside the core's own limits:
+    /// the message each is still receiving (frames read, message not yet whole) and the
+    /// output its socket has not taken yet (pongs included), over every connection kind.
+    /// A connection whose growth the budget cannot grant is cut (1008); the last eighth
+    /// is kept for connections holding at most 256 KiB, so huge partial messages cannot
+    /// starve small ones. Each connection's unsent output is also capped (at twice the
+    /// larger of `core.max_control_queue_bytes` and its message limit, plus
+    /// `write_buffer_bytes`), beyond which, or when it keeps pinging while reading
+    /// nothing, it is cut as a slow consumer. Default 512 MiB.
+    pub memory_budget_bytes: usize,
 }
 
 /// A worker listener beyond the main one.
@@ -150,6 +166,7 @@ impl Default for EngineSettings {
             tls_poll_interval: Some(Duration::from_secs(10)),
             log_lines_per_reason: 10,
             log_window: Duration::from_secs(1),
+            memory_budget_bytes: 512 << 20,
         }
     }
 }
@@ -235,6 +252,7 @@ impl EngineSettings {
             ("socket_read_bytes", self.socket_read_bytes),
             ("write_buffer_bytes", self.write_buffer_bytes),
             ("log_lines_per_reason", self.log_lines_per_reason),
+            ("memory_budget_bytes", self.memory_budget_bytes),
         ];
         if let Some((name, _)) = sizes.iter().find(|(_, value)| *value == 0) {
             return Err(StartError::Transport(format!(
@@ -242,6 +260,16 @@ impl EngineSettings {
             )));
         }
         self.validate_slots()?;
+        if self.write_buffer_bytes > MAX_BUFFER_BYTES {
+            return Err(StartError::Transport(
+                "`write_buffer_bytes` is over 1 GiB".to_owned(),
+            ));
+        }
+        if self.memory_budget_bytes < MIN_MEMORY_BUDGET {
+            return Err(StartError::Transport(
+                "`memory_budget_bytes` is under 1 MiB".to_owned(),
+            ));
+        }
         if let Some(token) = &self.metrics_token {
             if token.is_empty() || token.chars().any(char::is_whitespace) {
                 return Err(StartError::Transport(
@@ -298,6 +326,17 @@ impl EngineSettings {
         self.metrics_token
             .as_deref()
             .or(self.core.auth_token.as_deref())
+    }
+
+    /// The most unsent output a connection whose messages are limited to
+    /// `max_message_bytes` may hold before it is cut as a slow consumer (see
+    /// [`EngineSettings::memory_budget_bytes`]).
+    pub(crate) fn unsent_cap(&self, max_message_bytes: usize) -> usize {
+        self.core
+            .max_control_queue_bytes
+            .max(max_message_bytes)
+            .saturating_mul(2)
+            .saturating_add(self.write_buffer_bytes)
     }
 
     pub(super) fn conn_options(&self, accepted: &Accepted) -> ConnOptions {

@@ -132,10 +132,13 @@ pub(crate) fn refused_status(error: &WsError) -> Option<u16> {
 /// The socket type of a worker's connections.
 pub(crate) type Socket<R> = ReadBatch<Transport<<R as Runtime>::Tcp>>;
 
-/// The WebSocket settings of every connection of a worker.
+/// The WebSocket settings of every connection of a worker. Its unsent output is bounded
+/// too (two messages plus 1 MiB, pongs included), so an engine that pings without
+/// reading cannot make the worker queue pongs without end: the pongs past it are dropped.
 pub(crate) fn ws_config(max_message_bytes: usize, read_buffer_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(read_buffer_bytes)
+        .max_write_buffer_size(max_message_bytes.saturating_mul(2).saturating_add(1 << 20))
         .max_message_size(Some(max_message_bytes))
         .max_frame_size(Some(max_message_bytes))
 }

@@ -49,6 +49,8 @@ fn engine_config(flags: u8) -> EngineConfig {
     EngineConfig {
         max_control_message_bytes: 4096,
         max_control_queue_bytes: if flags & 1 == 0 { 1024 } else { 64 << 10 },
+        max_total_control_queue_bytes: if flags & 16 == 0 { 3072 } else { 1 << 20 },
+        max_telemetry_message_bytes: 1024,
         send_credit: 1 + usize::from((flags >> 1) & 3),
         default_channel_buffer: 4,
         max_channel_buffer: 8,

@@ -74,6 +74,17 @@ pub(crate) struct Args {
     /// Bytes queued or in flight to one worker before it is dropped as a slow consumer.
     #[arg(long, env = "III_ENGINE_MAX_CONTROL_QUEUE_BYTES", default_value_t = defaults().core.max_control_queue_bytes)]
     pub(crate) max_control_queue_bytes: usize,
+    /// Bytes queued or in flight to all workers together; the worker whose message
+    /// would pass it is dropped as a slow consumer.
+    #[arg(long, env = "III_ENGINE_MAX_TOTAL_CONTROL_QUEUE_BYTES", default_value_t = defaults().core.max_total_control_queue_bytes)]
+    pub(crate) max_total_control_queue_bytes: usize,
+    /// Largest message on a telemetry (/otel) connection, in bytes (1009 beyond).
+    #[arg(long, env = "III_ENGINE_MAX_TELEMETRY_MESSAGE_BYTES", default_value_t = defaults().core.max_telemetry_message_bytes)]
+    pub(crate) max_telemetry_message_bytes: usize,
+    /// Engine-wide bytes of messages being received and output not yet taken by the
+    /// sockets (pongs included), over every connection; growth beyond it is cut (1008).
+    #[arg(long, env = "III_ENGINE_MEMORY_BUDGET_BYTES", default_value_t = defaults().memory_budget_bytes)]
+    pub(crate) memory_budget_bytes: usize,
     /// Messages in flight per connection before the engine waits for the socket.
     #[arg(long, env = "III_ENGINE_SEND_CREDIT", default_value_t = defaults().core.send_credit)]
     pub(crate) send_credit: usize,
@@ -413,6 +424,8 @@ impl Args {
         let core = &mut settings.core;
         core.max_control_message_bytes = self.max_control_message_bytes;
         core.max_control_queue_bytes = self.max_control_queue_bytes;
+        core.max_total_control_queue_bytes = self.max_total_control_queue_bytes;
+        core.max_telemetry_message_bytes = self.max_telemetry_message_bytes;
         core.send_credit = self.send_credit;
         core.default_channel_buffer = self.default_channel_buffer;
         core.max_channel_buffer = self.max_channel_buffer;
@@ -457,6 +470,7 @@ impl Args {
         settings.read_buffer_bytes = self.read_buffer_bytes;
         settings.socket_read_bytes = self.socket_read_bytes;
         settings.write_buffer_bytes = self.write_buffer_bytes;
+        settings.memory_budget_bytes = self.memory_budget_bytes;
         settings.close_wait = Duration::from_secs(self.close_wait_secs);
         settings.log_lines_per_reason = self.log_lines_per_reason;
         settings.log_window = Duration::from_millis(self.log_window_ms);

@@ -14,6 +14,8 @@
 mod cpu_tests;
 mod layer;
 mod listeners;
+#[cfg(test)]
+mod memory_tests;
 mod rbac;
 mod schema;
 #[cfg(test)]

@@ -102,6 +102,10 @@ manager_config! {
     max_control_message_bytes: usize,
     /// `--max-control-queue-bytes`.
     max_control_queue_bytes: usize,
+    /// `--max-total-control-queue-bytes`.
+    max_total_control_queue_bytes: usize,
+    /// `--max-telemetry-message-bytes`.
+    max_telemetry_message_bytes: usize,
     /// `--send-credit`.
     send_credit: usize,
     /// `--default-channel-buffer`.
@@ -182,6 +186,8 @@ manager_config! {
     socket_read_bytes: usize,
     /// `--write-buffer-bytes`.
     write_buffer_bytes: usize,
+    /// `--memory-budget-bytes`.
+    memory_budget_bytes: usize,
     /// `--metrics-token` (better: `metrics_token_file`).
     metrics_token: String,
     /// `--metrics-token-file`.

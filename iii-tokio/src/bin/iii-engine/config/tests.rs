@@ -415,7 +415,7 @@ pub(super) fn resolve_with(text: &str, flags: &[&str]) -> Result<Resolved, Resol
     resolve(&argv, &first, no_env)
 }
 
-fn resolved(text: &str, flags: &[&str]) -> Args {
+pub(super) fn resolved(text: &str, flags: &[&str]) -> Args {
     resolve_with(text, flags).expect("resolves").args
 }
 
