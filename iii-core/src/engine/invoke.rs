@@ -301,33 +301,6 @@ impl Engine {
         ))
     }
 
-    /// Takes a token of `conn`'s built-in call bucket, or refuses the call of built-in
-    /// `function_id` with `rate_limited`.
-    fn check_builtin_rate(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        function_id: &str,
-    ) -> Result<(), ErrorBody> {
-        let quotas = self.quotas_of(conn);
-        let (rate, burst) = (quotas.builtin_calls_per_sec, quotas.builtin_call_burst);
-        let Some(session) = self.session_mut(conn) else {
-            return Ok(());
-        };
-        if session.builtin_calls.take(now, rate, burst) {
-            return Ok(());
-        }
-        let reason = RefusalReason::RateLimited;
-        self.refused(conn, "invokefunction", Some(function_id.to_owned()), reason);
-        Err(ErrorBody::new(
-            reason.code(),
-            format!(
-                "this worker calls the engine's functions faster than {rate} a second \
-                 (quota builtin_calls_per_sec, burst builtin_call_burst {burst})"
-            ),
-        ))
-    }
-
     fn resolve(&self, key: &FnKey) -> Target {
         if let Some(owner) = self.functions.get(key) {
             return Target::Worker(*owner);

@@ -1,5 +1,8 @@
 //! Per-session rate limits, with time passed in (the core has no clock).
 
+use super::{Engine, RefusalReason};
+use crate::ids::ConnId;
+use crate::wire::ErrorBody;
 use crate::Instant;
 
 /// Fractions of a token the bucket counts in (a token is a billion of them, so a rate
@@ -37,6 +40,35 @@ impl TokenBucket {
             level
         };
         admitted
+    }
+}
+
+impl Engine {
+    /// Takes a token of `conn`'s built-in call bucket, or refuses the call of built-in
+    /// `function_id` with `rate_limited`.
+    pub(super) fn check_builtin_rate(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        function_id: &str,
+    ) -> Result<(), ErrorBody> {
+        let quotas = self.quotas_of(conn);
+        let (rate, burst) = (quotas.builtin_calls_per_sec, quotas.builtin_call_burst);
+        let Some(session) = self.session_mut(conn) else {
+            return Ok(());
+        };
+        if session.builtin_calls.take(now, rate, burst) {
+            return Ok(());
+        }
+        let reason = RefusalReason::RateLimited;
+        self.refused(conn, "invokefunction", Some(function_id.to_owned()), reason);
+        Err(ErrorBody::new(
+            reason.code(),
+            format!(
+                "this worker calls the engine's functions faster than {rate} a second \
+                 (quota builtin_calls_per_sec, burst builtin_call_burst {burst})"
+            ),
+        ))
     }
 }
 
