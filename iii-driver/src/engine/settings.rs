@@ -33,7 +33,7 @@ pub struct EngineSettings {
     /// Of `max_handshakes`, how many the main listener keeps for itself: the other
     /// listeners together never hold more than `max_handshakes - reserved_handshakes`.
     /// Keep it above `max_handshakes_per_ip`, so that no single address can take it
-    /// either. Default 256.
+    /// either. Default 384.
     pub reserved_handshakes: usize,
     /// Connections one client address may have in their upgrade at once, over every
     /// listener (503 beyond, closed at once on TLS). Default 256.
@@ -149,7 +149,7 @@ impl Default for EngineSettings {
             core: EngineConfig::default(),
             handshake_timeout: Duration::from_secs(10),
             max_handshakes: 1024,
-            reserved_handshakes: 256,
+            reserved_handshakes: 384,
             max_handshakes_per_ip: 256,
             max_request_head: 16 * 1024,
             read_buffer_bytes: 2 * 1024,
