@@ -81,10 +81,6 @@ pub(crate) struct Args {
     /// Largest message on a telemetry (/otel) connection, in bytes (1009 beyond).
     #[arg(long, env = "III_ENGINE_MAX_TELEMETRY_MESSAGE_BYTES", default_value_t = defaults().core.max_telemetry_message_bytes)]
     pub(crate) max_telemetry_message_bytes: usize,
-    /// Engine-wide bytes of messages being received and output not yet taken by the
-    /// sockets (pongs included), over every connection; growth beyond it is cut (1008).
-    #[arg(long, env = "III_ENGINE_MEMORY_BUDGET_BYTES", default_value_t = defaults().memory_budget_bytes)]
-    pub(crate) memory_budget_bytes: usize,
     /// Messages in flight per connection before the engine waits for the socket.
     #[arg(long, env = "III_ENGINE_SEND_CREDIT", default_value_t = defaults().core.send_credit)]
     pub(crate) send_credit: usize,
@@ -211,6 +207,10 @@ pub(crate) struct Args {
     /// WebSocket write buffer per connection, in bytes.
     #[arg(long, env = "III_ENGINE_WRITE_BUFFER_BYTES", default_value_t = defaults().write_buffer_bytes)]
     pub(crate) write_buffer_bytes: usize,
+    /// Engine-wide bytes of messages being received and output not yet taken by the
+    /// sockets (pongs included), over every connection; growth beyond it is cut (1008).
+    #[arg(long, env = "III_ENGINE_MEMORY_BUDGET_BYTES", default_value_t = defaults().memory_budget_bytes)]
+    pub(crate) memory_budget_bytes: usize,
     /// Bearer token of GET /metrics and GET /healthz (default: the workers' token, if
     /// any; otherwise they are open).
     #[arg(
