@@ -181,6 +181,24 @@ pub fn parse_target(target: &str) -> Result<Route, Rejection> {
     }
 }
 
+/// The address a client is counted under by the per-address limits: an IPv4 address as
+/// it is (an IPv4-mapped IPv6 address as its IPv4 address), an IPv6 address by its /64
+/// network, since one IPv6 client commonly holds a whole /64 and could otherwise take a
+/// fresh address for every connection.
+pub fn address_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(prefix.into())
+            }
+        },
+    }
+}
+
 /// Extracts the token of an `Authorization: Bearer <token>` header value.
 pub fn bearer_token(header: &str) -> Option<&str> {
     let (scheme, token) = header.trim().split_once(' ')?;
@@ -251,5 +269,19 @@ mod tests {
         assert_eq!(bearer_token("bearer  abc "), Some("abc"));
         assert_eq!(bearer_token("Basic abc"), None);
         assert_eq!(bearer_token("Bearer"), None);
+    }
+
+    #[test]
+    fn clients_are_counted_by_ipv4_address_or_ipv6_network() {
+        use std::net::IpAddr;
+        let ip = |s: &str| s.parse::<IpAddr>().expect("an address");
+        assert_eq!(address_key(ip("127.0.0.2")), ip("127.0.0.2"));
+        assert_eq!(address_key(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
+        assert_eq!(address_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            address_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            address_key(ip("2001:db8:1:2::7"))
+        );
+        assert_ne!(address_key(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
     }
 }

@@ -9,7 +9,10 @@
 //!   integer operations per read, payloads are skipped arithmetically) and knows how many
 //!   bytes belong to the data message in progress and to the control frame in progress.
 //!   Those bytes are charged to the [`MemoryBudget`] as they arrive and given back when
-//!   the message (or control frame) is complete, at which point it is the core's.
+//!   the message (or control frame) is complete, at which point it is the core's. The
+//!   WebSocket layer reserves each frame whole in its read buffer and keeps that
+//!   allocation afterwards, so the largest data frame a connection has completed stays
+//!   charged until the connection is dropped.
 //! * **Writes**: the WebSocket layer always offers its whole unsent buffer to the socket,
 //!   so what the socket did not take is exactly what it still holds; that is charged.
 //!
@@ -161,12 +164,21 @@ struct Frames {
     control_bytes: usize,
     /// Bytes of the ping frames seen since the socket last took a byte.
     pings: usize,
+    /// Bytes of the data frame in progress (header included).
+    frame: usize,
+    /// The largest data frame completed so far: the WebSocket layer reserves a whole
+    /// frame in its read buffer and keeps that allocation for the connection's life, so
+    /// it stays held (and charged) after the message is delivered.
+    retained: usize,
 }
 
 impl Frames {
-    /// What the connection holds: the message and control frame in progress.
+    /// What the connection holds: the message and control frame in progress, and the
+    /// read buffer its largest frame left behind.
     fn held(&self) -> usize {
-        self.message.saturating_add(self.control_bytes)
+        self.message
+            .saturating_add(self.control_bytes)
+            .saturating_add(self.retained)
     }
 
     /// Header length once its first two bytes are known.
@@ -197,6 +209,7 @@ impl Frames {
             self.control_bytes = self.control_bytes.saturating_add(n);
         } else {
             self.message = self.message.saturating_add(n);
+            self.frame = self.frame.saturating_add(n);
         }
     }
 
@@ -242,8 +255,12 @@ impl Frames {
             }
             self.control_bytes = 0;
             self.control = false;
-        } else if self.fin {
-            self.message = 0;
+        } else {
+            self.retained = self.retained.max(self.frame);
+            self.frame = 0;
+            if self.fin {
+                self.message = 0;
+            }
         }
     }
 }

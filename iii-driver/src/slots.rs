@@ -114,6 +114,8 @@ impl SlotBudget {
         listener: usize,
         peer: IpAddr,
     ) -> Result<SlotGuard, SlotRefusal> {
+        // IPv6 clients are counted by their /64, which one client commonly holds whole.
+        let peer = iii_core::upgrade::address_key(peer);
         let refusal = {
             let mut held = self.lock();
             let on_listener = held.by_listener.get(listener).copied().unwrap_or(0);

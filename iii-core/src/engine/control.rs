@@ -200,7 +200,7 @@ impl Engine {
             Some(owner)
                 if owner != conn
                     && guest
-                    && !self.may_use_taken(conn, &key, spec.metadata.as_deref()) =>
+                    && !self.may_use_taken(conn, &key) =>
             {
                 (shadowed, true)
             }

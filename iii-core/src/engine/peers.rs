@@ -7,9 +7,10 @@
 use std::net::IpAddr;
 
 use super::Engine;
-use crate::upgrade::Rejection;
+use crate::upgrade::{address_key, Rejection};
 
-/// A client address on a listener.
+/// A client address on a listener (IPv6 clients by their /64, see
+/// [`address_key`]).
 pub(super) type PeerKey = (usize, IpAddr);
 
 impl Engine {
@@ -26,7 +27,11 @@ impl Engine {
         let (Some(limit), Some(peer)) = (limit, peer) else {
             return Ok(());
         };
-        let held = self.per_peer.get(&(listener, peer)).copied().unwrap_or(0);
+        let held = self
+            .per_peer
+            .get(&(listener, address_key(peer)))
+            .copied()
+            .unwrap_or(0);
         if held >= limit {
             Err(Rejection::Overloaded)
         } else {
@@ -36,7 +41,7 @@ impl Engine {
 
     /// Counts one more thing held by `peer` on `listener`; the key to release it with.
     pub(super) fn hold_peer(&mut self, listener: usize, peer: Option<IpAddr>) -> Option<PeerKey> {
-        let key = (listener, peer?);
+        let key = (listener, address_key(peer?));
         *self.per_peer.entry(key).or_default() += 1;
         Some(key)
     }

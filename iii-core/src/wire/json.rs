@@ -101,7 +101,9 @@ pub fn without_caller_keys(data: Payload) -> Payload {
         any = true;
     }
     out.push('}');
-    RawValue::from_string(out).unwrap_or(data)
+    // Fail closed: were the rebuilt object ever refused, nothing of the payload passes,
+    // rather than the payload with the keys it must lose.
+    RawValue::from_string(out).unwrap_or_else(|_| super::control::null_payload())
 }
 
 /// Sets (value `Some`, raw JSON) or removes (`None`) top-level keys of a JSON object
@@ -143,7 +145,9 @@ fn set_keys(data: Payload, keys: &[(&str, Option<&str>)]) -> Payload {
         any = true;
     }
     out.push('}');
-    RawValue::from_string(out).unwrap_or(data)
+    // Fail closed: were the rebuilt object ever refused, nothing of the payload passes,
+    // rather than the payload with the keys it must lose.
+    RawValue::from_string(out).unwrap_or_else(|_| super::control::null_payload())
 }
 
 /// One `"key": value` of a top-level object: the key's span (with its quotes) and

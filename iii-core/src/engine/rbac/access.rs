@@ -65,20 +65,15 @@ impl Engine {
     }
 
     /// True when guest `conn` may use `key`, which another worker holds: when it may
-    /// call it as registered, or as it would be with `metadata` (it could then find
-    /// out that it exists by calling it, so a conflict tells it nothing new).
-    pub(in crate::engine) fn may_use_taken(
-        &self,
-        conn: ConnId,
-        key: &FnKey,
-        metadata: Option<&RawValue>,
-    ) -> bool {
+    /// call it as registered (it could then find out that it exists by calling it, so a
+    /// conflict tells it nothing new). Never judged by the metadata the guest offers:
+    /// metadata that would expose the id would turn the conflict into an existence
+    /// oracle for every id.
+    pub(in crate::engine) fn may_use_taken(&self, conn: ConnId, key: &FnKey) -> bool {
         let Some(policy) = self.session(conn).and_then(|s| s.policy.as_ref()) else {
             return true;
         };
-        let exposed = self.exposed(policy.listener, key)
-            || self.exposure(&key.1, metadata).contains(&policy.listener);
-        key.0 == DEFAULT_NAMESPACE && policy.may_call(&key.1, exposed)
+        key.0 == DEFAULT_NAMESPACE && policy.may_call(&key.1, self.exposed(policy.listener, key))
     }
 
     /// The key of binding `id` of `conn`: a guest's trigger ids live in its own scope
