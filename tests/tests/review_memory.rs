@@ -1,0 +1,139 @@
+//! Reviewer's probe of the memory budget (issue 19): what the WebSocket layer keeps
+//! after a message is complete. The budget (`iii-driver/src/memory.rs`) gives a message's
+//! charge back when its last frame has been read; this shows what the layer still holds
+//! then, for the life of the connection, with nothing charged.
+
+use std::io::{self, Read, Write};
+
+use async_tungstenite::tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
+
+/// One masked text frame of `len` bytes (mask 0, so the payload is sent as is), produced
+/// on the fly so the probe itself holds nothing; then the socket stays open and silent.
+struct OneFrame {
+    header: Vec<u8>,
+    sent: usize,
+    len: usize,
+}
+
+impl Read for OneFrame {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let total = self.header.len() + self.len;
+        if self.sent >= total {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(total - self.sent);
+        for (i, byte) in buf[..n].iter_mut().enumerate() {
+            let at = self.sent + i;
+            *byte = self.header.get(at).copied().unwrap_or(b'a');
+        }
+        self.sent += n;
+        Ok(n)
+    }
+}
+
+impl Write for OneFrame {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Resident bytes of this process.
+fn rss() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("linux");
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .expect("rss")
+        .parse()
+        .expect("n");
+    pages * 4096
+}
+
+#[test]
+#[ignore = "measures this process's RSS: run alone, `--ignored --test-threads 1`"]
+fn a_completed_message_leaves_no_large_buffer_behind() {
+    const LEN: usize = 48 << 20;
+    let mut header = vec![0x81, 0x80 | 127];
+    header.extend_from_slice(&(LEN as u64).to_be_bytes());
+    header.extend_from_slice(&[0; 4]);
+    let stream = OneFrame {
+        header,
+        sent: 0,
+        len: LEN,
+    };
+    // As the engine configures a connection: a 2 KiB read buffer, 64 MiB messages.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(2 * 1024)
+        .max_message_size(Some((64 << 20) + 1))
+        .max_frame_size(Some((64 << 20) + 1));
+    let before = rss();
+    let mut ws = WebSocket::from_raw_socket(stream, Role::Server, Some(config));
+    let message = ws.read().expect("the whole message");
+    assert_eq!(message.len(), LEN);
+    // The core is done with the message; the peer stays connected and silent.
+    drop(message);
+    let _ = ws.read();
+    let held = rss().saturating_sub(before);
+    drop(ws);
+    let after_close = rss().saturating_sub(before);
+    assert!(
+        held < 4 << 20,
+        "the connection still holds {} MiB after its message was delivered and dropped \
+         ({} MiB once it is closed)",
+        held >> 20,
+        after_close >> 20
+    );
+}
+
+/// The same, against the engine: a peer sends one complete message of 24 MiB (a valid
+/// `ping`, padded with whitespace) and stays connected. The WebSocket layer keeps the
+/// message's buffer for the connection's life (above), so the budget must still count
+/// it; today it counts nothing, and 100 such peers hold 2.4 GiB the budget never sees.
+#[tokio::test]
+async fn a_completed_large_message_stays_charged_while_its_buffer_is_held() {
+    use iii_tokio::engine::{bind, EngineSettings};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::time::{timeout, Duration};
+
+    const LEN: usize = 24 << 20;
+    let server = bind("127.0.0.1:0", EngineSettings::default())
+        .await
+        .expect("bind");
+    let addr = server.local_addr().to_string();
+    let mut tcp = TcpStream::connect(&addr).await.expect("tcp");
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.expect("request");
+    let mut header = vec![0x81, 0x80 | 127];
+    header.extend_from_slice(&(LEN as u64).to_be_bytes());
+    header.extend_from_slice(&[0; 4]);
+    let mut payload = br#"{"type":"ping"}"#.to_vec();
+    payload.resize(LEN, b' ');
+    tcp.write_all(&header).await.expect("header");
+    tcp.write_all(&payload).await.expect("payload");
+    drop(payload);
+    // Read until the engine's pong: the message was whole and the core answered it.
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let found = timeout(Duration::from_secs(30), async {
+        while !seen.windows(4).any(|w| w == b"pong") {
+            let n = tcp.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "the engine closed the connection");
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "no pong");
+    let used = server.handle().memory().used;
+    assert!(
+        used >= LEN,
+        "the engine holds the 24 MiB buffer of a delivered message, the budget counts {used} bytes"
+    );
+    drop(tcp);
+}
