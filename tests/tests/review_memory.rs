@@ -137,3 +137,81 @@ async fn a_completed_large_message_stays_charged_while_its_buffer_is_held() {
     );
     drop(tcp);
 }
+
+/// Opens a raw control connection to `addr` and sends `first` after the upgrade.
+async fn raw_with(addr: &str, first: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.expect("request");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).await.expect("response");
+        head.push(byte[0]);
+    }
+    tcp.write_all(first).await.expect("first bytes");
+    tcp
+}
+
+/// Peers that each hold a small unfinished message (under `SMALL_HOLDING`, so the
+/// reserve does not apply) fill the whole engine-wide budget; a bystander that then
+/// sends one ordinary call of 100 KiB (more than one read) is the one cut, whatever its listener: the budget has no
+/// share the attackers cannot take, and it cuts whoever grows next, not who holds most.
+#[tokio::test]
+async fn peers_holding_small_unfinished_messages_cannot_get_a_bystander_cut() {
+    use iii_tests::peer::{Patience, Peer};
+    use iii_tokio::engine::{bind, EngineSettings};
+    use serde_json::json;
+
+    let server = bind(
+        "127.0.0.1:0",
+        EngineSettings {
+            memory_budget_bytes: 1 << 20,
+            ..EngineSettings::default()
+        },
+    )
+    .await
+    .expect("bind");
+    let handle = server.handle().clone();
+    let addr = server.local_addr().to_string();
+    let mut held = Vec::new();
+    // Fill the budget with ever smaller unfinished messages, until even 8 bytes are
+    // refused: each refusal cuts only the attacker that asked.
+    for chunk in [48 << 10, 4 << 10, 256, 8] {
+        for _ in 0..64 {
+            let refused = handle.memory().refused;
+            let used = handle.memory().used;
+            // A text frame announcing 200 KiB (under SMALL_HOLDING), of which `chunk`.
+            let mut first = vec![0x81, 0x80 | 127];
+            first.extend_from_slice(&(200u64 << 10).to_be_bytes());
+            first.extend_from_slice(&[0; 4]);
+            first.resize(first.len() + chunk, b' ');
+            held.push(raw_with(&addr, &first).await);
+            let patience = Patience::new();
+            while handle.memory().refused == refused && handle.memory().used == used {
+                patience.wait("the chunk is charged or refused").await;
+            }
+            if handle.memory().refused > refused {
+                break;
+            }
+        }
+    }
+    let url = format!("ws://{addr}");
+    let mut bystander = Peer::connect(&url).await.expect("bystander");
+    let answer = bystander
+        .call(
+            "engine::functions::list",
+            json!({"prefix": "nothing", "pad": "x".repeat(100 << 10)}),
+        )
+        .await;
+    assert!(
+        answer["result"].is_object(),
+        "a bystander's ordinary call was not served: {answer} ({:?})",
+        handle.memory()
+    );
+    drop(held);
+}
