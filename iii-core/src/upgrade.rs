@@ -277,7 +277,10 @@ mod tests {
         let ip = |s: &str| s.parse::<IpAddr>().expect("an address");
         assert_eq!(address_key(ip("127.0.0.2")), ip("127.0.0.2"));
         assert_eq!(address_key(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
-        assert_eq!(address_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            address_key(ip("2001:db8:1:2:aaaa::1")),
+            ip("2001:db8:1:2::")
+        );
         assert_eq!(
             address_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
             address_key(ip("2001:db8:1:2::7"))

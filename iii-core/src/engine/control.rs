@@ -197,11 +197,7 @@ impl Engine {
             // A guest never learns who holds an id, and learns that it is held only
             // when it may call it (it could find out by calling). An id it may not
             // use is answered as a free one: see `shadow_function`.
-            Some(owner)
-                if owner != conn
-                    && guest
-                    && !self.may_use_taken(conn, &key) =>
-            {
+            Some(owner) if owner != conn && guest && !self.may_use_taken(conn, &key) => {
                 (shadowed, true)
             }
             Some(owner) if owner != conn => {
