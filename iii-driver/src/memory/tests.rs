@@ -187,3 +187,25 @@ fn pings_while_nothing_is_written_cut_a_slow_consumer() {
         while metered.read(&mut buf).await.unwrap() > 0 {}
     });
 }
+
+/// Replays the committed inputs of the `upgrade_framing` fuzz target (its driver can only
+/// be reached from inside this crate; `tests/tests/corpus_replay.rs` replays the others).
+#[test]
+fn upgrade_framing_corpus_and_regressions_pass() {
+    let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let mut seeds = 0;
+    for kind in ["corpus", "regressions"] {
+        let Ok(entries) = std::fs::read_dir(fuzz.join(kind).join("upgrade_framing")) else {
+            continue;
+        };
+        let mut files: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        for path in files {
+            let data = std::fs::read(&path).expect("readable fuzz input");
+            let result = std::panic::catch_unwind(|| super::fuzz::upgrade_framing(&data));
+            assert!(result.is_ok(), "{} fails", path.display());
+            seeds += usize::from(kind == "corpus");
+        }
+    }
+    assert!(seeds > 0, "fuzz/corpus/upgrade_framing/ has no seed inputs");
+}
