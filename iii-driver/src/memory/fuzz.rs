@@ -174,16 +174,20 @@ struct Setup {
     /// The engine answers every data message with one as long (as a busy worker would
     /// cause), so output piles up for a peer that does not read.
     echo: bool,
+    /// Bytes read past the request head.
+    leftover: std::cell::Cell<usize>,
 }
 
 /// The most one connection may be charged: a whole message (one byte over the limit
-/// reaches the WebSocket layer's check), plus what one read can bring past it, a frame
-/// header and a control frame in progress, plus its unsent output.
-fn connection_cap(setup: &Setup) -> usize {
+/// reaches the WebSocket layer's check), plus what one read can bring past it (the
+/// WebSocket layer reads up to its buffer's capacity, which starts as large as the bytes
+/// read past the request head), a frame header and a control frame in progress, plus its
+/// unsent output.
+fn connection_cap(setup: &Setup, leftover: usize) -> usize {
     setup
         .max_message
         .saturating_add(1)
-        .saturating_add(setup.settings.read_buffer_bytes)
+        .saturating_add(setup.settings.read_buffer_bytes.max(leftover))
         .saturating_add(14 + 14 + 125)
         .saturating_add(setup.unsent_cap)
 }
@@ -214,6 +218,7 @@ pub fn upgrade_framing(data: &[u8]) {
         max_message,
         unsent_cap,
         echo: flags & 2 != 0,
+        leftover: std::cell::Cell::new(0),
     };
 
     // The head is split at `head_len`, the rest in chunks of 1..=max_chunk bytes.
@@ -266,6 +271,7 @@ fn run(setup: &Setup, peer: &Rc<RefCell<Peer>>) {
         "the 101 is written"
     );
     peer.borrow_mut().room = 0;
+    setup.leftover.set(request.leftover.len());
     let metered = match Metered::new(
         socket,
         setup.budget.clone(),
@@ -387,7 +393,7 @@ fn check(setup: &Setup, metered: &Metered<PeerHandle>, error: Option<&WsError>) 
         memory.used, metered.charged,
         "one connection: used is its charge"
     );
-    let cap = connection_cap(setup);
+    let cap = connection_cap(setup, setup.leftover.get());
     assert!(
         metered.charged <= cap,
         "charged {} over the connection's cap {cap}",
