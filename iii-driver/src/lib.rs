@@ -30,3 +30,10 @@ pub mod worker;
 mod write_deadline;
 
 pub use runtime::{BoxFuture, Runtime};
+
+/// Fuzz drivers, only in `cargo fuzz` builds (`--cfg fuzzing`); see FUZZING.md.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::memory::fuzz::upgrade_framing;
+}

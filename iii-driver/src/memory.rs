@@ -158,7 +158,8 @@ struct Frames {
     control: bool,
     /// The current frame ends its message.
     fin: bool,
-    /// Bytes of the data message in progress (headers included).
+    /// Bytes of the data message in progress: its payload so far and the header being
+    /// read.
     message: usize,
     /// Bytes of the control frame in progress.
     control_bytes: usize,
@@ -228,6 +229,11 @@ impl Frames {
                     self.fin = self.header[0] & 0x80 != 0;
                     self.count(take);
                     if self.have >= 2 && self.have == self.header_len() {
+                        // The WebSocket layer parses the header and keeps only the
+                        // payload: a message of many fragments holds no header bytes.
+                        if !self.control {
+                            self.message = self.message.saturating_sub(self.have);
+                        }
                         self.remaining = Some(self.payload_len());
                         self.have = 0;
                     }
@@ -412,5 +418,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
     }
 }
 
+#[cfg(any(test, fuzzing))]
+pub(crate) mod fuzz;
 #[cfg(test)]
 mod tests;

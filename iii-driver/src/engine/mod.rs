@@ -22,6 +22,8 @@ use futures_util::future::Shared;
 use futures_util::FutureExt;
 use iii_core::engine::{Engine, EngineStats};
 
+#[cfg(any(test, fuzzing))]
+pub(crate) use serve::ws_config;
 pub(crate) use serve::{log_refusal, serve_counted};
 pub use serve::{serve_connection, serve_connection_on};
 pub use settings::{EngineSettings, ListenerSettings, StartError};

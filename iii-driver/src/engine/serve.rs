@@ -15,7 +15,7 @@ use iii_core::PeerClose;
 use subtle::ConstantTimeEq;
 
 use super::task::Input;
-use super::EngineHandle;
+use super::{EngineHandle, EngineSettings};
 use crate::conn::{pump, ConnEvent};
 use crate::handshake::{
     read_request, refusal_for, refuse, respond, switch, Endpoint, HeadError, PlainRequest, Refusal,
@@ -222,24 +222,34 @@ pub(crate) async fn serve_counted<R: Runtime>(
             return;
         }
     };
-    // One byte over the core's limit reaches the core, which answers with its close code;
-    // anything larger is cut off by the WebSocket layer (reported as 1009). The write
-    // buffer's own bound stays above the connection's unsent cap, which the metered
-    // stream enforces first (cutting the peer as a slow consumer).
-    let config = WebSocketConfig::default()
-        .read_buffer_size(settings.read_buffer_bytes)
-        .write_buffer_size(settings.write_buffer_bytes)
-        .max_write_buffer_size(
-            unsent_cap
-                .saturating_add(accepted.max_message_bytes)
-                .max(settings.write_buffer_bytes.saturating_add(1)),
-        )
-        .max_message_size(Some(accepted.max_message_bytes.saturating_add(1)))
-        .max_frame_size(Some(accepted.max_message_bytes.saturating_add(1)));
+    let config = ws_config(&settings, unsent_cap, accepted.max_message_bytes);
     let ws =
         WebSocketStream::from_partially_read(stream, request.leftover, Role::Server, Some(config))
             .await;
     pump(rt, ws, conn, ends, engine.tx.clone(), Input::Conn).await;
+}
+
+/// The WebSocket layer's configuration for an engine connection whose messages are limited
+/// to `max_message_bytes` and whose unsent output to `unsent_cap`.
+pub(crate) fn ws_config(
+    settings: &EngineSettings,
+    unsent_cap: usize,
+    max_message_bytes: usize,
+) -> WebSocketConfig {
+    // One byte over the core's limit reaches the core, which answers with its close code;
+    // anything larger is cut off by the WebSocket layer (reported as 1009). The write
+    // buffer's own bound stays above the connection's unsent cap, which the metered
+    // stream enforces first (cutting the peer as a slow consumer).
+    WebSocketConfig::default()
+        .read_buffer_size(settings.read_buffer_bytes)
+        .write_buffer_size(settings.write_buffer_bytes)
+        .max_write_buffer_size(
+            unsent_cap
+                .saturating_add(max_message_bytes)
+                .max(settings.write_buffer_bytes.saturating_add(1)),
+        )
+        .max_message_size(Some(max_message_bytes.saturating_add(1)))
+        .max_frame_size(Some(max_message_bytes.saturating_add(1)))
 }
 
 /// Answers `GET /metrics` or `GET /healthz`: the same token and origin rules as
