@@ -165,10 +165,10 @@ struct Frames {
     control_bytes: usize,
     /// Bytes of the ping frames seen since the socket last took a byte.
     pings: usize,
-    /// Bytes of the data frame in progress (header included).
+    /// Payload bytes of the data frame in progress (and its header while it is read).
     frame: usize,
-    /// The largest data frame completed so far: the WebSocket layer reserves a whole
-    /// frame in its read buffer and keeps that allocation for the connection's life, so
+    /// The largest data frame payload completed so far: the WebSocket layer reserves a
+    /// whole frame in its read buffer and keeps that allocation for the connection's life, so
     /// it stays held (and charged) after the message is delivered.
     retained: usize,
 }
@@ -233,6 +233,7 @@ impl Frames {
                         // payload: a message of many fragments holds no header bytes.
                         if !self.control {
                             self.message = self.message.saturating_sub(self.have);
+                            self.frame = self.frame.saturating_sub(self.have);
                         }
                         self.remaining = Some(self.payload_len());
                         self.have = 0;

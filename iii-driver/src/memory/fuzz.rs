@@ -181,12 +181,14 @@ struct Setup {
 /// The most one connection may be charged: a whole message (one byte over the limit
 /// reaches the WebSocket layer's check), plus what one read can bring past it (the
 /// WebSocket layer reads up to its buffer's capacity, which starts as large as the bytes
-/// read past the request head), a frame header and a control frame in progress, plus its
+/// read past the request head), a frame header and a control frame in progress, the
+/// read buffer its largest frame left behind (a frame is at most a message), plus its
 /// unsent output.
 fn connection_cap(setup: &Setup, leftover: usize) -> usize {
     setup
         .max_message
         .saturating_add(1)
+        .saturating_mul(2)
         .saturating_add(setup.settings.read_buffer_bytes.max(leftover))
         .saturating_add(14 + 14 + 125)
         .saturating_add(setup.unsent_cap)
