@@ -2,7 +2,7 @@
 //! the WebSocket message each one is still receiving (frames read, message not yet
 //! whole) and the output its WebSocket layer could not write yet (pongs included).
 //!
-//! Every engine connection's socket is wrapped in a [`Metered`] stream, which sits
+//! Every engine connection's socket is wrapped in a `Metered` stream, which sits
 //! between the WebSocket layer and the socket and so sees every byte both ways:
 //!
 //! * **Reads**: it follows the frame headers of what it hands the WebSocket layer (a few
@@ -46,7 +46,7 @@ pub const RESERVE_FRACTION: usize = 8;
 /// pong it does not read) before it is cut as a slow consumer.
 pub const PONG_ROOM: usize = 16 * 1024;
 
-/// The engine-wide byte budget shared by every connection's [`Metered`] stream.
+/// The engine-wide byte budget shared by every connection's `Metered` stream.
 #[derive(Debug)]
 pub struct MemoryBudget {
     limit: usize,
