@@ -144,6 +144,12 @@ impl DeafPeer {
         Self { tcp }
     }
 
+    /// The upgraded socket, for tests that write raw frames and read what the engine
+    /// sends back.
+    pub fn into_tcp(self) -> TcpStream {
+        self.tcp
+    }
+
     /// Sends one masked text frame.
     pub async fn send_text(&mut self, text: &str) {
         self.tcp

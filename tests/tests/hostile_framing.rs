@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use iii_tests::peer::{masked_text_frame, Peer};
+use iii_tests::peer::{masked_text_frame, DeafPeer, Peer};
 use iii_tokio::engine::{bind, EngineServer, EngineSettings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -17,20 +17,7 @@ async fn engine() -> EngineServer {
 
 /// A control connection upgraded by hand, reading what the engine sends.
 async fn upgraded(addr: &str) -> TcpStream {
-    let mut tcp = TcpStream::connect(addr).await.expect("tcp");
-    let request = format!(
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    tcp.write_all(request.as_bytes()).await.expect("request");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        tcp.read_exact(&mut byte).await.expect("response");
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "upgraded");
-    tcp
+    DeafPeer::connect(addr).await.into_tcp()
 }
 
 /// A masked client frame with the first byte `first` (FIN, RSV bits, opcode).
