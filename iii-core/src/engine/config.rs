@@ -108,6 +108,19 @@ pub struct EngineConfig {
     /// Lines one worker may log through `engine::log::*` per second; the lines beyond
     /// are dropped (and counted in its next line). Default 100.
     pub worker_log_lines_per_second: usize,
+    /// Lines all the workers of one client address (IPv6 by /64, over every listener)
+    /// may log through `engine::log::*` per second together; the lines beyond are
+    /// dropped and counted (in the next line, the metrics and a summary event a second).
+    /// Default 200.
+    pub worker_log_lines_per_second_per_ip: usize,
+    /// Lines all workers together may log through `engine::log::*` per second; the
+    /// lines beyond are dropped and counted as above. Default 1 000.
+    pub worker_log_lines_per_second_total: usize,
+    /// Calls of the engine's own functions that all the workers of untrusted (RBAC)
+    /// listeners may make together, a token bucket shared by every guest session
+    /// (`rate_limited` beyond, naming this bound). Trusted workers do not draw on it.
+    /// Default 2 000 a second after a burst of 2 000.
+    pub guest_builtin_calls: super::RateLimit,
     /// Longest line (message and data) a worker may log through `engine::log::*`, in
     /// bytes; longer ones are cut. Default 4 KiB.
     pub max_worker_log_bytes: usize,
@@ -218,6 +231,9 @@ impl Default for EngineConfig {
             max_list_bytes: 1 << 20,
             worker_log_lines_per_second: 100,
             max_worker_log_bytes: 4 << 10,
+            worker_log_lines_per_second_per_ip: 200,
+            worker_log_lines_per_second_total: 1_000,
+            guest_builtin_calls: super::RateLimit::new(2_000, 2_000),
             quotas: WorkerQuotas::default(),
             listeners: Vec::new(),
         }
@@ -296,6 +312,19 @@ impl EngineConfig {
                 self.worker_log_lines_per_second,
             ),
             ("max_worker_log_bytes", self.max_worker_log_bytes),
+            (
+                "worker_log_lines_per_second_per_ip",
+                self.worker_log_lines_per_second_per_ip,
+            ),
+            (
+                "worker_log_lines_per_second_total",
+                self.worker_log_lines_per_second_total,
+            ),
+            (
+                "guest_builtin_calls.per_second",
+                self.guest_builtin_calls.per_second,
+            ),
+            ("guest_builtin_calls.burst", self.guest_builtin_calls.burst),
             ("quotas.functions", q.functions),
             ("quotas.trigger_types", q.trigger_types),
             ("quotas.bindings", q.bindings),
@@ -351,6 +380,14 @@ impl EngineConfig {
                 (
                     "listeners.max_pending_admissions",
                     listener.max_pending_admissions,
+                ),
+                (
+                    "listeners.builtin_calls_per_ip.per_second",
+                    listener.builtin_calls_per_ip.map(|r| r.per_second),
+                ),
+                (
+                    "listeners.builtin_calls_per_ip.burst",
+                    listener.builtin_calls_per_ip.map(|r| r.burst),
                 ),
             ];
             if let Some((name, _)) = per_listener.iter().find(|(_, value)| *value == Some(0)) {

@@ -109,6 +109,12 @@ pub struct EngineMetrics {
     pub other_refusals: [u64; 8],
     /// Connections dropped as slow consumers.
     pub slow_consumers: u64,
+    /// Built-in calls refused `rate_limited`, by the bound that refused them (see
+    /// [`super::RateBound::ALL`] for the order).
+    pub builtin_calls_rate_limited: [u64; 3],
+    /// Worker log lines (`engine::log::*`) dropped, by the bound that dropped them (see
+    /// [`super::RateBound::ALL`] for the order).
+    pub worker_log_lines_suppressed: [u64; 3],
 }
 
 /// Upgrades refused by the engine, by status.

@@ -38,8 +38,10 @@ pub use metrics::{
 pub use output::{
     ChannelOutcome, ChannelStats, EngineEvent, EngineOutput, Quota, RefusalReason, Violation,
 };
+pub use rate::{RateBound, RateLimit};
 pub use rbac::{
-    FunctionFilter, ListenerPolicy, MetadataMatch, Pattern, Rbac, Ticket, INFRASTRUCTURE_FUNCTIONS,
+    FunctionFilter, ListenerPolicy, MetadataMatch, Pattern, Rbac, Ticket,
+    DEFAULT_GUEST_BUILTIN_CALLS_PER_IP, INFRASTRUCTURE_FUNCTIONS,
 };
 pub use relay::ChannelInfo;
 pub use worker_log::LogLevel;
@@ -107,6 +109,8 @@ enum Timer {
     Admission(Ticket),
     /// A registration hook is late.
     Hook(u64),
+    /// Worker log lines were dropped: their summary is due.
+    WorkerLogSummary,
 }
 
 #[derive(Debug)]
@@ -170,6 +174,10 @@ pub struct Engine {
     /// Control and telemetry connections and waiting upgrades by (listener, client
     /// address), for per-address limits (see [`peers`]).
     per_peer: BTreeMap<peers::PeerKey, usize>,
+    /// Built-in call buckets per client address and of all guests (see [`rate`]).
+    builtin_rates: rate::BuiltinRates,
+    /// Worker log budgets per client address and engine-wide (see [`worker_log`]).
+    shared_log_budget: worker_log::SharedLogBudget,
     timers: TimerTable<Timer>,
     out: VecDeque<EngineOutput>,
 }
@@ -204,6 +212,8 @@ impl Engine {
             hooks: BTreeMap::new(),
             next_ticket: 0,
             per_peer: BTreeMap::new(),
+            builtin_rates: rate::BuiltinRates::default(),
+            shared_log_budget: worker_log::SharedLogBudget::default(),
             timers: TimerTable::default(),
             out: VecDeque::new(),
         })
@@ -284,6 +294,7 @@ impl Engine {
                 Timer::Invocation(owner, id) => self.invocation_timed_out(now, owner, id),
                 Timer::Admission(ticket) => self.admission_timed_out(ticket),
                 Timer::Hook(ticket) => self.hook_timed_out(now, ticket),
+                Timer::WorkerLogSummary => self.summarise_worker_logs(),
             }
         }
     }

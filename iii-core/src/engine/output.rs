@@ -118,7 +118,10 @@ pub enum RefusalReason {
     /// A registration hook refused it, failed, or did not answer in time.
     NotApproved,
     /// The session called the engine's own functions faster than its listener's
-    /// `builtin_calls_per_sec` (after its `builtin_call_burst`).
+    /// `builtin_calls_per_sec` (after its `builtin_call_burst`), or with the other
+    /// workers of its client address faster than the listener's `builtin_calls_per_ip`,
+    /// or (a guest) with every other guest faster than `guest_builtin_calls`; the error
+    /// message names the bound.
     RateLimited,
 }
 
@@ -307,9 +310,18 @@ pub enum EngineEvent {
         span_id: Option<String>,
         /// Its `service_name`, if any.
         service_name: Option<String>,
-        /// Lines of this worker dropped over its `worker_log_lines_per_second` since
-        /// the last one logged.
+        /// Lines of this worker dropped over any log bound since the last one logged.
         dropped: u64,
+    },
+    /// Workers' `engine::log::*` lines were dropped over a bound in the last second
+    /// (at most one such event a second, while lines are dropped).
+    WorkerLogSuppressed {
+        /// Over a worker's own `worker_log_lines_per_second`.
+        per_worker: u64,
+        /// Over a client address's `worker_log_lines_per_second_per_ip`.
+        per_address: u64,
+        /// Over the engine-wide `worker_log_lines_per_second_total`.
+        engine_wide: u64,
     },
     /// An invocation routed to a worker was not answered within `invocation_timeout`;
     /// its caller got a `timeout` error.

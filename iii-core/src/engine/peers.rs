@@ -7,6 +7,7 @@
 use std::net::IpAddr;
 
 use super::Engine;
+use crate::ids::ConnId;
 use crate::upgrade::{address_key, Rejection};
 
 /// A client address on a listener (IPv6 clients by their /64, see
@@ -55,6 +56,11 @@ impl Engine {
                 self.per_peer.remove(&key);
             }
         }
+    }
+
+    /// The client address (and listener) `conn` arrived from, when known.
+    pub(super) fn peer_key(&self, conn: ConnId) -> Option<PeerKey> {
+        self.conns.get(&conn).and_then(|state| state.peer)
     }
 
     /// Entries of the per-address map (for tests: it must not outlive what it counts).

@@ -3,19 +3,29 @@
 //! Each call becomes an [`EngineEvent::WorkerLog`] that the adapter writes to the
 //! engine's log with the worker's name and id. They are infrastructure: every session
 //! may call them, whatever its listener's exposure (see
-//! [`super::INFRASTRUCTURE_FUNCTIONS`]). What one worker can make the engine log is
-//! bounded: at most `worker_log_lines_per_second` lines per worker and second (the
-//! lines beyond are dropped and counted in the next line that is logged), each cut to
-//! `max_worker_log_bytes`.
+//! [`super::INFRASTRUCTURE_FUNCTIONS`]). What workers can make the engine log is
+//! bounded three ways: `worker_log_lines_per_second` lines per worker and second, also
+//! `worker_log_lines_per_second_per_ip` for all the workers of one client address
+//! (IPv6 by /64, over every listener), and `worker_log_lines_per_second_total` for all
+//! workers together; each line is cut to `max_worker_log_bytes`. A line over any bound is
+//! dropped and counted: in the worker's next line (`dropped`), in the metrics by bound,
+//! and in one [`EngineEvent::WorkerLogSuppressed`] per second while lines are dropped,
+//! so nothing is lost without a count. (A guest's lines are built-in calls too, so the
+//! built-in call bounds of `super::rate` apply to them first.)
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{Engine, EngineEvent};
+use super::rate::{RateBound, RateLimit, RateTable, TokenBucket};
+use super::{Engine, EngineEvent, Timer};
 use crate::ids::ConnId;
 use crate::Instant;
+
+/// How often lines dropped by any bound are summarised (while some are).
+pub(super) const SUMMARY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The severity of a worker's log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +83,16 @@ pub(super) struct LogBudget {
     dropped: u64,
 }
 
+/// The log budgets shared by several workers, and what every bound dropped since the
+/// last summary.
+#[derive(Debug, Default)]
+pub(super) struct SharedLogBudget {
+    by_address: RateTable<IpAddr>,
+    engine: TokenBucket,
+    /// Lines dropped since the last summary, by [`RateBound`].
+    suppressed: [u64; 3],
+}
+
 /// Longest trace id, span id or service name kept (longer ones are cut).
 const MAX_TAG_BYTES: usize = 128;
 
@@ -86,7 +106,16 @@ impl Engine {
         input: LogInput<'_>,
     ) {
         let limit = self.config.worker_log_lines_per_second;
+        let per_address = self.config.worker_log_lines_per_second_per_ip;
+        let per_address = RateLimit::new(per_address, per_address);
+        let total = self.config.worker_log_lines_per_second_total;
+        let total = RateLimit::new(total, total);
         let max_bytes = self.config.max_worker_log_bytes;
+        let address = self.peer_key(conn).map(|(_, ip)| ip);
+        let shared = &self.shared_log_budget;
+        let address_full =
+            address.is_some_and(|ip| !shared.by_address.has_token(&ip, now, per_address));
+        let engine_full = !shared.engine.has_token(now, total);
         let Some(session) = self.session_mut(conn) else {
             return;
         };
@@ -98,8 +127,18 @@ impl Engine {
             budget.window = Some(now);
             budget.lines = 0;
         }
-        if budget.lines >= limit {
+        let refused = if budget.lines >= limit {
+            Some(RateBound::Session)
+        } else if address_full {
+            Some(RateBound::Address)
+        } else if engine_full {
+            Some(RateBound::Engine)
+        } else {
+            None
+        };
+        if let Some(bound) = refused {
             budget.dropped = budget.dropped.saturating_add(1);
+            self.log_line_dropped(now, bound);
             return;
         }
         budget.lines += 1;
@@ -113,6 +152,10 @@ impl Engine {
             .map(|d| d.get())
             .filter(|d| d.trim() != "null" && room > 0)
             .map(|d| clean(d, room));
+        if let Some(ip) = address {
+            self.shared_log_budget.by_address.take(ip, now, per_address);
+        }
+        self.shared_log_budget.engine.take(now, total);
         let tag = |t: Option<String>| t.map(|t| clean(&t, MAX_TAG_BYTES));
         self.emit(EngineEvent::WorkerLog {
             conn,
@@ -126,6 +169,36 @@ impl Engine {
             service_name: tag(input.service_name),
             dropped,
         });
+    }
+
+    /// Counts a line dropped by `bound` and makes sure a summary is due.
+    fn log_line_dropped(&mut self, now: Instant, bound: RateBound) {
+        self.metrics.worker_log_lines_suppressed[bound.index()] += 1;
+        let suppressed = &mut self.shared_log_budget.suppressed[bound.index()];
+        *suppressed = suppressed.saturating_add(1);
+        if !self.timers.contains(&Timer::WorkerLogSummary) {
+            self.timers
+                .set_after(Timer::WorkerLogSummary, now, SUMMARY_INTERVAL);
+        }
+    }
+
+    /// Reports the lines dropped since the last summary, if any were.
+    pub(super) fn summarise_worker_logs(&mut self) {
+        let [per_worker, per_address, engine_wide] =
+            std::mem::take(&mut self.shared_log_budget.suppressed);
+        if per_worker + per_address + engine_wide > 0 {
+            self.emit(EngineEvent::WorkerLogSuppressed {
+                per_worker,
+                per_address,
+                engine_wide,
+            });
+        }
+    }
+
+    /// Client addresses whose log budget is held (for tests: it must not grow with
+    /// every address ever seen).
+    pub fn tracked_log_addresses(&self) -> usize {
+        self.shared_log_budget.by_address.len()
     }
 }
 

@@ -35,7 +35,12 @@ pub use admission::Ticket;
 pub use filter::{FunctionFilter, MetadataMatch, Pattern};
 pub(super) use hooks::{Hooked, PendingHook};
 
-use super::WorkerQuotas;
+use super::{RateLimit, WorkerQuotas};
+
+/// The built-in calls all the workers of one client address may make on an untrusted
+/// listener by default: 100 a second after a burst of 200 (a session alone may make 20 a
+/// second after 50, and an address may hold 16 sessions).
+pub const DEFAULT_GUEST_BUILTIN_CALLS_PER_IP: RateLimit = RateLimit::new(100, 200);
 use crate::wire::control::Payload;
 
 /// The functions every RBAC listener allows, whatever its filters, so that connection
@@ -67,6 +72,12 @@ pub struct ListenerPolicy {
     /// beyond). `None`: only the engine-wide
     /// [`EngineConfig::max_pending_admissions`](super::EngineConfig::max_pending_admissions).
     pub max_pending_admissions: Option<usize>,
+    /// Calls of the engine's own functions (`engine::…`) that the workers of one client
+    /// address (IPv6 by /64) may make on this listener together, a token bucket per
+    /// address kept across reconnects (`rate_limited` beyond, naming this bound). `None`:
+    /// only each session's own `builtin_calls_per_sec` (and, for guests, the engine-wide
+    /// [`EngineConfig::guest_builtin_calls`](super::EngineConfig::guest_builtin_calls)).
+    pub builtin_calls_per_ip: Option<RateLimit>,
     /// What one worker connected here may hold.
     pub quotas: WorkerQuotas,
     /// Every call from this listener is delivered to this function instead of its
@@ -87,6 +98,7 @@ impl ListenerPolicy {
             allowed_origins: None,
             max_connections_per_ip: None,
             max_pending_admissions: None,
+            builtin_calls_per_ip: None,
             quotas: WorkerQuotas::default(),
             middleware_function_id: None,
             rbac: None,
@@ -94,13 +106,15 @@ impl ListenerPolicy {
     }
 
     /// An untrusted listener named `name` with `rbac` and the stricter defaults for
-    /// untrusted workers ([`WorkerQuotas::untrusted`], 16 connections per address).
+    /// untrusted workers ([`WorkerQuotas::untrusted`], 16 connections per address,
+    /// [`DEFAULT_GUEST_BUILTIN_CALLS_PER_IP`] built-in calls per address).
     pub fn untrusted(name: impl Into<String>, rbac: Rbac) -> Self {
         Self {
             name: name.into(),
             allowed_origins: None,
             max_connections_per_ip: Some(16),
             max_pending_admissions: None,
+            builtin_calls_per_ip: Some(DEFAULT_GUEST_BUILTIN_CALLS_PER_IP),
             quotas: WorkerQuotas::untrusted(),
             middleware_function_id: None,
             rbac: Some(rbac),

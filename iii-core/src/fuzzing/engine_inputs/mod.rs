@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 
 use crate::channel::{channel_url, extract_channel_refs, ChannelRef, Direction};
 use crate::engine::{
-    Admission, Engine, EngineConfig, EngineOutput, FunctionFilter, ListenerPolicy, Pattern, Rbac,
-    Ticket, WorkerQuotas,
+    Admission, Engine, EngineConfig, EngineOutput, FunctionFilter, ListenerPolicy, Pattern,
+    RateLimit, Rbac, Ticket, WorkerQuotas,
 };
 use crate::ids::ConnId;
 use crate::upgrade::UpgradeRequest;
@@ -71,6 +71,9 @@ fn engine_config(flags: u8) -> EngineConfig {
         max_list_bytes: 1024,
         worker_log_lines_per_second: 4,
         max_worker_log_bytes: 64,
+        worker_log_lines_per_second_per_ip: 6,
+        worker_log_lines_per_second_total: 8,
+        guest_builtin_calls: RateLimit::new(3, 5),
         quotas: quotas(),
         listeners: vec![ListenerPolicy {
             max_connections_per_ip: Some(3),
