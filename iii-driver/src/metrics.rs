@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::slots::{SlotBudget, SlotRefusal};
 use iii_core::engine::{
-    ChannelOutcome, EngineMetrics, EngineStats, InvocationOutcome, Quota, RefusalReason,
+    ChannelOutcome, EngineMetrics, EngineStats, InvocationOutcome, Quota, RateBound, RefusalReason,
     CHANNEL_OUTCOMES, LATENCY_BUCKETS, OTHER_REFUSALS, QUOTAS,
 };
 use prometheus_client::collector::Collector;
@@ -392,6 +392,32 @@ impl Collector for Snapshot {
             ),
             "reason",
             &others,
+        )?;
+        let by_bound = |counts: [u64; 3]| -> Vec<(&str, u64)> {
+            RateBound::ALL
+                .iter()
+                .map(|b| (b.label(), counts[b.index()]))
+                .collect()
+        };
+        family(
+            e,
+            (
+                "builtin_calls_rate_limited",
+                "Calls of the engine's own functions refused rate_limited, by the bound that refused them",
+                MetricType::Counter,
+            ),
+            "bound",
+            &by_bound(m.builtin_calls_rate_limited),
+        )?;
+        family(
+            e,
+            (
+                "worker_log_lines_suppressed",
+                "Worker log lines (engine::log::*) dropped, by the bound that dropped them",
+                MetricType::Counter,
+            ),
+            "bound",
+            &by_bound(m.worker_log_lines_suppressed),
         )?;
         counter(
             e,

@@ -3,8 +3,8 @@
 use std::io;
 
 pub use iii_core::engine::{
-    EngineConfig, EngineStats, FunctionFilter, ListenerPolicy, MetadataMatch, Pattern, Rbac,
-    WorkerQuotas,
+    EngineConfig, EngineStats, FunctionFilter, ListenerPolicy, MetadataMatch, Pattern, RateLimit,
+    Rbac, WorkerQuotas, DEFAULT_GUEST_BUILTIN_CALLS_PER_IP,
 };
 pub use iii_driver::engine::{
     DrainOutcome, EngineExit, EngineHandle, EngineSettings, EngineStopped, ListenerSettings,

@@ -3,7 +3,9 @@
 //! disconnect), so every one at info or above is rate-limited per reason
 //! ([`EngineSettings::log_lines_per_reason`] per [`EngineSettings::log_window`]); what is
 //! suppressed is counted and summarised in one line per window. The metrics still count
-//! every event.
+//! every event. Workers' own lines (`engine::log::*`) are bounded by the core (per worker,
+//! per client address and engine-wide), which summarises what it dropped in a
+//! `worker log lines suppressed` line a second.
 
 use std::time::Instant;
 
@@ -101,8 +103,20 @@ fn log_event(event: &EngineEvent) {
             outcome,
             stats,
         } => tracing::debug!(%channel_id, ?outcome, ?stats, "channel removed"),
-        // Already limited per worker by the core (`engine::log::*`'s budget).
+        // Already limited by the core (per worker, per address and engine-wide).
         EngineEvent::WorkerLog { .. } => log_worker_line(event),
+        // At most one a second, from the core.
+        EngineEvent::WorkerLogSuppressed {
+            per_worker,
+            per_address,
+            engine_wide,
+        } => tracing::warn!(
+            target: "iii::worker",
+            per_worker,
+            per_address,
+            engine_wide,
+            "worker log lines suppressed"
+        ),
         other => tracing::trace!(?other, "engine event"),
     }
 }

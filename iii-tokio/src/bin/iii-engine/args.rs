@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Parser};
 use iii_tokio::engine::{
-    EngineSettings, ListenerPolicy, ListenerSettings, Rbac, TlsSettings, DEFAULT_ADDR,
+    EngineSettings, ListenerPolicy, ListenerSettings, RateLimit, Rbac, TlsSettings, DEFAULT_ADDR,
+    DEFAULT_GUEST_BUILTIN_CALLS_PER_IP,
 };
 
 /// An iii engine: workers connect at ws://ADDR/ (wss:// with --tls-cert-file and
@@ -134,6 +135,22 @@ pub(crate) struct Args {
     /// Lines one worker may log through `engine::log::*` per second (beyond: dropped).
     #[arg(long, env = "III_ENGINE_WORKER_LOG_LINES_PER_SECOND", default_value_t = defaults().core.worker_log_lines_per_second)]
     pub(crate) worker_log_lines_per_second: usize,
+    /// Lines all the workers of one client address (IPv6 by /64) may log through
+    /// `engine::log::*` per second together (beyond: dropped, counted and summarised).
+    #[arg(long, env = "III_ENGINE_WORKER_LOG_LINES_PER_SECOND_PER_IP", default_value_t = defaults().core.worker_log_lines_per_second_per_ip)]
+    pub(crate) worker_log_lines_per_second_per_ip: usize,
+    /// Lines all workers together may log through `engine::log::*` per second (beyond:
+    /// dropped, counted and summarised).
+    #[arg(long, env = "III_ENGINE_WORKER_LOG_LINES_PER_SECOND_TOTAL", default_value_t = defaults().core.worker_log_lines_per_second_total)]
+    pub(crate) worker_log_lines_per_second_total: usize,
+    /// Calls of the engine's own functions all untrusted (RBAC listener) workers
+    /// together may make a second, sustained (beyond: `rate_limited`).
+    #[arg(long, env = "III_ENGINE_GUEST_BUILTIN_CALLS_PER_SEC", default_value_t = defaults().core.guest_builtin_calls.per_second)]
+    pub(crate) guest_builtin_calls_per_sec: usize,
+    /// Calls of the engine's own functions all untrusted workers together may make at
+    /// once before the per-second rate applies.
+    #[arg(long, env = "III_ENGINE_GUEST_BUILTIN_CALL_BURST", default_value_t = defaults().core.guest_builtin_calls.burst)]
+    pub(crate) guest_builtin_call_burst: usize,
     /// Longest line a worker may log through `engine::log::*`, in bytes (cut beyond).
     #[arg(long, env = "III_ENGINE_MAX_WORKER_LOG_BYTES", default_value_t = defaults().core.max_worker_log_bytes)]
     pub(crate) max_worker_log_bytes: usize,
@@ -291,6 +308,22 @@ pub(crate) struct Args {
         default_value_t = 16
     )]
     pub(crate) rbac_max_connections_per_ip: usize,
+    /// Calls of the engine's own functions the workers of one client address may make on
+    /// the untrusted listener a second, together (beyond: `rate_limited`).
+    #[arg(
+        long,
+        env = "III_ENGINE_RBAC_BUILTIN_CALLS_PER_SEC_PER_IP",
+        default_value_t = DEFAULT_GUEST_BUILTIN_CALLS_PER_IP.per_second
+    )]
+    pub(crate) rbac_builtin_calls_per_sec_per_ip: usize,
+    /// Calls of the engine's own functions the workers of one client address may make on
+    /// the untrusted listener at once before the per-second rate applies.
+    #[arg(
+        long,
+        env = "III_ENGINE_RBAC_BUILTIN_CALL_BURST_PER_IP",
+        default_value_t = DEFAULT_GUEST_BUILTIN_CALLS_PER_IP.burst
+    )]
+    pub(crate) rbac_builtin_call_burst_per_ip: usize,
     /// Connections that may be in their HTTP upgrade on the untrusted listener at once
     /// (default: --max-handshakes less --reserved-handshakes).
     #[arg(long, env = "III_ENGINE_RBAC_MAX_HANDSHAKES", requires = "rbac_addr")]
@@ -446,6 +479,12 @@ impl Args {
         core.max_list_bytes = self.max_list_bytes;
         core.worker_log_lines_per_second = self.worker_log_lines_per_second;
         core.max_worker_log_bytes = self.max_worker_log_bytes;
+        core.worker_log_lines_per_second_per_ip = self.worker_log_lines_per_second_per_ip;
+        core.worker_log_lines_per_second_total = self.worker_log_lines_per_second_total;
+        core.guest_builtin_calls = RateLimit::new(
+            self.guest_builtin_calls_per_sec,
+            self.guest_builtin_call_burst,
+        );
         let quotas = &mut core.quotas;
         quotas.functions = self.max_functions_per_worker;
         quotas.trigger_types = self.max_trigger_types_per_worker;
@@ -503,6 +542,10 @@ impl Args {
         let mut policy = ListenerPolicy::untrusted("rbac", rbac);
         policy.middleware_function_id = self.rbac_middleware_function.clone();
         policy.max_connections_per_ip = Some(self.rbac_max_connections_per_ip);
+        policy.builtin_calls_per_ip = Some(RateLimit::new(
+            self.rbac_builtin_calls_per_sec_per_ip,
+            self.rbac_builtin_call_burst_per_ip,
+        ));
         policy.max_pending_admissions = self.rbac_max_pending_admissions;
         if !self.rbac_allowed_origins.is_empty() {
             policy.allowed_origins = Some(self.rbac_allowed_origins.clone());

@@ -35,6 +35,8 @@ pub(crate) const NOT_SETTINGS: &[&str] = &[
     "rbac_middleware_function",
     "rbac_allowed_origins",
     "rbac_max_connections_per_ip",
+    "rbac_builtin_calls_per_sec_per_ip",
+    "rbac_builtin_call_burst_per_ip",
     "rbac_max_handshakes",
     "rbac_max_pending_admissions",
     "rbac_hook_timeout_ms",

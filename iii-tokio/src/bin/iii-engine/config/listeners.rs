@@ -3,11 +3,12 @@
 //! further listener with its own address and policy: untrusted workers when it has
 //! `rbac`, trusted ones otherwise. Those entries take only what is per listener (`host`,
 //! `port`, `rbac`, `middleware_function_id`, `allowed_origins`,
-//! `max_connections_per_ip`, the per-worker quotas, `tls_cert_file` and `tls_key_file`);
+//! `max_connections_per_ip`, `builtin_calls_per_sec_per_ip`, `builtin_call_burst_per_ip`,
+//! the per-worker quotas, `tls_cert_file` and `tls_key_file`);
 //! an engine-wide setting there is an
 //! error naming it, rather than a value silently applied to every listener.
 
-use iii_tokio::engine::{ListenerPolicy, ListenerSettings, TlsSettings, WorkerQuotas};
+use iii_tokio::engine::{ListenerPolicy, ListenerSettings, RateLimit, TlsSettings, WorkerQuotas};
 use serde_json::{json, Map, Value};
 
 use super::layer::listen_addr;
@@ -15,7 +16,8 @@ use super::rbac::filter_value;
 use super::{ConfigErrorKind, ConfigFile, Listener};
 
 /// Keys of a further listener's entry besides `host`, `port`, `rbac`,
-/// `middleware_function_id` and `max_connections_per_ip`: the per-worker quotas,
+/// `middleware_function_id`, `max_connections_per_ip` and the per-address built-in call
+/// rate: the per-worker quotas,
 /// `allowed_origins`, the listener's shares of the pre-upgrade slots (`max_handshakes`)
 /// and of the upgrades waiting for its authentication function
 /// (`max_pending_admissions`), the TLS certificate and key files, and `handshake_timeout_ms` (a
@@ -57,6 +59,14 @@ impl ConfigFile {
             (
                 "max_connections_per_ip",
                 main.config.max_connections_per_ip.is_some(),
+            ),
+            (
+                "builtin_calls_per_sec_per_ip",
+                main.config.builtin_calls_per_sec_per_ip.is_some(),
+            ),
+            (
+                "builtin_call_burst_per_ip",
+                main.config.builtin_call_burst_per_ip.is_some(),
             ),
         ] {
             if set {
@@ -134,6 +144,11 @@ impl Listener {
         if config.max_connections_per_ip.is_some() {
             policy.max_connections_per_ip = config.max_connections_per_ip;
         }
+        policy.builtin_calls_per_ip = builtin_calls_per_ip(
+            policy.builtin_calls_per_ip,
+            config.builtin_calls_per_sec_per_ip,
+            config.builtin_call_burst_per_ip,
+        );
         policy.allowed_origins = config.allowed_origins.clone();
         policy.max_pending_admissions = config.max_pending_admissions;
         let quotas = &mut policy.quotas;
@@ -184,6 +199,19 @@ impl Listener {
     }
 }
 
+/// The per-address built-in call rate of a listener whose default is `default`, with
+/// the entry's `per_second` and `burst` over it. A listener without a default (no
+/// `rbac`) given only one of the two takes its value for the other.
+fn builtin_calls_per_ip(
+    default: Option<RateLimit>,
+    per_second: Option<usize>,
+    burst: Option<usize>,
+) -> Option<RateLimit> {
+    let per_second = per_second.or(default.map(|r| r.per_second)).or(burst)?;
+    let burst = burst.or(default.map(|r| r.burst)).unwrap_or(per_second);
+    Some(RateLimit::new(per_second, burst))
+}
+
 /// A further listener written back as an entry's `config:` (`--print-config`).
 pub(crate) fn listener_config(listener: &ListenerSettings) -> Value {
     let policy = &listener.policy;
@@ -220,6 +248,15 @@ pub(crate) fn listener_config(listener: &ListenerSettings) -> Value {
     config.insert(
         "max_connections_per_ip".into(),
         json!(policy.max_connections_per_ip),
+    );
+    let per_ip = policy.builtin_calls_per_ip;
+    config.insert(
+        "builtin_calls_per_sec_per_ip".into(),
+        json!(per_ip.map(|r| r.per_second)),
+    );
+    config.insert(
+        "builtin_call_burst_per_ip".into(),
+        json!(per_ip.map(|r| r.burst)),
     );
     config.insert("max_handshakes".into(), json!(listener.max_handshakes));
     config.insert(

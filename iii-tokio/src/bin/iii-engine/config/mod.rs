@@ -130,7 +130,8 @@ pub(crate) enum ConfigErrorKind {
     #[error(
         "{entry}.config.{key} is an engine-wide setting: set it in the main listener's entry \
          (the first without `rbac`); further listeners take host, port, rbac, \
-         middleware_function_id, allowed_origins, max_connections_per_ip, max_handshakes, \
+         middleware_function_id, allowed_origins, max_connections_per_ip, \
+         builtin_calls_per_sec_per_ip, builtin_call_burst_per_ip, max_handshakes, \
          max_pending_admissions and the per-worker quotas"
     )]
     EngineWide {

@@ -1,7 +1,8 @@
 //! What an `iii-worker-manager` entry's `config:` may hold: the reference's `host`,
 //! `port`, `handshake_timeout_ms`, `rbac` and `middleware_function_id`, every
 //! `iii-engine` flag under its own name in snake_case, in the flag's unit (`…_secs`,
-//! `…_ms`, `…_bytes`), and `max_connections_per_ip`. Any other key is an error that
+//! `…_ms`, `…_bytes`), and the per-listener `max_connections_per_ip`,
+//! `builtin_calls_per_sec_per_ip` and `builtin_call_burst_per_ip`. Any other key is an error that
 //! names it. The main listener's entry takes every setting; the other entries describe
 //! further listeners and take only what is per listener (see [`super::listeners`]).
 
@@ -64,6 +65,13 @@ macro_rules! manager_config {
             /// (listeners other than the main one; default 16 with `rbac`, none
             /// without).
             pub(crate) max_connections_per_ip: Option<usize>,
+            /// Calls of the engine's own functions the workers of one client address
+            /// may make on this listener a second, together (listeners other than the
+            /// main one; default 100 with `rbac`, no per-address bound without).
+            pub(crate) builtin_calls_per_sec_per_ip: Option<usize>,
+            /// Of those, how many at once before the rate applies (default 200 with
+            /// `rbac`; without, the rate's value).
+            pub(crate) builtin_call_burst_per_ip: Option<usize>,
             $($(#[$doc])* pub(crate) $name: Option<$ty>,)*
         }
 
@@ -140,6 +148,14 @@ manager_config! {
     max_list_bytes: usize,
     /// `--worker-log-lines-per-second`.
     worker_log_lines_per_second: usize,
+    /// `--worker-log-lines-per-second-per-ip`.
+    worker_log_lines_per_second_per_ip: usize,
+    /// `--worker-log-lines-per-second-total`.
+    worker_log_lines_per_second_total: usize,
+    /// `--guest-builtin-calls-per-sec`.
+    guest_builtin_calls_per_sec: usize,
+    /// `--guest-builtin-call-burst`.
+    guest_builtin_call_burst: usize,
     /// `--max-worker-log-bytes`.
     max_worker_log_bytes: usize,
     /// `--max-functions-per-worker`.
