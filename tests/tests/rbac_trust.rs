@@ -464,3 +464,56 @@ fn workers_log_through_the_engine_under_any_exposure_within_a_budget() {
     assert_eq!(answer["error"]["code"], codes::FORBIDDEN);
     assert!(logged(&raw).is_empty());
 }
+
+#[test]
+fn a_guest_cannot_tell_a_taken_trigger_type_id_from_a_free_one() {
+    let mut raw = engine_with(|p| p.quotas.trigger_types = 2);
+    let (auth, _) = raw.control();
+    raw.register(auth, "auth::check", None);
+    raw.send(
+        auth,
+        json!({"type": "registertriggertype", "id": "secret::cron", "description": "trusted"}),
+    );
+    raw.take_json(auth);
+    let granted = json!({
+        "allow_trigger_type_registration": true,
+        "allowed_trigger_types": ["guest::own"],
+    });
+    let guest = admit_with(&mut raw, auth, granted).expect("admitted");
+    let register = |raw: &mut RawEngine, id: &str| {
+        raw.send(
+            guest,
+            json!({"type": "registertriggertype", "id": id, "description": "mine"}),
+        );
+        answers(raw, guest)
+    };
+    // Taken (by a trusted worker, a type it may not use) and free: the same silence.
+    assert_eq!(register(&mut raw, "secret::cron"), Vec::<Value>::new());
+    assert_eq!(register(&mut raw, "guest::free"), Vec::<Value>::new());
+    // Both count toward its quota, and unregistering either frees it.
+    let refused = register(&mut raw, "guest::third");
+    assert!(
+        refused
+            .iter()
+            .any(|m| m["error"]["code"] == codes::QUOTA_EXCEEDED),
+        "{refused:?}"
+    );
+    raw.send(
+        guest,
+        json!({"type": "unregistertriggertype", "id": "secret::cron"}),
+    );
+    assert_eq!(register(&mut raw, "guest::third"), Vec::<Value>::new());
+    // The trusted provider kept its type: a binding on it still goes to it.
+    let (binder, _) = raw.control();
+    raw.register(binder, "job", None);
+    raw.send(
+        binder,
+        json!({"type": "registertrigger", "id": "b1", "trigger_type": "secret::cron",
+               "function_id": "job", "config": {}}),
+    );
+    let sent = raw.take_json(auth);
+    assert!(
+        sent.iter().any(|m| m["type"] == "registertrigger"),
+        "{sent:?}"
+    );
+}

@@ -45,6 +45,8 @@ pub(super) struct Session {
     pub(super) meta: WorkerMeta,
     pub(super) connected_at: Option<Instant>,
     pub(super) functions: BTreeSet<FnKey>,
+    /// Trigger types it provides, and those it registered under ids another worker
+    /// provides and it may not use (counted, never stored: `Engine::shadow_trigger_type`).
     pub(super) trigger_types: BTreeSet<FnKey>,
     pub(super) bindings: BTreeSet<String>,
     /// How many of `bindings` are on the engine's own trigger types.

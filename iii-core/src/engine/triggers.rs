@@ -136,7 +136,17 @@ impl Engine {
         let owned = session.trigger_types.len();
         let namespace = msg.namespace.unwrap_or_else(|| session.namespace.clone());
         let key: FnKey = (namespace, msg.id);
-        let refusal = match self.triggers.types.get(&key).map(|t| t.provider) {
+        let provider = self.triggers.types.get(&key).map(|t| t.provider);
+        let held = session.trigger_types.contains(&key);
+        // A guest learns that a type is taken only when it may use (and so list) it;
+        // one it may not use is answered as a free one: see `shadow_trigger_type`.
+        let hidden = session
+            .policy
+            .as_ref()
+            .is_some_and(|p| !p.may_use_trigger_type(&key.1));
+        let shadow = hidden && matches!(provider, Some(Provider::Worker(owner)) if owner != conn);
+        let limit = self.quotas_of(conn).trigger_types;
+        let refusal = match provider {
             _ if key.1.is_empty() || key.1.starts_with(RESERVED_PREFIX) => Some((
                 RefusalReason::Reserved,
                 "trigger type ids must be non-empty and outside engine::".to_owned(),
@@ -147,16 +157,16 @@ impl Engine {
             )),
             // A live worker provides it: taking it over would hand that worker's
             // bindings (and their configs) to this one.
-            Some(Provider::Worker(owner)) if owner != conn => Some((
+            Some(Provider::Worker(owner)) if owner != conn && !shadow => Some((
                 RefusalReason::TriggerTypeOwned,
                 "another worker provides this trigger type".to_owned(),
             )),
-            Some(Provider::Worker(_)) => None,
-            None if owned >= self.quotas_of(conn).trigger_types => Some((
+            Some(Provider::Worker(owner)) if owner == conn => None,
+            _ if !held && owned >= limit => Some((
                 RefusalReason::Quota(Quota::TriggerTypes),
-                count_message(Quota::TriggerTypes, self.quotas_of(conn).trigger_types),
+                count_message(Quota::TriggerTypes, limit),
             )),
-            None => None,
+            _ => None,
         };
         if let Some((reason, message)) = refusal {
             let what = "registertriggertype";
@@ -178,6 +188,9 @@ impl Engine {
             let what = "registertriggertype";
             self.refuse_with_error(now, conn, what, Some(key.1), reason, message);
             return;
+        }
+        if shadow {
+            return self.shadow_trigger_type(conn, key);
         }
         self.triggers.types.insert(
             key.clone(),
@@ -205,6 +218,20 @@ impl Engine {
         }
     }
 
+    /// Records a guest's registration of a trigger type another worker provides and the
+    /// guest may not use: it counts toward the guest's quota, and unregistering it frees
+    /// it, exactly as for a free id, but nothing is stored and the provider keeps its
+    /// type. So the guest cannot tell a taken id from a free one: the answers (none),
+    /// listings (it sees neither) and quotas are the same.
+    fn shadow_trigger_type(&mut self, conn: ConnId, key: FnKey) {
+        let what = "registertriggertype";
+        let reason = RefusalReason::TriggerTypeOwned;
+        self.refused(conn, what, Some(key.1.clone()), reason);
+        if let Some(session) = self.session_mut(conn) {
+            session.trigger_types.insert(key);
+        }
+    }
+
     pub(super) fn unregister_trigger_type(&mut self, now: Instant, conn: ConnId, id: &str) {
         let Some(session) = self.session(conn) else {
             return;
@@ -216,6 +243,9 @@ impl Engine {
         );
         if owned {
             self.drop_trigger_type(now, conn, &key);
+        } else if let Some(session) = self.session_mut(conn) {
+            // A shadowed registration (see `shadow_trigger_type`): only its count.
+            session.trigger_types.remove(&key);
         }
     }
 
