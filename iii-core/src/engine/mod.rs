@@ -21,6 +21,7 @@ mod rate;
 mod rbac;
 mod relay;
 mod session;
+mod trigger_types;
 mod triggers;
 mod worker_log;
 
