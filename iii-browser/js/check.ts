@@ -54,6 +54,9 @@ export async function usage(): Promise<unknown[]> {
   const described: string | undefined = first?.description
   const triggers: TriggerInfo[] = await iii.listTriggers()
   await iii.listTriggers(true)
+  // The documented `includeInternal?: boolean`, not wasm-bindgen's `boolean | null`.
+  // @ts-expect-error
+  await iii.listTriggerTypes(null)
   const bound: string | undefined = triggers[0]?.function_id
   const types: TriggerTypeInfo[] = await iii.listTriggerTypes()
   const allTypes = await iii.listTriggerTypes(true)

@@ -242,7 +242,8 @@ impl Iii {
     #[wasm_bindgen(js_name = listTriggers, unchecked_return_type = "Promise<TriggerInfo[]>")]
     pub fn list_triggers(
         &self,
-        #[wasm_bindgen(js_name = "includeInternal")] include_internal: Option<bool>,
+        #[wasm_bindgen(js_name = "includeInternal", unchecked_optional_param_type = "boolean")]
+        include_internal: Option<bool>,
     ) -> Promise {
         let internal = Internal::from_flag(include_internal);
         list(self.shared(), ListQuery::new(Listing::Triggers, internal))
@@ -256,7 +257,8 @@ impl Iii {
     )]
     pub fn list_trigger_types(
         &self,
-        #[wasm_bindgen(js_name = "includeInternal")] include_internal: Option<bool>,
+        #[wasm_bindgen(js_name = "includeInternal", unchecked_optional_param_type = "boolean")]
+        include_internal: Option<bool>,
     ) -> Promise {
         let internal = Internal::from_flag(include_internal);
         list(
