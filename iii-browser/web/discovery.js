@@ -42,6 +42,10 @@ iii.registerTrigger({ type: 'engine::functions-available', function_id: 'engine:
 // listFunctions, listTriggers and listTriggerTypes, with and without internal entries.
 iii.registerFunction('discovery.browser.lists', async () => {
   const functions = await iii.listFunctions()
+  // The engine runs with small pages: the listing followed next_offset to the end.
+  const firstPage = await iii.trigger({ function_id: 'engine::functions::list', payload: {} })
+  check(typeof firstPage.next_offset === 'number' && functions.length > firstPage.functions.length,
+    `listFunctions gave ${functions.length} functions, the first page ${firstPage.functions.length} (next_offset ${firstPage.next_offset})`)
   const alpha = functions.find((f) => f.function_id === 'discovery.backend.alpha')
   check(alpha !== undefined, `listFunctions lacks the backend's function: ${JSON.stringify(functions)}`)
   check(alpha.description === 'the first' && keys(alpha) === 'description,function_id',

@@ -39,6 +39,8 @@ use sha2::{Digest, Sha256};
 const PAGE_ORIGINS: &str = "http://127.0.0.1:*";
 
 const STREAM_BYTES: u64 = 16 << 20;
+/// The engine's `--max-list-bytes` in the discovery test.
+const DISCOVERY_PAGE_BYTES: usize = 640;
 const LEAVE_BYTES: usize = 1 << 20;
 
 /// Bytes the Rust reader of the current failing-writer check has read
@@ -388,16 +390,24 @@ async fn a_browser_worker_calls_streams_reconnects_and_fails_typed() {
 /// `listFunctions`, `listTriggers`, `listTriggerTypes` and `onFunctionsAvailable` in the
 /// page (`iii-browser/web/discovery.js`, which checks what it gets and throws on a
 /// difference) against what this crate's worker (another worker) and the page
-/// registered: the listings with and without internal entries; two subscribers behind
+/// registered: the listings with and without internal entries, over several of the
+/// engine's pages; two subscribers behind
 /// one engine binding, each called when the backend registers a function; an
 /// unsubscribed one no longer called; the last unsubscribe removing the binding and the
 /// private function; `unregisterTriggerType` removing the type from the listing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_worker_lists_and_watches_what_the_engine_knows() {
     tokio::task::block_in_place(build_package_once);
+    // Pages small enough that the page's function listing spans two of them (the page
+    // checks), large enough for every backend function in a notification.
     let engine = Engine::start_on(
         "127.0.0.1:0",
-        &["--allowed-origin", PAGE_ORIGINS],
+        &[
+            "--allowed-origin",
+            PAGE_ORIGINS,
+            "--max-list-bytes",
+            &DISCOVERY_PAGE_BYTES.to_string(),
+        ],
         &[],
         Stdio::null(),
     );
