@@ -1,5 +1,6 @@
 //! `iii functions`, `iii workers`, `iii channels`, `iii triggers`: one engine built-in
-//! each (PROTOCOL.md §5), shown as a table or as JSON.
+//! each (`engine::functions::list`, `engine::workers::list`, `engine::channels::list`,
+//! `engine::triggers::list`), shown as a table or as JSON.
 
 use std::io::Write;
 use std::time::Duration;

@@ -1,4 +1,6 @@
-//! The engine's own functions (PROTOCOL.md §5), answered in-process.
+//! The engine's own functions, answered in-process. To workers they are ordinary
+//! functions (called with `invokefunction`, listed in namespace `default`); their inputs
+//! ignore unknown keys.
 
 use crate::wire::codes;
 use serde::{Deserialize, Serialize};

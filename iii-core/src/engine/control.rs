@@ -467,7 +467,11 @@ impl Engine {
         self.abort(now, old, CloseCode::POLICY, "worker reattached elsewhere");
     }
 
-    /// Releases everything a control connection held (PROTOCOL.md §2.9).
+    /// Releases everything a control connection held: its worker name, the functions it
+    /// still owns (a faster reconnect keeps its fresh registration), the invocations it was
+    /// serving or had made (callers get `invocation_stopped`), its hooks, its channels'
+    /// quota, its trigger bindings and types; then `engine::workers-available` fires
+    /// `worker_disconnected`, as the reference engine does.
     pub(super) fn end_session(&mut self, now: Instant, conn: ConnId, session: Session) {
         if self.workers.get(&session.worker_id) == Some(&conn) {
             self.workers.remove(&session.worker_id);

@@ -1,4 +1,5 @@
-//! Trigger types and trigger bindings (PROTOCOL.md §3.6–3.9).
+//! Trigger types and trigger bindings (`registertriggertype`, `registertrigger`,
+//! `triggerregistrationresult`, `unregistertrigger`).
 //!
 //! A trigger type is provided either by the engine itself (the two notification types)
 //! or by a worker. A binding asks a provider to fire a function; it is forwarded to a
