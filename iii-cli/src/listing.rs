@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::time::Duration;
 
+use iii_tokio::worker::builtins;
 use serde_json::{json, Map, Value};
 
 use crate::call::print_json;
@@ -23,7 +24,7 @@ pub(crate) struct Listing {
 
 /// `iii functions`.
 pub(crate) const FUNCTIONS: Listing = Listing {
-    function: "engine::functions::list",
+    function: builtins::FUNCTIONS_LIST,
     key: "functions",
     columns: &[
         Column::new("FUNCTION", "function_id", Format::Text),
@@ -35,7 +36,7 @@ pub(crate) const FUNCTIONS: Listing = Listing {
 
 /// `iii workers`.
 pub(crate) const WORKERS: Listing = Listing {
-    function: "engine::workers::list",
+    function: builtins::WORKERS_LIST,
     key: "workers",
     columns: &[
         Column::new("NAME", "name", Format::Text),
@@ -51,7 +52,7 @@ pub(crate) const WORKERS: Listing = Listing {
 
 /// `iii channels`.
 pub(crate) const CHANNELS: Listing = Listing {
-    function: "engine::channels::list",
+    function: builtins::CHANNELS_LIST,
     key: "channels",
     columns: &[
         Column::new("CHANNEL", "channel_id", Format::Text),
@@ -67,7 +68,7 @@ pub(crate) const CHANNELS: Listing = Listing {
 
 /// `iii triggers`.
 pub(crate) const TRIGGERS: Listing = Listing {
-    function: "engine::triggers::list",
+    function: builtins::TRIGGERS_LIST,
     key: "triggers",
     columns: &[
         Column::new("TRIGGER TYPE", "id", Format::Text),

@@ -14,13 +14,10 @@ use crate::wire::control::{null_payload, to_payload, Payload};
 use crate::wire::ErrorBody;
 use crate::Instant;
 
-const CHANNELS_CREATE: &str = "engine::channels::create";
-const CHANNELS_LIST: &str = "engine::channels::list";
-const WORKERS_REGISTER: &str = "engine::workers::register";
-const WORKERS_LIST: &str = "engine::workers::list";
-const FUNCTIONS_LIST: &str = "engine::functions::list";
-const TRIGGERS_LIST: &str = "engine::triggers::list";
-const REGISTERED_TRIGGERS_LIST: &str = "engine::registered-triggers::list";
+use crate::wire::builtins::{
+    CHANNELS_CREATE, CHANNELS_LIST, FUNCTIONS_LIST, LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_TRACE,
+    LOG_WARN, REGISTERED_TRIGGERS_LIST, TRIGGERS_LIST, WORKERS_LIST, WORKERS_REGISTER,
+};
 
 /// The engine's functions and what they do (shown by the listings).
 pub(super) const BUILTINS: [(&str, &str); 12] = [
@@ -46,23 +43,11 @@ pub(super) const BUILTINS: [(&str, &str); 12] = [
         REGISTERED_TRIGGERS_LIST,
         "List registered triggers (bindings of a function to a trigger type)",
     ),
-    (
-        "engine::log::trace",
-        "Write a TRACE line to the engine's log",
-    ),
-    (
-        "engine::log::debug",
-        "Write a DEBUG line to the engine's log",
-    ),
-    (
-        "engine::log::info",
-        "Write an INFO line to the engine's log",
-    ),
-    ("engine::log::warn", "Write a WARN line to the engine's log"),
-    (
-        "engine::log::error",
-        "Write an ERROR line to the engine's log",
-    ),
+    (LOG_TRACE, "Write a TRACE line to the engine's log"),
+    (LOG_DEBUG, "Write a DEBUG line to the engine's log"),
+    (LOG_INFO, "Write an INFO line to the engine's log"),
+    (LOG_WARN, "Write a WARN line to the engine's log"),
+    (LOG_ERROR, "Write an ERROR line to the engine's log"),
 ];
 
 /// True for the ids the engine answers itself.

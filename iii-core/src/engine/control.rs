@@ -7,11 +7,11 @@ use super::rbac::{self, Hooked, SessionPolicy};
 use super::session::{sanitize, FunctionSpec, Session, WorkerMeta, DEFAULT_NAMESPACE};
 use super::{ConnKind, Engine, EngineEvent, FnKey, Quota, RefusalReason, Timer, Violation};
 use crate::ids::{ConnId, Secret};
+use crate::wire::builtins::RESERVED_PREFIX;
 use crate::wire::control::{RegisterFunction, RegistrationRejected, WorkerRegistered};
 use crate::wire::{decode, CloseCode, ControlMessage, DecodeError, Decoded, Message};
 
 const TELEMETRY_PREFIXES: [&[u8]; 3] = [b"OTLP", b"MTRC", b"LOGS"];
-const RESERVED_PREFIX: &str = "engine::";
 
 impl Engine {
     /// A new control connection on `listener` from `peer` (with `policy` on an RBAC

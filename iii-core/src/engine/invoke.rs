@@ -127,7 +127,7 @@ impl Engine {
         let target = self.resolve(&key);
         let not_found = || {
             ErrorBody::new(
-                "function_not_found",
+                codes::FUNCTION_NOT_FOUND,
                 format!("Function {} not found in namespace {}.", key.1, key.0),
             )
         };

@@ -11,11 +11,10 @@ use super::registry::{FunctionDef, FunctionRef, Trigger};
 use super::{Error, Iii};
 use crate::runtime::Runtime;
 
-const FUNCTIONS_LIST: &str = "engine::functions::list";
-const WORKERS_LIST: &str = "engine::workers::list";
-const TRIGGER_TYPES_LIST: &str = "engine::triggers::list";
-const TRIGGERS_LIST: &str = "engine::registered-triggers::list";
-const FUNCTIONS_AVAILABLE: &str = "engine::functions-available";
+use iii_core::wire::builtins::{
+    FUNCTIONS_AVAILABLE, FUNCTIONS_LIST, REGISTERED_TRIGGERS_LIST as TRIGGERS_LIST,
+    TRIGGERS_LIST as TRIGGER_TYPES_LIST, WORKERS_LIST,
+};
 
 /// A function the engine knows (`engine::functions::list`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
