@@ -1,6 +1,6 @@
-//! Trigger type registration (PROTOCOL.md §3.6): a worker provides a type, no other
-//! worker may take it over, and a guest cannot tell a type another worker provides from
-//! a free id unless it may use that type.
+//! Trigger type registration (`registertriggertype`, `unregistertriggertype`): a worker
+//! provides a type, no other worker may take it over, and a guest cannot tell a type
+//! another worker provides from a free id unless it may use that type.
 
 use crate::Instant;
 

@@ -36,6 +36,7 @@ pub use filter::{FunctionFilter, MetadataMatch, Pattern};
 pub(super) use hooks::{Hooked, PendingHook};
 
 use super::{RateLimit, WorkerQuotas};
+use crate::wire::builtins;
 
 /// The built-in calls all the workers of one client address may make on an untrusted
 /// listener by default: 100 a second after a burst of 200 (a session alone may make 20 a
@@ -47,13 +48,13 @@ use crate::wire::control::Payload;
 /// set-up, channels and logging through the engine work (`forbidden_functions` can
 /// still deny them).
 pub const INFRASTRUCTURE_FUNCTIONS: [&str; 7] = [
-    "engine::channels::create",
-    "engine::workers::register",
-    "engine::log::trace",
-    "engine::log::debug",
-    "engine::log::info",
-    "engine::log::warn",
-    "engine::log::error",
+    builtins::CHANNELS_CREATE,
+    builtins::WORKERS_REGISTER,
+    builtins::LOG_TRACE,
+    builtins::LOG_DEBUG,
+    builtins::LOG_INFO,
+    builtins::LOG_WARN,
+    builtins::LOG_ERROR,
 ];
 
 /// How one listener treats the workers that connect to it.
