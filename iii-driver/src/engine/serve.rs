@@ -213,9 +213,10 @@ pub(crate) async fn serve_counted<R: Runtime>(
     // What the connection holds outside the core's limits is charged to the engine-wide
     // budget, starting with the bytes read past the request.
     let unsent_cap = settings.unsent_cap(accepted.max_message_bytes);
+    // Counted by address as the per-address limits count (an IPv6 client by its /64).
     let owner = Owner {
         listener,
-        address: peer.ip(),
+        address: iii_core::upgrade::address_key(peer.ip()),
     };
     let stream = match Metered::new(
         stream,
