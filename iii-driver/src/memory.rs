@@ -57,6 +57,7 @@ const MAX_SLACK: usize = 1 << 20;
 
 /// What a connection holding `held` bytes is charged when it asks for more: a quarter
 /// more, within [`MIN_SLACK`] and [`MAX_SLACK`].
+#[inline]
 fn grant_for(held: usize) -> usize {
     if held == 0 {
         return 0;
@@ -150,12 +151,14 @@ impl<S> Metered<S> {
     }
 
     /// What the connection holds now.
+    #[inline]
     fn held(&self) -> usize {
         self.frames.held().saturating_add(self.unsent)
     }
 
     /// Fails if the budget has just cut this connection as the largest holder (once:
     /// later the cut is in `self.cut`).
+    #[inline]
     fn check_cut(&mut self) -> io::Result<()> {
         if self.cut.is_none() && self.signal.is_cut() {
             // The budget took its charge back when it cut it.
@@ -168,11 +171,22 @@ impl<S> Metered<S> {
 
     /// Brings the charge to what the connection holds now (see the module docs on
     /// grants). Growth the budget cannot grant fails with [`MemoryCut::Budget`].
+    #[inline]
     fn settle(&mut self) -> io::Result<()> {
+        let held = self.held();
+        // The common case, kept short: the grant still covers what is held, and what is
+        // held is at least half of it (below half is where a grant may be lowered).
+        if held <= self.charged && held.saturating_mul(2) >= self.charged {
+            return Ok(());
+        }
+        self.regrant(held)
+    }
+
+    /// [`Self::settle`] when the grant must change.
+    fn regrant(&mut self, held: usize) -> io::Result<()> {
         if self.cut.is_some() {
             return Ok(());
         }
-        let held = self.held();
         if held > self.charged {
             self.check_cut()?;
             match self.budget.grow(self.id, held, grant_for(held)) {

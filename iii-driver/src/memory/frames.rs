@@ -70,7 +70,8 @@ impl Frames {
     }
 
     /// Follows `data`, the next bytes handed to the WebSocket layer.
-    pub(super) fn observe(&mut self, mut data: &[u8]) {
+    #[inline]
+    pub(super) fn observe(&mut self, data: &[u8]) {
         // The common case, kept short: a read inside a data frame's payload that does not
         // finish it.
         if let Some(left) = self.remaining {
@@ -82,6 +83,11 @@ impl Frames {
                 return;
             }
         }
+        self.walk(data);
+    }
+
+    /// [`Self::observe`] for reads that cross a header or a frame's end.
+    fn walk(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             match self.remaining {
                 None => {

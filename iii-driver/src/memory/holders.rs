@@ -77,6 +77,7 @@ pub(crate) struct CutSignal {
 
 impl CutSignal {
     /// The budget cut this holder.
+    #[inline]
     pub(crate) fn is_cut(&self) -> bool {
         self.cut.load(Ordering::Acquire)
     }
