@@ -1,4 +1,4 @@
 #![no_main]
 //! Control-message decoding: never panics; what decodes re-encodes to a fixed point.
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| iii_core::fuzzing::control_decode(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| iii_fuzz_drivers::control_decode(data));

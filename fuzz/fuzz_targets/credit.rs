@@ -1,4 +1,4 @@
 #![no_main]
 //! Per-connection send credit (`Outbox`) against a model.
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| iii_core::fuzzing::credit(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| iii_fuzz_drivers::credit(data));

@@ -8,5 +8,5 @@ use std::time::Instant;
 static START: OnceLock<Instant> = OnceLock::new();
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    iii_core::fuzzing::worker_inputs(data, *START.get_or_init(Instant::now));
+    iii_fuzz_drivers::worker_inputs(data, *START.get_or_init(Instant::now));
 });

@@ -6,9 +6,13 @@ import {
   registerWorker,
   TriggerAction,
   type Channel,
+  type FunctionInfo,
+  type FunctionsAvailableCallback,
   type IIIConnectionState,
   type IIIError,
   type StreamChannelRef,
+  type TriggerInfo,
+  type TriggerTypeInfo,
 } from './index.js'
 
 export async function usage(): Promise<unknown[]> {
@@ -45,6 +49,22 @@ export async function usage(): Promise<unknown[]> {
   kind.registerTrigger('greet', { every: 1 })
   iii.unregisterTriggerType({ id: 'ticker' })
   iii.onConnectionStateChange((state: IIIConnectionState) => state)
+  const functions: FunctionInfo[] = await iii.listFunctions()
+  const [first] = functions
+  const described: string | undefined = first?.description
+  const triggers: TriggerInfo[] = await iii.listTriggers()
+  await iii.listTriggers(true)
+  // The documented `includeInternal?: boolean`, not wasm-bindgen's `boolean | null`.
+  // @ts-expect-error
+  await iii.listTriggerTypes(null)
+  const bound: string | undefined = triggers[0]?.function_id
+  const types: TriggerTypeInfo[] = await iii.listTriggerTypes()
+  const allTypes = await iii.listTriggerTypes(true)
+  const typeDescription: string | undefined = allTypes[0]?.description
+  const callback: FunctionsAvailableCallback = (available: FunctionInfo[]) => available.length
+  const unsubscribe: () => void = iii.onFunctionsAvailable(callback)
+  iii.onFunctionsAvailable((available) => available.map((f) => f.function_id))()
+  unsubscribe()
   const id: string | undefined = iii.workerId
   try {
     await iii.shutdown()
@@ -52,5 +72,5 @@ export async function usage(): Promise<unknown[]> {
     const failure = error as IIIError
     return [failure.kind, failure.code, failure.closeCode]
   }
-  return [result, all, elsewhere, id, iii.connectionState]
+  return [result, all, elsewhere, id, iii.connectionState, described, bound, types, typeDescription]
 }

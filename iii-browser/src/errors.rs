@@ -9,6 +9,7 @@ use iii_core::worker::{
     CallOutcome, EndOutcome, InvokeError, ReadError, RegisterError, WriteError, WriteFailure,
 };
 
+use crate::discovery::DiscoveryError;
 use crate::options::OptionsError;
 use crate::requests::RequestError;
 
@@ -189,6 +190,12 @@ impl ErrorInfo {
 impl From<OptionsError> for ErrorInfo {
     fn from(error: OptionsError) -> Self {
         Self::new(ErrorKind::Invalid, error.to_string())
+    }
+}
+
+impl From<DiscoveryError> for ErrorInfo {
+    fn from(error: DiscoveryError) -> Self {
+        Self::new(ErrorKind::Remote, error.to_string())
     }
 }
 

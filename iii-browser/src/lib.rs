@@ -4,7 +4,8 @@
 //! own `WebSocket` and timers, compiled to WebAssembly, with the JavaScript API of the
 //! iii browser SDK documentation: `registerWorker(url, options)` returns a worker with
 //! `registerFunction`, `trigger`, `registerTrigger`, `registerTriggerType`,
-//! `createChannel` and `shutdown`; channel ends are `ChannelWriter` (`sendBinary`,
+//! `createChannel`, `listFunctions`, `listTriggers`, `listTriggerTypes`,
+//! `onFunctionsAvailable` and `shutdown`; channel ends are `ChannelWriter` (`sendBinary`,
 //! `sendMessage`, `close`) and `ChannelReader` (`onBinary`, `onMessage`, `readAll`).
 //! `iii-browser/build.sh` builds the package (`target/iii-browser/pkg/`: the `.wasm`,
 //! wasm-bindgen's glue, TypeScript definitions and an `index.js` entry); the README's
@@ -12,13 +13,15 @@
 //!
 //! The crate has two halves:
 //!
-//! * platform-neutral modules ([`options`], [`requests`], [`errors`]): the API's argument
-//!   objects read into the core's specs, and the core's outcomes turned into typed
-//!   JavaScript errors. They build everywhere, so `cargo test --workspace` tests them on
+//! * platform-neutral modules ([`options`], [`requests`], [`errors`], [`discovery`]):
+//!   the API's argument objects read into the core's specs, the core's outcomes turned
+//!   into typed JavaScript errors, the engine's listings turned into the documented
+//!   info objects. They build everywhere, so `cargo test --workspace` tests them on
 //!   the native toolchain.
 //! * `wasm` (only on `wasm32`): the driver (WebSocket connections, the timer, the
 //!   driving contract of [`iii_core`]) and the `#[wasm_bindgen]` exports.
 
+pub mod discovery;
 pub mod errors;
 pub mod options;
 pub mod requests;

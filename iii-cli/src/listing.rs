@@ -1,9 +1,11 @@
 //! `iii functions`, `iii workers`, `iii channels`, `iii triggers`: one engine built-in
-//! each (PROTOCOL.md §5), shown as a table or as JSON.
+//! each (`engine::functions::list`, `engine::workers::list`, `engine::channels::list`,
+//! `engine::triggers::list`), shown as a table or as JSON.
 
 use std::io::Write;
 use std::time::Duration;
 
+use iii_tokio::worker::builtins;
 use serde_json::{json, Map, Value};
 
 use crate::call::print_json;
@@ -22,7 +24,7 @@ pub(crate) struct Listing {
 
 /// `iii functions`.
 pub(crate) const FUNCTIONS: Listing = Listing {
-    function: "engine::functions::list",
+    function: builtins::FUNCTIONS_LIST,
     key: "functions",
     columns: &[
         Column::new("FUNCTION", "function_id", Format::Text),
@@ -34,7 +36,7 @@ pub(crate) const FUNCTIONS: Listing = Listing {
 
 /// `iii workers`.
 pub(crate) const WORKERS: Listing = Listing {
-    function: "engine::workers::list",
+    function: builtins::WORKERS_LIST,
     key: "workers",
     columns: &[
         Column::new("NAME", "name", Format::Text),
@@ -50,7 +52,7 @@ pub(crate) const WORKERS: Listing = Listing {
 
 /// `iii channels`.
 pub(crate) const CHANNELS: Listing = Listing {
-    function: "engine::channels::list",
+    function: builtins::CHANNELS_LIST,
     key: "channels",
     columns: &[
         Column::new("CHANNEL", "channel_id", Format::Text),
@@ -66,7 +68,7 @@ pub(crate) const CHANNELS: Listing = Listing {
 
 /// `iii triggers`.
 pub(crate) const TRIGGERS: Listing = Listing {
-    function: "engine::triggers::list",
+    function: builtins::TRIGGER_TYPES_LIST,
     key: "triggers",
     columns: &[
         Column::new("TRIGGER TYPE", "id", Format::Text),

@@ -66,8 +66,6 @@
 pub mod channel;
 pub mod chunk;
 pub mod engine;
-#[cfg(feature = "fuzzing")]
-pub mod fuzzing;
 pub mod ids;
 pub mod outbox;
 pub mod timers;

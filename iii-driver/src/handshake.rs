@@ -85,8 +85,10 @@ pub(crate) const OVERLOADED: Refusal =
 /// Why reading a request head ended without a request.
 #[derive(Debug)]
 pub(crate) enum HeadError {
-    /// The peer went away or the socket failed: answer nothing.
-    Io,
+    /// The socket failed: answer nothing.
+    Io(std::io::Error),
+    /// The peer closed its side before a whole head arrived: answer nothing.
+    Closed,
     /// Answer with this refusal.
     Refuse(Refusal),
 }
@@ -106,9 +108,9 @@ where
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     loop {
-        let n = stream.read(&mut chunk).await.map_err(|_| HeadError::Io)?;
+        let n = stream.read(&mut chunk).await.map_err(HeadError::Io)?;
         if n == 0 {
-            return Err(HeadError::Io);
+            return Err(HeadError::Closed);
         }
         buf.extend_from_slice(&chunk[..n]);
         let mut headers = [httparse::EMPTY_HEADER; 64];

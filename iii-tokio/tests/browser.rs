@@ -39,6 +39,8 @@ use sha2::{Digest, Sha256};
 const PAGE_ORIGINS: &str = "http://127.0.0.1:*";
 
 const STREAM_BYTES: u64 = 16 << 20;
+/// The engine's `--max-list-bytes` in the discovery test.
+const DISCOVERY_PAGE_BYTES: usize = 640;
 const LEAVE_BYTES: usize = 1 << 20;
 
 /// Bytes the Rust reader of the current failing-writer check has read
@@ -50,6 +52,12 @@ fn repo() -> PathBuf {
         .parent()
         .expect("the repository root")
         .to_path_buf()
+}
+
+/// Runs `iii-browser/build.sh` once per test binary (the tests share the package).
+fn build_package_once() {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(build_package);
 }
 
 /// Runs `iii-browser/build.sh` (installs what is missing, builds the package).
@@ -81,7 +89,12 @@ struct Browser {
 
 impl Browser {
     fn open(page: &str) -> Self {
-        let log = std::env::temp_dir().join(format!("iii-browser-e2e.{}.log", std::process::id()));
+        let name: String = page
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        let log =
+            std::env::temp_dir().join(format!("iii-browser-{name}.{}.log", std::process::id()));
         let out = std::fs::File::create(&log).expect("log file");
         let mut child = Command::new("node")
             .arg(repo().join("iii-browser/web/host.mjs"))
@@ -279,7 +292,7 @@ async fn writer_fails_its_reader(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_worker_calls_streams_reconnects_and_fails_typed() {
-    tokio::task::block_in_place(build_package);
+    tokio::task::block_in_place(build_package_once);
     let mut engine = Engine::start_on(
         "127.0.0.1:0",
         &["--allowed-origin", PAGE_ORIGINS],
@@ -372,4 +385,141 @@ async fn a_browser_worker_calls_streams_reconnects_and_fails_typed() {
     .await;
     iii.shutdown().await;
     engine.kill();
+}
+
+/// `listFunctions`, `listTriggers`, `listTriggerTypes` and `onFunctionsAvailable` in the
+/// page (`iii-browser/web/discovery.js`, which checks what it gets and throws on a
+/// difference) against what this crate's worker (another worker) and the page
+/// registered: the listings with and without internal entries, over several of the
+/// engine's pages; two subscribers behind
+/// one engine binding, each called when the backend registers a function; an
+/// unsubscribed one no longer called; the last unsubscribe removing the binding and the
+/// private function; `unregisterTriggerType` removing the type from the listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_worker_lists_and_watches_what_the_engine_knows() {
+    tokio::task::block_in_place(build_package_once);
+    // Pages small enough that the page's function listing spans two of them (the page
+    // checks), large enough for every backend function in a notification.
+    let engine = Engine::start_on(
+        "127.0.0.1:0",
+        &[
+            "--allowed-origin",
+            PAGE_ORIGINS,
+            "--max-list-bytes",
+            &DISCOVERY_PAGE_BYTES.to_string(),
+        ],
+        &[],
+        Stdio::null(),
+    );
+    let iii = connect(WorkerOptions {
+        url: Some(engine.url.clone()),
+        name: Some("discovery-backend".into()),
+        ..WorkerOptions::default()
+    })
+    .expect("backend worker");
+    let function = |id: &str, description: &str| {
+        iii_tokio::worker::FunctionDef::new(id).description(description)
+    };
+    let noop = |_input: Value| async move { Ok::<_, Error>(Value::Null) };
+    iii.register_function(function("discovery.backend.alpha", "the first"), noop)
+        .expect("register alpha");
+    let browser = Browser::open(&format!("discovery.html?engine={}", engine.url));
+    until_callable(
+        &iii,
+        "discovery.browser.ready",
+        Duration::from_secs(90),
+        &browser,
+    )
+    .await;
+    // A binding by this worker of the page's trigger type.
+    iii.register_trigger(
+        "discovery.browser.type",
+        "discovery.backend.alpha",
+        json!({"from": "backend"}),
+    )
+    .await
+    .expect("bind the page's trigger type");
+
+    let lists = call(&iii, "discovery.browser.lists", json!({}), &browser).await;
+    let ids = |list: &str, key: &str| -> Vec<String> {
+        lists[list]
+            .as_array()
+            .unwrap_or_else(|| panic!("{list}: {lists}"))
+            .iter()
+            .filter_map(|row| row[key].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert!(ids("functions", "function_id").contains(&"discovery.backend.alpha".to_owned()));
+    assert!(ids("types", "id").contains(&"discovery.browser.type".to_owned()));
+    assert!(!ids("types", "id").contains(&"engine::functions-available".to_owned()));
+    assert!(ids("allTypes", "id").contains(&"engine::functions-available".to_owned()));
+    assert!(ids("triggers", "function_id").contains(&"discovery.backend.alpha".to_owned()));
+    assert!(!ids("triggers", "function_id").contains(&"engine::functions::list".to_owned()));
+    assert!(ids("allTriggers", "function_id").contains(&"engine::functions::list".to_owned()));
+
+    // Two subscribers, one binding; both see a function another worker registers.
+    call(
+        &iii,
+        "discovery.browser.subscribe",
+        json!({"names": ["a", "b"]}),
+        &browser,
+    )
+    .await;
+    let await_function = |id: &'static str, names: Value, not: Value| {
+        let iii = iii.clone();
+        let browser = &browser;
+        async move {
+            let input = json!({"id": id, "names": names, "not": not});
+            call(&iii, "discovery.browser.await_function", input, browser).await
+        }
+    };
+    iii.register_function(function("discovery.backend.late", "second"), noop)
+        .expect("register late");
+    await_function("discovery.backend.late", json!(["a", "b"]), json!([])).await;
+
+    // One unsubscribes: the other still sees changes, it does not.
+    let left = call(
+        &iii,
+        "discovery.browser.unsubscribe",
+        json!({"name": "a"}),
+        &browser,
+    )
+    .await;
+    assert_eq!(left["bindings"].as_array().map(Vec::len), Some(1), "{left}");
+    iii.register_function(function("discovery.backend.later", "third"), noop)
+        .expect("register later");
+    await_function("discovery.backend.later", json!(["b"]), json!(["a"])).await;
+
+    // The last unsubscribe removes the binding (checked in the page, with the private
+    // function); a new subscriber sees the next change and the old ones do not.
+    let none = call(
+        &iii,
+        "discovery.browser.unsubscribe",
+        json!({"name": "b"}),
+        &browser,
+    )
+    .await;
+    assert_eq!(none["bindings"], json!([]), "{none}");
+    call(
+        &iii,
+        "discovery.browser.subscribe",
+        json!({"names": ["c"]}),
+        &browser,
+    )
+    .await;
+    iii.register_function(function("discovery.backend.last", "fourth"), noop)
+        .expect("register last");
+    await_function("discovery.backend.last", json!(["c"]), json!(["a", "b"])).await;
+
+    let dropped = call(&iii, "discovery.browser.drop_type", json!({}), &browser).await;
+    assert!(
+        !dropped["types"]
+            .as_array()
+            .expect("types")
+            .iter()
+            .any(|t| t["id"] == "discovery.browser.type"),
+        "{dropped}"
+    );
+    iii.shutdown().await;
+    drop(engine);
 }

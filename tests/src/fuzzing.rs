@@ -1,5 +1,5 @@
 //! Drivers for the fuzz targets that need the simulator; the others live in
-//! `iii_core::fuzzing` (feature `fuzzing`). Plain functions over bytes, so the corpus
+//! `iii_fuzz_drivers` (the `fuzz-drivers` crate). Plain functions over bytes, so the corpus
 //! replays on stable in `tests/corpus_replay.rs`.
 
 use crate::ops::{Harness, Op};

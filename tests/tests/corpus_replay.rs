@@ -10,23 +10,23 @@ use std::time::Instant;
 type Driver = fn(&[u8]);
 
 fn correlator(data: &[u8]) {
-    iii_core::fuzzing::correlator(data, Instant::now());
+    iii_fuzz_drivers::correlator(data, Instant::now());
 }
 
 fn engine_inputs(data: &[u8]) {
-    iii_core::fuzzing::engine_inputs(data, Instant::now());
+    iii_fuzz_drivers::engine_inputs(data, Instant::now());
 }
 
 fn worker_inputs(data: &[u8]) {
-    iii_core::fuzzing::worker_inputs(data, Instant::now());
+    iii_fuzz_drivers::worker_inputs(data, Instant::now());
 }
 
 /// Every fuzz target and its driver; a target missing here fails `every_target_is_replayed`.
 const TARGETS: [(&str, Driver); 8] = [
-    ("control_decode", iii_core::fuzzing::control_decode),
-    ("upgrade_target", iii_core::fuzzing::upgrade_target),
-    ("chunker", iii_core::fuzzing::chunker),
-    ("credit", iii_core::fuzzing::credit),
+    ("control_decode", iii_fuzz_drivers::control_decode),
+    ("upgrade_target", iii_fuzz_drivers::upgrade_target),
+    ("chunker", iii_fuzz_drivers::chunker),
+    ("credit", iii_fuzz_drivers::credit),
     ("correlator", correlator),
     ("engine_inputs", engine_inputs),
     ("worker_inputs", worker_inputs),
@@ -110,6 +110,6 @@ fn every_target_is_replayed() {
 /// `A-Z a-z 0-9 - _ . ~` did not survive the round trip. It now percent-decodes the id.
 #[test]
 fn channel_id_round_trips_through_channel_url() {
-    iii_core::fuzzing::upgrade_target(b"/ws/channels/a%20b?key=k&dir=read");
-    iii_core::fuzzing::upgrade_target(b"/ws/channels/a b?key=k&dir=read");
+    iii_fuzz_drivers::upgrade_target(b"/ws/channels/a%20b?key=k&dir=read");
+    iii_fuzz_drivers::upgrade_target(b"/ws/channels/a b?key=k&dir=read");
 }

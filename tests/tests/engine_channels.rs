@@ -1,4 +1,5 @@
-//! The engine's channel endpoint and relay (PROTOCOL.md §6, DESIGN.md §3), driven raw.
+//! The engine's channel endpoint (`/ws/channels/<id>?key=<key>&dir=read|write`) and its
+//! relay, driven raw.
 
 use std::time::Duration;
 

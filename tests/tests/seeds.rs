@@ -1,9 +1,8 @@
-//! The documentation's Rust snippets (shared/seeds `001_…` sender/processor and
-//! coordinator/worker, `003_…` write, pass the ref, read), with only `iii_sdk`
-//! replaced by `iii_tokio::sdk`, compiled here and run against our engine. Each snippet
-//! sits between `// seed:<file>:<name> begin/end` markers, untouched (rustfmt skips
-//! these functions); `the_snippets_here_are_the_documentation_s` checks them against
-//! the seed files when `shared/seeds` is beside the repository.
+//! The iii documentation's Rust snippets (the "Data Channels" page's sender/processor and
+//! coordinator/worker, the channels how-to's write, pass the ref, read), with only
+//! `iii_sdk` replaced by `iii_tokio::sdk`, compiled here and run against our engine. Each
+//! snippet sits between `// docs:<page>:<name> begin/end` markers, copied verbatim from
+//! the documentation (rustfmt skips these functions).
 
 // The snippets import names they do not all use, and unwrap as the documentation does.
 #![allow(unused_imports, clippy::unwrap_used)]
@@ -17,7 +16,7 @@ use serde_json::{json, Value};
 
 #[rustfmt::skip]
 fn seed_001_sender_processor(iii: &III) {
-// seed:001:sender-processor begin
+// docs:data-channels:sender-processor begin
 use iii_tokio::sdk::{III, IIIError, ChannelReader, extract_channel_refs, ChannelDirection, RegisterFunctionMessage, TriggerRequest};
 use serde_json::{json, Value};
 
@@ -82,12 +81,12 @@ iii.register_function(RegisterFunctionMessage { id: "data.sender".into(), ..Defa
         Ok(result)
     }
 });
-// seed:001:sender-processor end
+// docs:data-channels:sender-processor end
 }
 
 #[rustfmt::skip]
 fn seed_001_coordinator_worker(iii: &III) {
-// seed:001:coordinator-worker begin
+// docs:data-channels:coordinator-worker begin
 use std::sync::Arc;
 use tokio::sync::Mutex;
 use iii_tokio::sdk::{III, IIIError, ChannelReader, ChannelWriter, extract_channel_refs, ChannelDirection, RegisterFunctionMessage, TriggerRequest};
@@ -207,17 +206,17 @@ iii.register_function(RegisterFunctionMessage { id: "stream.coordinator".into(),
         }))
     }
 });
-// seed:001:coordinator-worker end
+// docs:data-channels:coordinator-worker end
 }
 
 #[rustfmt::skip]
 async fn seed_003_write_and_pass(iii: &III) -> Result<Value, IIIError> {
-// seed:003:write begin
+// docs:channels-how-to:write begin
 let channel = iii.create_channel(None).await?;
 channel.writer.write(b"file contents").await?;
 channel.writer.close().await?;
-// seed:003:write end
-// seed:003:pass-ref begin
+// docs:channels-how-to:write end
+// docs:channels-how-to:pass-ref begin
 use iii_tokio::sdk::TriggerRequest;
 use serde_json::json;
 let result = iii
@@ -231,7 +230,7 @@ action: None,
 timeout_ms: None,
 })
 .await?;
-// seed:003:pass-ref end
+// docs:channels-how-to:pass-ref end
 Ok(result)
 }
 
@@ -241,7 +240,7 @@ fn seed_003_read(iii: &III) {
     iii.register_function(RegisterFunctionMessage { id: "files::process".into(), ..Default::default() }, move |input: Value| {
         let iii = iii_handler.clone();
         async move {
-// seed:003:read begin
+// docs:channels-how-to:read begin
 use iii_tokio::sdk::{ChannelDirection, ChannelReader, IIIError};
 use serde_json::json;
 let refs = iii_tokio::sdk::extract_channel_refs(&input);
@@ -256,7 +255,7 @@ while let Some(chunk) = reader.next_binary().await? {
 bytes += chunk.len();
 }
 Ok(json!({ "bytes": bytes }))
-// seed:003:read end
+// docs:channels-how-to:read end
         }
     });
 }
@@ -324,40 +323,4 @@ fn the_documented_snippets_run_against_our_engine() {
         iii.shutdown_async().await;
         engine.shutdown().await;
     });
-}
-
-/// Whitespace-free text: the seed files lost their indentation, and the comparison is
-/// about the code.
-fn squeeze(text: &str) -> String {
-    text.chars().filter(|c| !c.is_whitespace()).collect()
-}
-
-#[test]
-fn the_snippets_here_are_the_documentation_s() {
-    let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/seeds");
-    let Ok(entries) = std::fs::read_dir(&seeds) else {
-        eprintln!("{} is not here: nothing to compare", seeds.display());
-        return;
-    };
-    let documentation: String = entries
-        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path()).ok())
-        .map(|text| squeeze(&text.replace("iii_sdk", "iii_tokio::sdk")))
-        .collect();
-    let source = include_str!("seeds.rs");
-    let mut found = 0;
-    for block in source.split("// seed:").skip(1) {
-        let Some((marker, rest)) = block.split_once('\n') else {
-            continue;
-        };
-        if !marker.ends_with(" begin") {
-            continue;
-        }
-        let code = rest.split("// seed:").next().unwrap_or("");
-        assert!(
-            documentation.contains(&squeeze(code)),
-            "snippet `{marker}` is not in shared/seeds as written"
-        );
-        found += 1;
-    }
-    assert_eq!(found, 5, "all five snippets are checked");
 }

@@ -1,7 +1,7 @@
-//! The documentation's Rust snippets that do not name tokio (shared/seeds `001_…`
-//! sender/processor, `003_…` write, pass the ref, read), with only `iii_sdk` replaced
-//! by `iii_smol::sdk`, compiled and run on smol. `seeds.rs` checks the same snippets
-//! against the seed files.
+//! The iii documentation's Rust snippets that do not name tokio (the "Data Channels"
+//! page's sender/processor, the channels how-to's write, pass the ref, read), with only
+//! `iii_sdk` replaced by `iii_smol::sdk`, compiled and run on smol. `seeds.rs` holds the
+//! same snippets for tokio.
 
 // The snippets import names they do not all use.
 #![allow(unused_imports)]
@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 #[rustfmt::skip]
 fn seed_001_sender_processor(iii: &III) {
-// seed:001:sender-processor begin
+// docs:data-channels:sender-processor begin
 use iii_smol::sdk::{III, IIIError, ChannelReader, extract_channel_refs, ChannelDirection, RegisterFunctionMessage, TriggerRequest};
 use serde_json::{json, Value};
 
@@ -78,17 +78,17 @@ iii.register_function(RegisterFunctionMessage { id: "data.sender".into(), ..Defa
         Ok(result)
     }
 });
-// seed:001:sender-processor end
+// docs:data-channels:sender-processor end
 }
 
 #[rustfmt::skip]
 async fn seed_003_write_and_pass(iii: &III) -> Result<Value, IIIError> {
-// seed:003:write begin
+// docs:channels-how-to:write begin
 let channel = iii.create_channel(None).await?;
 channel.writer.write(b"file contents").await?;
 channel.writer.close().await?;
-// seed:003:write end
-// seed:003:pass-ref begin
+// docs:channels-how-to:write end
+// docs:channels-how-to:pass-ref begin
 use iii_smol::sdk::TriggerRequest;
 use serde_json::json;
 let result = iii
@@ -102,7 +102,7 @@ action: None,
 timeout_ms: None,
 })
 .await?;
-// seed:003:pass-ref end
+// docs:channels-how-to:pass-ref end
 Ok(result)
 }
 
@@ -112,7 +112,7 @@ fn seed_003_read(iii: &III) {
     iii.register_function(RegisterFunctionMessage { id: "files::process".into(), ..Default::default() }, move |input: Value| {
         let iii = iii_handler.clone();
         async move {
-// seed:003:read begin
+// docs:channels-how-to:read begin
 use iii_smol::sdk::{ChannelDirection, ChannelReader, IIIError};
 use serde_json::json;
 let refs = iii_smol::sdk::extract_channel_refs(&input);
@@ -127,7 +127,7 @@ while let Some(chunk) = reader.next_binary().await? {
 bytes += chunk.len();
 }
 Ok(json!({ "bytes": bytes }))
-// seed:003:read end
+// docs:channels-how-to:read end
         }
     });
 }

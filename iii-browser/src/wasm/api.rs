@@ -67,6 +67,13 @@ fn random(bytes: &mut [u8]) -> Result<(), JsValue> {
         .map_err(|_| invalid("crypto.getRandomValues is not available"))
 }
 
+/// 16 random hex digits (a default worker name, a private function's suffix).
+pub(super) fn random_hex() -> Result<String, JsValue> {
+    let mut bytes = [0u8; 8];
+    random(&mut bytes)?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
 fn user_agent() -> String {
     Reflect::get(&js_sys::global(), &JsValue::from_str("navigator"))
         .and_then(|navigator| Reflect::get(&navigator, &JsValue::from_str("userAgent")))
@@ -85,9 +92,7 @@ pub fn register_worker(
     #[wasm_bindgen(unchecked_param_type = "InitOptions")] options: Option<js_sys::Object>,
 ) -> Result<Iii, JsValue> {
     let options_json = argument(&options.map_or(JsValue::UNDEFINED, JsValue::from))?;
-    let mut name = [0u8; 8];
-    random(&mut name)?;
-    let name: String = name.iter().map(|byte| format!("{byte:02x}")).collect();
+    let name = random_hex()?;
     let settings = options::settings(address, options_json.as_deref(), &name, &user_agent())
         .map_err(|error| thrown(error.into()))?;
     if settings.headers_ignored {

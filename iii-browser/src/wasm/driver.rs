@@ -13,8 +13,10 @@ use wasm_bindgen::prelude::*;
 
 use super::channel::EndSlot;
 use super::convert::object;
+use super::discovery::FunctionsWatch;
 use super::socket::{Held, Socket};
 use super::{deliver, parse_payload, Deferred, Effect, Inner};
+use crate::discovery::ListQuery;
 use crate::errors::{ErrorInfo, ErrorKind};
 
 #[wasm_bindgen]
@@ -56,10 +58,12 @@ impl ConnectionState {
 }
 
 /// A call waiting for its result.
-enum Waiter {
+pub(super) enum Waiter {
     Call(Deferred),
     /// `createChannel`: the result holds the refs.
     Channel(Deferred),
+    /// A page of a listing (`listFunctions`, ...).
+    List(Deferred, ListQuery),
 }
 
 /// The one `setTimeout` the driver keeps armed for the core's next deadline (and, while
@@ -94,7 +98,9 @@ pub(crate) struct Driver {
     pub(super) trigger_types: BTreeMap<String, JsValue>,
     /// Bindings of our trigger types: their type and the argument given to the hook.
     bindings: BTreeMap<String, (String, JsValue)>,
-    calls: BTreeMap<InvocationId, Waiter>,
+    pub(super) calls: BTreeMap<InvocationId, Waiter>,
+    /// The `onFunctionsAvailable` subscribers and their engine binding.
+    pub(super) watch: FunctionsWatch,
     pub(super) ends: BTreeMap<EndId, EndSlot>,
     effects: Vec<Effect>,
     pub(super) state: ConnectionState,
@@ -139,6 +145,7 @@ impl Driver {
             trigger_types: BTreeMap::new(),
             bindings: BTreeMap::new(),
             calls: BTreeMap::new(),
+            watch: FunctionsWatch::default(),
             ends: BTreeMap::new(),
             effects: Vec::new(),
             state: ConnectionState::Connecting,
@@ -365,6 +372,14 @@ impl Driver {
                 function_id,
                 data,
                 ..
+            } if self.watch.serves(&function_id) => {
+                self.functions_available(now, invocation_id, &data);
+            }
+            WorkerEvent::Invoked {
+                invocation_id,
+                function_id,
+                data,
+                ..
             } => match self.handlers.get(&function_id).cloned() {
                 Some(handler) => {
                     let input = self.input_value(now, &data);
@@ -484,6 +499,10 @@ impl Driver {
         let (deferred, channel) = match waiter {
             Waiter::Call(deferred) => (deferred, false),
             Waiter::Channel(deferred) => (deferred, true),
+            Waiter::List(deferred, query) => {
+                self.listed(now, deferred, query, outcome);
+                return;
+            }
         };
         if let Some(error) = ErrorInfo::from_call(&outcome) {
             self.effect(Effect::Reject(deferred, error));

@@ -12,6 +12,7 @@
 mod api;
 mod channel;
 mod convert;
+mod discovery;
 mod driver;
 mod socket;
 

@@ -11,7 +11,7 @@ pub(crate) mod send;
 use std::future::Future;
 use std::time::Duration;
 
-use iii_tokio::worker::{Channel, Error, Iii};
+use iii_tokio::worker::{builtins, Channel, Error, Iii};
 use serde_json::{Map, Value};
 
 use crate::exit::Failure;
@@ -25,7 +25,7 @@ const NO_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 async fn create_channel(iii: &Iii, buffer_size: Option<usize>) -> Result<Channel, Failure> {
     iii.create_channel(buffer_size)
         .await
-        .map_err(|error| Failure::call("engine::channels::create", DEFAULT_TIMEOUT, error))
+        .map_err(|error| Failure::call(builtins::CHANNELS_CREATE, DEFAULT_TIMEOUT, error))
 }
 
 /// `payload` with the ref added under `field` (checked free by `payload::ref_payload`).

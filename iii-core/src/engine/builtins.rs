@@ -1,4 +1,6 @@
-//! The engine's own functions (PROTOCOL.md §5), answered in-process.
+//! The engine's own functions, answered in-process. To workers they are ordinary
+//! functions (called with `invokefunction`, listed in namespace `default`); their inputs
+//! ignore unknown keys.
 
 use crate::wire::codes;
 use serde::{Deserialize, Serialize};
@@ -12,13 +14,10 @@ use crate::wire::control::{null_payload, to_payload, Payload};
 use crate::wire::ErrorBody;
 use crate::Instant;
 
-const CHANNELS_CREATE: &str = "engine::channels::create";
-const CHANNELS_LIST: &str = "engine::channels::list";
-const WORKERS_REGISTER: &str = "engine::workers::register";
-const WORKERS_LIST: &str = "engine::workers::list";
-const FUNCTIONS_LIST: &str = "engine::functions::list";
-const TRIGGERS_LIST: &str = "engine::triggers::list";
-const REGISTERED_TRIGGERS_LIST: &str = "engine::registered-triggers::list";
+use crate::wire::builtins::{
+    CHANNELS_CREATE, CHANNELS_LIST, FUNCTIONS_LIST, LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_TRACE,
+    LOG_WARN, REGISTERED_TRIGGERS_LIST, TRIGGER_TYPES_LIST, WORKERS_LIST, WORKERS_REGISTER,
+};
 
 /// The engine's functions and what they do (shown by the listings).
 pub(super) const BUILTINS: [(&str, &str); 12] = [
@@ -39,28 +38,16 @@ pub(super) const BUILTINS: [(&str, &str); 12] = [
         FUNCTIONS_LIST,
         "List registered functions with their owning worker name",
     ),
-    (TRIGGERS_LIST, "List trigger types"),
+    (TRIGGER_TYPES_LIST, "List trigger types"),
     (
         REGISTERED_TRIGGERS_LIST,
         "List registered triggers (bindings of a function to a trigger type)",
     ),
-    (
-        "engine::log::trace",
-        "Write a TRACE line to the engine's log",
-    ),
-    (
-        "engine::log::debug",
-        "Write a DEBUG line to the engine's log",
-    ),
-    (
-        "engine::log::info",
-        "Write an INFO line to the engine's log",
-    ),
-    ("engine::log::warn", "Write a WARN line to the engine's log"),
-    (
-        "engine::log::error",
-        "Write an ERROR line to the engine's log",
-    ),
+    (LOG_TRACE, "Write a TRACE line to the engine's log"),
+    (LOG_DEBUG, "Write a DEBUG line to the engine's log"),
+    (LOG_INFO, "Write an INFO line to the engine's log"),
+    (LOG_WARN, "Write a WARN line to the engine's log"),
+    (LOG_ERROR, "Write an ERROR line to the engine's log"),
 ];
 
 /// True for the ids the engine answers itself.
@@ -131,7 +118,7 @@ impl Engine {
             }
             WORKERS_LIST => Ok(self.list_workers(now, conn, &input(data)?)),
             FUNCTIONS_LIST => Ok(self.list_functions(conn, &input::<ListInput>(data)?)),
-            TRIGGERS_LIST => Ok(self.list_trigger_types(conn, &input(data)?)),
+            TRIGGER_TYPES_LIST => Ok(self.list_trigger_types(conn, &input(data)?)),
             REGISTERED_TRIGGERS_LIST => Ok(self.list_bindings(conn, &input(data)?)),
             _ => Err(ErrorBody::new(
                 codes::FUNCTION_NOT_FOUND,

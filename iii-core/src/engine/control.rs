@@ -7,11 +7,11 @@ use super::rbac::{self, Hooked, SessionPolicy};
 use super::session::{sanitize, FunctionSpec, Session, WorkerMeta, DEFAULT_NAMESPACE};
 use super::{ConnKind, Engine, EngineEvent, FnKey, Quota, RefusalReason, Timer, Violation};
 use crate::ids::{ConnId, Secret};
+use crate::wire::builtins::RESERVED_PREFIX;
 use crate::wire::control::{RegisterFunction, RegistrationRejected, WorkerRegistered};
 use crate::wire::{decode, CloseCode, ControlMessage, DecodeError, Decoded, Message};
 
 const TELEMETRY_PREFIXES: [&[u8]; 3] = [b"OTLP", b"MTRC", b"LOGS"];
-const RESERVED_PREFIX: &str = "engine::";
 
 impl Engine {
     /// A new control connection on `listener` from `peer` (with `policy` on an RBAC
@@ -467,7 +467,11 @@ impl Engine {
         self.abort(now, old, CloseCode::POLICY, "worker reattached elsewhere");
     }
 
-    /// Releases everything a control connection held (PROTOCOL.md §2.9).
+    /// Releases everything a control connection held: its worker name, the functions it
+    /// still owns (a faster reconnect keeps its fresh registration), the invocations it was
+    /// serving or had made (callers get `invocation_stopped`), its hooks, its channels'
+    /// quota, its trigger bindings and types; then `engine::workers-available` fires
+    /// `worker_disconnected`, as the reference engine does.
     pub(super) fn end_session(&mut self, now: Instant, conn: ConnId, session: Session) {
         if self.workers.get(&session.worker_id) == Some(&conn) {
             self.workers.remove(&session.worker_id);

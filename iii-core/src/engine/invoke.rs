@@ -1,5 +1,6 @@
 //! Invocation routing: calls from workers to the owning worker or to a built-in, and
-//! results back to the caller (PROTOCOL.md §4).
+//! results back to the caller, correlated by the caller's `invocation_id` (a call with
+//! `action: void` has none and gets no result).
 //!
 //! Every invocation forwarded to a worker counts against the quota of its *origin*: the
 //! worker that made the call (void calls included) or, for a trigger fire, the worker
@@ -126,7 +127,7 @@ impl Engine {
         let target = self.resolve(&key);
         let not_found = || {
             ErrorBody::new(
-                "function_not_found",
+                codes::FUNCTION_NOT_FOUND,
                 format!("Function {} not found in namespace {}.", key.1, key.0),
             )
         };

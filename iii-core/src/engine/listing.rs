@@ -16,6 +16,7 @@ use super::catalog::{FunctionCandidate, FunctionRow};
 use super::triggers::Provider;
 use super::Engine;
 use crate::ids::ConnId;
+use crate::wire::builtins::RESERVED_PREFIX;
 use crate::wire::control::{null_payload, Payload};
 use crate::Instant;
 
@@ -339,7 +340,7 @@ impl Engine {
                 },
                 description: &trigger_type.description,
             })
-            .filter(|row| input.include_internal() || !row.id.starts_with("engine::"))
+            .filter(|row| input.include_internal() || !row.id.starts_with(RESERVED_PREFIX))
             .filter(|row| {
                 input
                     .prefix
@@ -391,7 +392,7 @@ impl Engine {
                     config_summary: String::new(),
                 }
             })
-            .filter(|row| input.include_internal() || !row.function_id.starts_with("engine::"))
+            .filter(|row| input.include_internal() || !row.function_id.starts_with(RESERVED_PREFIX))
             .filter(|row| {
                 input
                     .trigger_type

@@ -14,7 +14,8 @@ use crate::wire::Payload;
 /// The default namespace.
 pub(super) const DEFAULT_NAMESPACE: &str = "default";
 
-/// Identity announced by `engine::workers::register` (PROTOCOL.md §2.4). Unknown keys
+/// Identity announced by `engine::workers::register` (an `invokefunction` with
+/// `action: void` and no `invocation_id`, the first message every SDK sends). Unknown keys
 /// are ignored; every field is optional.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub(super) struct WorkerMeta {

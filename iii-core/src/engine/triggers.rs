@@ -1,4 +1,5 @@
-//! Trigger types and trigger bindings (PROTOCOL.md §3.6–3.9).
+//! Trigger types and trigger bindings (`registertriggertype`, `registertrigger`,
+//! `triggerregistrationresult`, `unregistertrigger`).
 //!
 //! A trigger type is provided either by the engine itself (the two notification types)
 //! or by a worker. A binding asks a provider to fire a function; it is forwarded to a
@@ -18,12 +19,7 @@ use crate::wire::control::{
 };
 use crate::wire::{ControlMessage, ErrorBody};
 
-/// Fires when the set of registered functions changes.
-pub(super) const FUNCTIONS_AVAILABLE: &str = "engine::functions-available";
-/// Fires when a worker connects, announces itself or disconnects.
-pub(super) const WORKERS_AVAILABLE: &str = "engine::workers-available";
-/// Trigger type ids the engine keeps for itself.
-const RESERVED_PREFIX: &str = "engine::";
+pub(super) use crate::wire::builtins::{FUNCTIONS_AVAILABLE, RESERVED_PREFIX, WORKERS_AVAILABLE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Provider {

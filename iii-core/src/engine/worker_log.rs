@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 
 use super::{Engine, EngineEvent};
 use crate::ids::ConnId;
+use crate::wire::builtins;
 use crate::Instant;
 
 /// The severity of a worker's log line.
@@ -34,11 +35,11 @@ pub enum LogLevel {
 
 /// The built-in ids and the level each logs at.
 pub(super) const LOG_FUNCTIONS: [(&str, LogLevel); 5] = [
-    ("engine::log::trace", LogLevel::Trace),
-    ("engine::log::debug", LogLevel::Debug),
-    ("engine::log::info", LogLevel::Info),
-    ("engine::log::warn", LogLevel::Warn),
-    ("engine::log::error", LogLevel::Error),
+    (builtins::LOG_TRACE, LogLevel::Trace),
+    (builtins::LOG_DEBUG, LogLevel::Debug),
+    (builtins::LOG_INFO, LogLevel::Info),
+    (builtins::LOG_WARN, LogLevel::Warn),
+    (builtins::LOG_ERROR, LogLevel::Error),
 ];
 
 /// The level `function_id` logs at, when it is one of the log built-ins.

@@ -1,5 +1,5 @@
-//! The error codes the engine sends (`ErrorBody::code`), one constant each, so that
-//! every sender and every test names the same spelling.
+//! The error codes the engine and the workers send (`ErrorBody::code`), one constant
+//! each, so that every sender and every test names the same spelling.
 
 /// No function with this id exists where it was looked for.
 pub const FUNCTION_NOT_FOUND: &str = "function_not_found";
@@ -40,3 +40,8 @@ pub const REGISTRATION_NOT_APPROVED: &str = "registration_not_approved";
 /// A request refused because its session called the engine's own functions faster than
 /// `builtin_calls_per_sec` allows.
 pub const RATE_LIMITED: &str = "rate_limited";
+
+/// A worker's function handler failed (returned an error or panicked).
+pub const INVOCATION_FAILED: &str = "invocation_failed";
+/// A worker could not encode its handler's result.
+pub const SERIALIZATION_ERROR: &str = "serialization_error";

@@ -1,6 +1,6 @@
 //! The control protocol: JSON objects in text frames, tagged by a lowercase `type`.
 //!
-//! Decoding follows the reference engine's tolerance (PROTOCOL.md §3.1): unknown fields
+//! Decoding follows the reference engine's tolerance: unknown fields
 //! are ignored, an unknown `type` is reported as [`Decoded::Unknown`] (never an error),
 //! a missing `data`/`config` reads as `null`, and invocation ids must be UUIDs.
 //! Payloads (`data`, `result`, `config`, `metadata`, ...) are kept as raw JSON text

@@ -1,5 +1,6 @@
 //! The wire: WebSocket messages, close codes and the JSON control protocol.
 
+pub mod builtins;
 pub mod codes;
 pub mod control;
 pub mod frame;

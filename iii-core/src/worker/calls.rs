@@ -18,7 +18,7 @@ use crate::wire::control::{
 use crate::wire::{decode, CloseCode, ControlMessage, Decoded, ErrorBody, Payload};
 
 /// The engine's built-in that mints a channel.
-const CREATE_CHANNEL: &str = "engine::channels::create";
+const CREATE_CHANNEL: &str = crate::wire::builtins::CHANNELS_CREATE;
 /// The only non-fatal rejection code.
 const FUNCTION_CONFLICT: &str = crate::wire::codes::FUNCTION_NAMESPACE_CONFLICT;
 

@@ -7,7 +7,7 @@ use crate::chunk::MAX_CHUNK;
 /// The longest reconnect delay [`WorkerConfig::validate`] accepts (one day).
 pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// Who this worker is, as announced in `engine::workers::register` (PROTOCOL §2.4).
+/// Who this worker is, as announced in `engine::workers::register`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerIdentity {
     /// The worker name; one live worker per (namespace, name) on the real engine.

@@ -22,7 +22,7 @@ use crate::wire::control::{
 use crate::wire::{CloseCode, ControlMessage, Message, Text};
 
 /// The function every connection calls first to announce its identity.
-const REGISTER_FUNCTION: &str = "engine::workers::register";
+const REGISTER_FUNCTION: &str = crate::wire::builtins::WORKERS_REGISTER;
 
 /// State of the control connection.
 #[derive(Debug)]

@@ -167,7 +167,11 @@ pub(crate) async fn serve_counted<R: Runtime>(
             refuse(&mut stream, refusal).await;
             return;
         }
-        Err(HeadError::Io) => return,
+        Err(HeadError::Io(error)) => {
+            tracing::trace!(%peer, %error, "reading the request head failed");
+            return;
+        }
+        Err(HeadError::Closed) => return,
     };
     // Pure routing first: no engine state is touched for a malformed URL.
     if let Err(rejection) = parse_target(&request.target) {

@@ -263,7 +263,8 @@ fn run(setup: &Setup, peer: &Rc<RefCell<Peer>>) {
     };
     let request = match request {
         Ok(Request::Upgrade(request)) => request,
-        Ok(Request::Plain(_)) | Err(HeadError::Io | HeadError::Refuse(_)) => return,
+        Ok(Request::Plain(_))
+        | Err(HeadError::Io(_) | HeadError::Closed | HeadError::Refuse(_)) => return,
     };
     // The 101 goes into the socket's buffer (a peer that sent a request takes it).
     peer.borrow_mut().room = 1024;

@@ -180,7 +180,7 @@ pub trait IntoErrorBody {
 }
 
 /// The code sent for a handler's failure.
-pub const INVOCATION_FAILED: &str = "invocation_failed";
+pub const INVOCATION_FAILED: &str = iii_core::wire::codes::INVOCATION_FAILED;
 
 fn failed(message: impl fmt::Display) -> ErrorBody {
     ErrorBody::new(INVOCATION_FAILED, message.to_string())

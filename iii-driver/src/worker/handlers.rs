@@ -16,9 +16,9 @@ use super::Invocation;
 use crate::runtime::BoxFuture;
 
 /// The code sent when a typed handler's input does not deserialize.
-pub const DESERIALIZATION_ERROR: &str = "deserialization_error";
+pub const DESERIALIZATION_ERROR: &str = iii_core::wire::codes::DESERIALIZATION_ERROR;
 /// The code sent when a typed handler's output does not serialize.
-pub const SERIALIZATION_ERROR: &str = "serialization_error";
+pub const SERIALIZATION_ERROR: &str = iii_core::wire::codes::SERIALIZATION_ERROR;
 
 /// A type-erased function handler, as the worker task stores it.
 pub(crate) type Handler =

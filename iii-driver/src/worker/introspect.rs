@@ -3,6 +3,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use iii_core::wire::builtins::{
+    FUNCTIONS_AVAILABLE, FUNCTIONS_LIST, REGISTERED_TRIGGERS_LIST as TRIGGERS_LIST,
+    TRIGGER_TYPES_LIST, WORKERS_LIST,
+};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -10,12 +14,6 @@ use serde_json::{json, Value};
 use super::registry::{FunctionDef, FunctionRef, Trigger};
 use super::{Error, Iii};
 use crate::runtime::Runtime;
-
-const FUNCTIONS_LIST: &str = "engine::functions::list";
-const WORKERS_LIST: &str = "engine::workers::list";
-const TRIGGER_TYPES_LIST: &str = "engine::triggers::list";
-const TRIGGERS_LIST: &str = "engine::registered-triggers::list";
-const FUNCTIONS_AVAILABLE: &str = "engine::functions-available";
 
 /// A function the engine knows (`engine::functions::list`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

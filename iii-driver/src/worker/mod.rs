@@ -71,6 +71,8 @@ pub use error::{Error, IntoErrorBody, INVOCATION_FAILED};
 pub use handlers::{TriggerHandler, TriggerRequest, DESERIALIZATION_ERROR, SERIALIZATION_ERROR};
 pub use iii_core::channel::{extract_channel_refs, ChannelRef, Direction};
 pub use iii_core::wire::ErrorBody;
+/// The engine's built-in function ids and the error codes of `ErrorBody::code`.
+pub use iii_core::wire::{builtins, codes};
 pub use iii_core::worker::{
     ConfigError, ConnectionState, EndOutcome, InvokeError, ReadError, RegisterError, Rejection,
     TraceContext, WorkerConfig, WorkerIdentity, WriteError,

@@ -15,11 +15,10 @@ use uuid::Uuid;
 use super::super::invoke::Purpose;
 use super::super::session::DEFAULT_NAMESPACE;
 
-/// Ids the engine keeps for itself.
-const RESERVED_PREFIX: &str = "engine::";
 use super::super::quota::{count_message, Registration};
 use super::super::{Engine, FnKey, Quota, RefusalReason, Timer};
 use crate::ids::ConnId;
+use crate::wire::builtins::RESERVED_PREFIX;
 use crate::wire::control::{
     to_payload, InvokeFunction, Payload, RegisterFunction, RegisterTrigger, RegisterTriggerType,
 };

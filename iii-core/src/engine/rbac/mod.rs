@@ -36,19 +36,20 @@ pub use filter::{FunctionFilter, MetadataMatch, Pattern};
 pub(super) use hooks::{Hooked, PendingHook};
 
 use super::WorkerQuotas;
+use crate::wire::builtins;
 use crate::wire::control::Payload;
 
 /// The functions every RBAC listener allows, whatever its filters, so that connection
 /// set-up, channels and logging through the engine work (`forbidden_functions` can
 /// still deny them).
 pub const INFRASTRUCTURE_FUNCTIONS: [&str; 7] = [
-    "engine::channels::create",
-    "engine::workers::register",
-    "engine::log::trace",
-    "engine::log::debug",
-    "engine::log::info",
-    "engine::log::warn",
-    "engine::log::error",
+    builtins::CHANNELS_CREATE,
+    builtins::WORKERS_REGISTER,
+    builtins::LOG_TRACE,
+    builtins::LOG_DEBUG,
+    builtins::LOG_INFO,
+    builtins::LOG_WARN,
+    builtins::LOG_ERROR,
 ];
 
 /// How one listener treats the workers that connect to it.

@@ -55,7 +55,7 @@ fn invoke_result_completes_exactly_once() {
     );
     assert!(matches!(
         events(drain(&mut worker)).as_slice(),
-        [WorkerEvent::CallCompleted { outcome: CallOutcome::Error(e), .. }] if e.code == "invocation_stopped"
+        [WorkerEvent::CallCompleted { outcome: CallOutcome::Error(e), .. }] if e.code == crate::wire::codes::INVOCATION_STOPPED
     ));
 }
 
@@ -218,7 +218,7 @@ fn incoming_invocations_and_trigger_requests() {
         matches!(&evs[0], WorkerEvent::TriggerRemoved { id, trigger_type: Some(t) } if id == "b1" && t == "webhook")
     );
     assert!(
-        matches!(&evs[1], WorkerEvent::TriggerFailed { error, .. } if error.code == "FORBIDDEN")
+        matches!(&evs[1], WorkerEvent::TriggerFailed { error, .. } if error.code == crate::wire::codes::FORBIDDEN)
     );
     assert!(matches!(&evs[2], WorkerEvent::ProtocolViolation { .. }));
     assert_eq!(evs.len(), 3);

@@ -113,7 +113,7 @@ impl<R: Runtime> Task<R> {
                     metadata: metadata.and_then(|m| serde_json::from_str(m.get()).ok()),
                 };
                 let Some(handler) = self.trigger_types.get(&request.trigger_type).cloned() else {
-                    let error = ErrorBody::new("trigger_type_not_found", "Trigger type not found");
+                    let error = ErrorBody::trigger_type_not_found();
                     let _ = self.core.trigger_registration_result(now, &id, Err(error));
                     return;
                 };
@@ -180,7 +180,7 @@ impl<R: Runtime> Task<R> {
         trace: TraceContext,
     ) {
         let Some(handler) = self.handlers.get(&function_id).cloned() else {
-            let error = ErrorBody::new("function_not_found", "Function not found");
+            let error = ErrorBody::function_not_found();
             let _ = self.core.complete(now, id, Err(error));
             return;
         };

@@ -1,10 +1,10 @@
 //! The `chunker` target.
 
-use crate::fuzzing::Input;
+use crate::Input;
 
 use bytes::Bytes;
 
-use crate::chunk::chunks;
+use iii_core::chunk::chunks;
 
 /// `chunker`: chunks concatenate to the input, each is at most `max` (0 counts as 1)
 /// and none is empty; there are exactly `ceil(len / max)` of them.

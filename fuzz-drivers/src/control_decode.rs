@@ -1,6 +1,6 @@
 //! The `control_decode` target.
 
-use crate::wire::{decode, Decoded};
+use iii_core::wire::{decode, Decoded};
 
 /// `control_decode`: decoding never panics, and a decoded message re-encodes to a fixed
 /// point (encode, decode, encode gives the same text and the same message type).

@@ -1,7 +1,7 @@
 //! The `upgrade_target` target.
 
-use crate::channel::{channel_url, ChannelRef};
-use crate::upgrade::{parse_target, Route};
+use iii_core::channel::{channel_url, ChannelRef};
+use iii_core::upgrade::{parse_target, Route};
 
 /// `upgrade_target`: `parse_target` never panics on any string, and a channel route
 /// re-rendered with `channel_url("", ..)` parses back to exactly the same channel id, key

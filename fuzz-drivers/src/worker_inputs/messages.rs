@@ -1,12 +1,12 @@
 //! Engine messages built from fuzz input for the worker rig.
 
 use super::*;
-use crate::fuzzing::Input;
+use crate::Input;
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use crate::wire::{CloseCode, Message, PeerClose, Text};
+use iii_core::wire::{CloseCode, Message, PeerClose, Text};
 
 impl super::WorkerRig {
     /// A result or error for a known call (pending or finished) or an unknown id.

@@ -1,11 +1,11 @@
 //! JSON values built from fuzz input, shared by the role-machine rigs.
 
-use crate::fuzzing::Input;
+use crate::Input;
 
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use crate::channel::ChannelRef;
+use iii_core::channel::ChannelRef;
 
 /// Binding ids the rigs use.
 pub(crate) const BINDINGS: [&str; 3] = ["b0", "b1", "b2"];

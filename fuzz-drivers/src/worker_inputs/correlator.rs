@@ -1,10 +1,10 @@
 //! The `correlator` target.
 
 use super::*;
-use crate::fuzzing::{Input, MAX_OPS};
-use crate::Instant;
+use crate::{Input, MAX_OPS};
+use iii_core::Instant;
 
-use crate::worker::FunctionSpec;
+use iii_core::worker::FunctionSpec;
 
 /// `correlator`: the worker's call correlation through the public [`Worker`] API.
 /// Arbitrary sequences of `invoke`, results (for pending, finished and unknown ids, with

@@ -2,12 +2,12 @@
 
 use std::collections::VecDeque;
 
-use crate::fuzzing::{Input, MAX_OPS};
+use crate::{Input, MAX_OPS};
 
 use bytes::Bytes;
 
-use crate::outbox::Outbox;
-use crate::wire::Message;
+use iii_core::outbox::Outbox;
+use iii_core::wire::Message;
 
 /// `credit`: arbitrary push / release / sent / take_credit sequences on one [`Outbox`],
 /// checked step by step against a model: in-flight never exceeds the credit, queued and

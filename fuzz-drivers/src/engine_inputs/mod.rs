@@ -5,23 +5,23 @@ mod messages;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::fuzzing::values::{
+use crate::values::{
     error_value, finish_object, payload_value, push_capped, str_field, uuid_value, BINDINGS,
 };
-use crate::fuzzing::{Input, DRAIN_LIMIT, MAX_OPS};
-use crate::Instant;
+use crate::{Input, DRAIN_LIMIT, MAX_OPS};
+use iii_core::Instant;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::channel::{channel_url, extract_channel_refs, ChannelRef, Direction};
-use crate::engine::{
+use iii_core::channel::{channel_url, extract_channel_refs, ChannelRef, Direction};
+use iii_core::engine::{
     Admission, Engine, EngineConfig, EngineOutput, FunctionFilter, ListenerPolicy, Pattern, Rbac,
     Ticket, WorkerQuotas,
 };
-use crate::ids::ConnId;
-use crate::upgrade::UpgradeRequest;
-use crate::wire::{CloseCode, Message, PeerClose, Text};
+use iii_core::ids::ConnId;
+use iii_core::upgrade::UpgradeRequest;
+use iii_core::wire::{CloseCode, Message, PeerClose, Text};
 
 const FUNCTION_IDS: [&str; 6] = ["f0", "f1", "f2", "ns::g", "engine::mine", ""];
 const BUILTINS: [&str; 8] = [

@@ -1,7 +1,7 @@
 //! Control messages built from fuzz input for the engine rig.
 
 use super::*;
-use crate::fuzzing::Input;
+use crate::Input;
 
 use serde_json::{json, Map, Value};
 

@@ -1,4 +1,8 @@
-//! Property drivers behind the cargo-fuzz targets in `fuzz/` (feature `fuzzing`).
+//! Property drivers of `iii-core`'s machines, behind the cargo-fuzz targets in `fuzz/`.
+//!
+//! A crate of its own, never published, so that `iii-core` carries no fuzzing code or
+//! feature: the drivers use only `iii-core`'s public API. `fuzz/` and the `iii-tests`
+//! crate depend on it.
 //!
 //! Every driver is an ordinary function over a byte slice that panics when a property
 //! fails. The libFuzzer targets are one-line wrappers around them, and

@@ -3,16 +3,16 @@
 use std::time::Duration;
 
 use super::*;
-use crate::fuzzing::Input;
+use crate::Input;
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use crate::channel::{ChannelRef, Direction};
-use crate::wire::control::to_payload;
-use crate::wire::{CloseCode, ErrorBody, Message, Payload, Text};
-use crate::worker::{EndId, FunctionSpec, TriggerSpec, TriggerTypeSpec};
+use iii_core::channel::{ChannelRef, Direction};
+use iii_core::wire::control::to_payload;
+use iii_core::wire::{CloseCode, ErrorBody, Message, Payload, Text};
+use iii_core::worker::{EndId, FunctionSpec, TriggerSpec, TriggerTypeSpec};
 
 impl super::WorkerRig {
     pub(super) fn time(&mut self, input: &mut Input<'_>) {

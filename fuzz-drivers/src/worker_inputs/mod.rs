@@ -9,14 +9,12 @@ pub use correlator::correlator;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::fuzzing::values::{
-    error_value, finish_object, payload_value, push_capped, uuid_value, BINDINGS,
-};
-use crate::fuzzing::{Input, DRAIN_LIMIT, MAX_OPS};
-use crate::Instant;
+use crate::values::{error_value, finish_object, payload_value, push_capped, uuid_value, BINDINGS};
+use crate::{Input, DRAIN_LIMIT, MAX_OPS};
+use iii_core::Instant;
 
-use crate::ids::{ConnId, InvocationId};
-use crate::worker::{
+use iii_core::ids::{ConnId, InvocationId};
+use iii_core::worker::{
     CallOutcome, ConnectTarget, EndId, Worker, WorkerConfig, WorkerEvent, WorkerOutput,
 };
 
