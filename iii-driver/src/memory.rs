@@ -16,119 +16,66 @@
 //! * **Writes**: the WebSocket layer always offers its whole unsent buffer to the socket,
 //!   so what the socket did not take is exactly what it still holds; that is charged.
 //!
-//! A connection whose growth the budget cannot grant is cut (1008) and everything it held
-//! is given back when it is dropped. The last [`RESERVE_FRACTION`] of the budget is kept
-//! for connections holding at most [`SMALL_HOLDING`] bytes, so connections assembling huge
-//! messages cannot starve ordinary small messages of other peers. A peer whose unsent
-//! output exceeds its cap, or that keeps sending pings while it reads nothing (each ping
-//! queues a pong), is cut as a slow consumer.
+//! **Grants.** A connection is charged in grants: when what it holds passes its charge,
+//! it asks the budget for what it holds plus a quarter (at least 16 KiB, at most 1 MiB
+//! more); the charge is lowered only when what it holds falls to half of that, or to
+//! nothing. The charge is never below what the connection holds, so the budget is never
+//! weaker than exact accounting; the common read (payload bytes that do not change the
+//! grant) touches no shared state.
 //!
-//! Per read and per write this costs one frame-header walk and at most one atomic add on
-//! the shared counter, only when what the connection holds changed.
+//! **Who is cut.** Growth the budget cannot grant cuts the largest holder, by fair
+//! shares: the listener holding the most, within it the address holding the most, within
+//! it the connection holding the most, the one asking counted with its growth (see
+//! [`MemoryBudget`]). If that is the one asking, it is refused and cut; otherwise the
+//! largest holder is cut and the growth granted. Either way the cut connection gets a
+//! 1008 and everything it held is given back. Connections assembling huge messages
+//! cannot take the last part of the budget (the reserve, [`BudgetPolicy`]), kept for
+//! connections holding little. A peer whose unsent output exceeds its cap, or that keeps
+//! sending pings while it reads nothing (each ping queues a pong), is cut as a slow
+//! consumer.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::io::{AsyncRead, AsyncWrite};
 
-/// A connection holding at most this many bytes may use the whole budget; beyond it, the
-/// last [`RESERVE_FRACTION`] of the budget is out of its reach.
-pub const SMALL_HOLDING: usize = 256 * 1024;
+mod frames;
+mod holders;
 
-/// The part of the budget (1 / this) kept for connections holding at most
-/// [`SMALL_HOLDING`] bytes.
-pub const RESERVE_FRACTION: usize = 8;
+use frames::Frames;
+pub use holders::{BudgetPolicy, MemoryBudget, MemoryUse};
+pub(crate) use holders::{CutSignal, Owner};
 
-/// Bytes of pings a peer may send while the engine cannot write to it (each queues a
-/// pong it does not read) before it is cut as a slow consumer.
-pub const PONG_ROOM: usize = 16 * 1024;
+/// The least a grant adds to what a connection holds.
+const MIN_SLACK: usize = 16 * 1024;
 
-/// The engine-wide byte budget shared by every connection's `Metered` stream.
-#[derive(Debug)]
-pub struct MemoryBudget {
-    limit: usize,
-    used: AtomicUsize,
-    peak: AtomicUsize,
-    /// Connections cut because the budget could not grant their growth.
-    refused: AtomicU64,
-    /// Connections cut as slow consumers (unsent output over their cap, or pings they
-    /// could not be answered).
-    slow: AtomicU64,
-}
+/// The most a grant adds to what a connection holds.
+const MAX_SLACK: usize = 1 << 20;
 
-/// A copy of a [`MemoryBudget`]'s counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MemoryUse {
-    /// The budget, in bytes.
-    pub limit: usize,
-    /// Bytes held now: messages in progress and unsent output of every connection.
-    pub used: usize,
-    /// The most ever held at once.
-    pub peak: usize,
-    /// Connections cut because the budget could not grant their growth.
-    pub refused: u64,
-    /// Connections cut as slow consumers.
-    pub slow_consumers: u64,
-}
-
-impl MemoryBudget {
-    /// A budget of `limit` bytes.
-    pub fn new(limit: usize) -> Self {
-        Self {
-            limit,
-            used: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
-            refused: AtomicU64::new(0),
-            slow: AtomicU64::new(0),
-        }
+/// What a connection holding `held` bytes is charged when it asks for more: a quarter
+/// more, within [`MIN_SLACK`] and [`MAX_SLACK`].
+#[inline]
+fn grant_for(held: usize) -> usize {
+    if held == 0 {
+        return 0;
     }
-
-    /// The counters, now.
-    pub fn snapshot(&self) -> MemoryUse {
-        MemoryUse {
-            limit: self.limit,
-            used: self.used.load(Ordering::Relaxed),
-            peak: self.peak.load(Ordering::Relaxed),
-            refused: self.refused.load(Ordering::Relaxed),
-            slow_consumers: self.slow.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Charges `n` more bytes to a connection that holds `held` bytes before them.
-    fn try_charge(&self, held: usize, n: usize) -> bool {
-        let ceiling = if held.saturating_add(n) <= SMALL_HOLDING {
-            self.limit
-        } else {
-            self.limit - self.limit / RESERVE_FRACTION
-        };
-        let after = self.used.fetch_add(n, Ordering::AcqRel).saturating_add(n);
-        if after > ceiling {
-            self.used.fetch_sub(n, Ordering::AcqRel);
-            return false;
-        }
-        if after > self.peak.load(Ordering::Relaxed) {
-            self.peak.fetch_max(after, Ordering::Relaxed);
-        }
-        true
-    }
-
-    fn release(&self, n: usize) {
-        if n > 0 {
-            self.used.fetch_sub(n, Ordering::AcqRel);
-        }
-    }
+    held.saturating_add((held / 4).clamp(MIN_SLACK, MAX_SLACK))
 }
 
 /// Why a [`Metered`] stream cut its connection: the error inside the `io::Error` its
 /// reads or writes fail with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum MemoryCut {
-    /// The engine-wide budget could not grant the connection's growth.
+    /// The engine-wide budget could not grant the connection's growth: it was the
+    /// largest holder itself.
     #[error("the engine's memory budget is exhausted")]
     Budget,
+    /// The connection was the largest holder when another one's growth did not fit.
+    #[error("the largest holder of the engine's exhausted memory budget")]
+    Largest,
     /// The peer reads too slowly for what is sent to it (its unsent output passed its
     /// cap, or it kept pinging while reading nothing).
     #[error("slow consumer")]
@@ -146,188 +93,118 @@ impl MemoryCut {
     }
 }
 
-/// Where the frame parser is in the byte stream the WebSocket layer reads.
-#[derive(Debug, Default)]
-struct Frames {
-    /// Header bytes of the frame being parsed (at most 14).
-    header: [u8; 14],
-    have: usize,
-    /// Payload bytes left in the current frame; `None` while reading a header.
-    remaining: Option<u64>,
-    /// The current frame is a control frame.
-    control: bool,
-    /// The current frame ends its message.
-    fin: bool,
-    /// Bytes of the data message in progress: its payload so far and the header being
-    /// read.
-    message: usize,
-    /// Bytes of the control frame in progress.
-    control_bytes: usize,
-    /// Bytes of the ping frames seen since the socket last took a byte.
-    pings: usize,
-    /// Payload bytes of the data frame in progress (and its header while it is read).
-    frame: usize,
-    /// The largest data frame payload completed so far: the WebSocket layer reserves a
-    /// whole frame in its read buffer and keeps that allocation for the connection's life, so
-    /// it stays held (and charged) after the message is delivered.
-    retained: usize,
-}
-
-impl Frames {
-    /// What the connection holds: the message and control frame in progress, and the
-    /// read buffer its largest frame left behind.
-    fn held(&self) -> usize {
-        self.message
-            .saturating_add(self.control_bytes)
-            .saturating_add(self.retained)
-    }
-
-    /// Header length once its first two bytes are known.
-    fn header_len(&self) -> usize {
-        let extended = match self.header[1] & 0x7f {
-            126 => 2,
-            127 => 8,
-            _ => 0,
-        };
-        let mask = if self.header[1] & 0x80 != 0 { 4 } else { 0 };
-        2 + extended + mask
-    }
-
-    fn payload_len(&self) -> u64 {
-        match self.header[1] & 0x7f {
-            126 => u64::from(u16::from_be_bytes([self.header[2], self.header[3]])),
-            127 => {
-                let mut bytes = [0; 8];
-                bytes.copy_from_slice(&self.header[2..10]);
-                u64::from_be_bytes(bytes)
-            }
-            n => u64::from(n),
-        }
-    }
-
-    fn count(&mut self, n: usize) {
-        if self.control {
-            self.control_bytes = self.control_bytes.saturating_add(n);
-        } else {
-            self.message = self.message.saturating_add(n);
-            self.frame = self.frame.saturating_add(n);
-        }
-    }
-
-    /// Follows `data`, the next bytes handed to the WebSocket layer.
-    fn observe(&mut self, mut data: &[u8]) {
-        while !data.is_empty() {
-            match self.remaining {
-                None => {
-                    let need = if self.have < 2 { 2 } else { self.header_len() };
-                    let take = (need - self.have).min(data.len());
-                    self.header[self.have..self.have + take].copy_from_slice(&data[..take]);
-                    self.have += take;
-                    data = &data[take..];
-                    // The first byte says what the frame is.
-                    self.control = self.header[0] & 0x08 != 0;
-                    self.fin = self.header[0] & 0x80 != 0;
-                    self.count(take);
-                    if self.have >= 2 && self.have == self.header_len() {
-                        // The WebSocket layer parses the header and keeps only the
-                        // payload: a message of many fragments holds no header bytes.
-                        if !self.control {
-                            self.message = self.message.saturating_sub(self.have);
-                            self.frame = self.frame.saturating_sub(self.have);
-                        }
-                        self.remaining = Some(self.payload_len());
-                        self.have = 0;
-                    }
-                }
-                Some(left) => {
-                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
-                    self.count(take);
-                    data = &data[take..];
-                    self.remaining = Some(left - take as u64);
-                }
-            }
-            if self.remaining == Some(0) {
-                self.remaining = None;
-                self.frame_done();
-            }
-        }
-    }
-
-    /// The current frame is complete: what it finished is the WebSocket layer's to
-    /// deliver now, no longer in progress.
-    fn frame_done(&mut self) {
-        if self.control {
-            if self.header[0] & 0x0f == 0x9 {
-                self.pings = self.pings.saturating_add(self.control_bytes);
-            }
-            self.control_bytes = 0;
-            self.control = false;
-        } else {
-            self.retained = self.retained.max(self.frame);
-            self.frame = 0;
-            if self.fin {
-                self.message = 0;
-            }
-        }
-    }
-}
-
 /// The budget's view of one connection's socket (see the module docs).
 #[derive(Debug)]
 pub(crate) struct Metered<S> {
     inner: S,
     budget: Arc<MemoryBudget>,
+    /// This connection in the budget's registry, and how the budget cuts it.
+    id: u64,
+    signal: Arc<CutSignal>,
     /// Most unsent output the connection may hold.
     unsent_cap: usize,
+    /// Bytes of pings the peer may send while the socket takes nothing.
+    pong_room: usize,
     frames: Frames,
     /// Unsent output the WebSocket layer holds, as the last write saw it.
     unsent: usize,
-    /// Bytes charged for this connection now.
+    /// Bytes charged for this connection now (its grant): never less than it holds.
     charged: usize,
     /// The write side stalled (the socket took nothing at the last write).
     stalled: bool,
     /// Set once the connection was cut as a slow consumer: later writes fail at once.
     slow: bool,
+    /// Set once the budget cut the connection: its charge was given back, reads fail,
+    /// and writes pass uncharged (the Close frame that tells the peer why).
+    cut: Option<MemoryCut>,
 }
 
 impl<S> Metered<S> {
-    /// Meters `inner` against `budget`; `leftover` are bytes already read past the HTTP
-    /// request that the WebSocket layer will parse first.
+    /// Meters `inner`, a connection of `owner`, against `budget`; `leftover` are bytes
+    /// already read past the HTTP request that the WebSocket layer will parse first.
     pub(crate) fn new(
         inner: S,
         budget: Arc<MemoryBudget>,
+        owner: Owner,
         unsent_cap: usize,
         leftover: &[u8],
     ) -> io::Result<Self> {
+        let (id, signal) = budget.register(owner);
+        let pong_room = budget.policy().pong_room;
         let mut metered = Self {
             inner,
             budget,
+            id,
+            signal,
             unsent_cap,
+            pong_room,
             frames: Frames::default(),
             unsent: 0,
             charged: 0,
             stalled: false,
             slow: false,
+            cut: None,
         };
         metered.frames.observe(leftover);
         metered.settle()?;
         Ok(metered)
     }
 
-    /// Brings the charge to what the connection holds now. Growth the budget cannot
-    /// grant fails with [`MemoryCut::Budget`].
-    fn settle(&mut self) -> io::Result<()> {
-        let held = self.frames.held().saturating_add(self.unsent);
-        if held > self.charged {
-            let more = held - self.charged;
-            if !self.budget.try_charge(self.charged, more) {
-                self.budget.refused.fetch_add(1, Ordering::Relaxed);
-                return Err(MemoryCut::Budget.error());
-            }
-        } else {
-            self.budget.release(self.charged - held);
+    /// What the connection holds now.
+    #[inline]
+    fn held(&self) -> usize {
+        self.frames.held().saturating_add(self.unsent)
+    }
+
+    /// Fails if the budget has just cut this connection as the largest holder (once:
+    /// later the cut is in `self.cut`).
+    #[inline]
+    fn check_cut(&mut self) -> io::Result<()> {
+        if self.cut.is_none() && self.signal.is_cut() {
+            // The budget took its charge back when it cut it.
+            self.charged = 0;
+            self.cut = Some(MemoryCut::Largest);
+            return Err(MemoryCut::Largest.error());
         }
-        self.charged = held;
+        Ok(())
+    }
+
+    /// Brings the charge to what the connection holds now (see the module docs on
+    /// grants). Growth the budget cannot grant fails with [`MemoryCut::Budget`].
+    #[inline]
+    fn settle(&mut self) -> io::Result<()> {
+        let held = self.held();
+        // The common case, kept short: the grant still covers what is held, and what is
+        // held is at least half of it (below half is where a grant may be lowered).
+        if held <= self.charged && held.saturating_mul(2) >= self.charged {
+            return Ok(());
+        }
+        self.regrant(held)
+    }
+
+    /// [`Self::settle`] when the grant must change.
+    fn regrant(&mut self, held: usize) -> io::Result<()> {
+        if self.cut.is_some() {
+            return Ok(());
+        }
+        if held > self.charged {
+            self.check_cut()?;
+            match self.budget.grow(self.id, held, grant_for(held)) {
+                Some(grant) => self.charged = grant,
+                None => {
+                    self.check_cut()?;
+                    self.budget.refused.fetch_add(1, Ordering::Relaxed);
+                    self.budget.unregister(self.id);
+                    self.charged = 0;
+                    self.cut = Some(MemoryCut::Budget);
+                    return Err(MemoryCut::Budget.error());
+                }
+            }
+        } else if self.charged > 0 && (held == 0 || grant_for(held) <= self.charged / 2) {
+            let charge = grant_for(held);
+            self.budget.shrink(self.id, charge);
+            self.charged = charge;
+        }
         Ok(())
     }
 
@@ -338,11 +215,18 @@ impl<S> Metered<S> {
         }
         MemoryCut::SlowConsumer.error()
     }
+
+    /// The task waits on the socket: it is the one to wake if the budget cuts this
+    /// connection meanwhile (checked again after registering, so no cut is missed).
+    fn waiting(&mut self, cx: &Context<'_>) -> io::Result<()> {
+        self.signal.register(cx.waker());
+        self.check_cut()
+    }
 }
 
 impl<S> Drop for Metered<S> {
     fn drop(&mut self) {
-        self.budget.release(self.charged);
+        self.budget.unregister(self.id);
     }
 }
 
@@ -353,12 +237,20 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if let Some(cut) = this.cut {
+            return Poll::Ready(Err(cut.error()));
+        }
+        this.check_cut()?;
         let n = match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(n)) => n,
+            Poll::Pending => {
+                this.waiting(cx)?;
+                return Poll::Pending;
+            }
             other => return other,
         };
         this.frames.observe(&buf[..n]);
-        if this.stalled && this.frames.pings > PONG_ROOM {
+        if this.stalled && this.frames.pings > this.pong_room {
             // Each of those pings queued a pong the peer is not reading.
             return Poll::Ready(Err(this.slow_consumer()));
         }
@@ -403,9 +295,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
         if this.slow {
             return Poll::Ready(Err(MemoryCut::SlowConsumer.error()));
         }
+        this.check_cut()?;
         let result = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Err(cut) = this.wrote(buf.len(), &result) {
             return Poll::Ready(Err(cut));
+        }
+        if result.is_pending() {
+            this.waiting(cx)?;
         }
         result
     }

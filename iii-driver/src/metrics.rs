@@ -473,6 +473,7 @@ impl Collector for Snapshot {
             "reason",
             &[
                 ("budget", memory.refused),
+                ("largest_holder", memory.evicted),
                 ("slow_consumer", memory.slow_consumers),
             ],
         )?;

@@ -2,15 +2,18 @@
 //! worker ([`Peer`]) and a hostile one that completes the upgrade by hand and then
 //! never reads a byte ([`DeafPeer`]).
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use async_tungstenite::tokio::{connect_async, ConnectStream};
+use async_tungstenite::tokio::{
+    client_async_tls_with_connector_and_config, connect_async, ConnectStream,
+};
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use async_tungstenite::WebSocketStream;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// How long a test waits for any one answer.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,6 +32,26 @@ impl Peer {
     /// Connects to `url` and reads the greeting.
     pub async fn connect(url: &str) -> Result<Self, WsError> {
         let (ws, _) = connect_async(url).await?;
+        Self::greeted(ws).await
+    }
+
+    /// Connects to `ws://{addr}` from the local address `local` (another loopback
+    /// address, for a peer the engine must tell apart by address) and reads the greeting.
+    pub async fn connect_from(local: IpAddr, addr: &str) -> Result<Self, WsError> {
+        let socket = match local {
+            IpAddr::V4(_) => TcpSocket::new_v4()?,
+            IpAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(local, 0))?;
+        let target: SocketAddr = addr.parse().expect("a socket address");
+        let tcp = socket.connect(target).await?;
+        let (ws, _) =
+            client_async_tls_with_connector_and_config(format!("ws://{addr}"), tcp, None, None)
+                .await?;
+        Self::greeted(ws).await
+    }
+
+    async fn greeted(ws: WebSocketStream<ConnectStream>) -> Result<Self, WsError> {
         let mut peer = Self {
             ws,
             calls: 0,

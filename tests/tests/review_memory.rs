@@ -157,12 +157,12 @@ async fn raw_with(addr: &str, first: &[u8]) -> tokio::net::TcpStream {
     tcp
 }
 
-/// Peers that each hold a small unfinished message (under `SMALL_HOLDING`, so the
-/// reserve does not apply) fill the whole engine-wide budget; a bystander that then
-/// sends one ordinary call of 100 KiB (more than one read) is the one cut, whatever its listener: the budget has no
-/// share the attackers cannot take, and it cuts whoever grows next, not who holds most.
+/// Peers that each hold a small unfinished message (under `memory_small_holding_bytes`,
+/// so the reserve does not apply) fill the whole engine-wide budget from one address;
+/// a bystander from another address then sends one ordinary call of 100 KiB (more than
+/// one read and more than any attacker holds). The budget cuts the largest holders of
+/// the address holding the most, not the bystander that grows next.
 #[tokio::test]
-#[ignore = "open (issue 19): the budget cuts the connection that grows next, not the largest holder"]
 async fn peers_holding_small_unfinished_messages_cannot_get_a_bystander_cut() {
     use iii_tests::peer::{Patience, Peer};
     use iii_tokio::engine::{bind, EngineSettings};
@@ -181,28 +181,41 @@ async fn peers_holding_small_unfinished_messages_cannot_get_a_bystander_cut() {
     let addr = server.local_addr().to_string();
     let mut held = Vec::new();
     // Fill the budget with ever smaller unfinished messages, until even 8 bytes are
-    // refused: each refusal cuts only the attacker that asked.
+    // refused: each cut (a refusal of the one asking, or of the largest holder) takes
+    // only attackers.
     for chunk in [48 << 10, 4 << 10, 256, 8] {
         for _ in 0..64 {
-            let refused = handle.memory().refused;
-            let used = handle.memory().used;
-            // A text frame announcing 200 KiB (under SMALL_HOLDING), of which `chunk`.
+            let before = handle.memory();
+            // A text frame announcing 200 KiB (under the small holding), of which `chunk`.
             let mut first = vec![0x81, 0x80 | 127];
             first.extend_from_slice(&(200u64 << 10).to_be_bytes());
             first.extend_from_slice(&[0; 4]);
             first.resize(first.len() + chunk, b' ');
             held.push(raw_with(&addr, &first).await);
             let patience = Patience::new();
-            while handle.memory().refused == refused && handle.memory().used == used {
-                patience.wait("the chunk is charged or refused").await;
+            loop {
+                let now = handle.memory();
+                if now.refused != before.refused
+                    || now.evicted != before.evicted
+                    || now.used != before.used
+                {
+                    break;
+                }
+                patience.wait("the chunk is charged or a holder cut").await;
             }
-            if handle.memory().refused > refused {
+            if handle.memory().refused > before.refused {
                 break;
             }
         }
     }
-    let url = format!("ws://{addr}");
-    let mut bystander = Peer::connect(&url).await.expect("bystander");
+    let full = handle.memory();
+    assert!(
+        full.used + (100 << 10) > full.limit,
+        "the attackers did not fill the budget: {full:?}"
+    );
+    let mut bystander = Peer::connect_from([127, 0, 0, 2].into(), &addr)
+        .await
+        .expect("bystander");
     let answer = bystander
         .call(
             "engine::functions::list",
@@ -214,5 +227,22 @@ async fn peers_holding_small_unfinished_messages_cannot_get_a_bystander_cut() {
         "a bystander's ordinary call was not served: {answer} ({:?})",
         handle.memory()
     );
+    assert!(
+        handle.memory().evicted > full.evicted,
+        "the bystander was served without any holder cut: {:?}",
+        handle.memory()
+    );
+    // The holders cut were idle, waiting on their sockets: the budget woke their tasks,
+    // which closed them. The engine keeps the bystander and the attackers never cut.
+    let patience = Patience::new();
+    loop {
+        let memory = handle.memory();
+        let cut = (memory.refused + memory.evicted) as usize;
+        let open = handle.stats().await.expect("running").connections;
+        if open + cut <= held.len() + 1 {
+            break;
+        }
+        patience.wait("the holders cut are closed").await;
+    }
     drop(held);
 }

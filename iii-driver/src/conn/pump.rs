@@ -289,12 +289,14 @@ pub(crate) async fn pump<R, S, In>(
                     "connection cut by the memory budget");
             }
             report(ConnEvent::Closed(conn, PeerClose::Lost));
-            if cut == MemoryCut::Budget {
+            let reason = match cut {
+                MemoryCut::Budget => Some("engine memory budget exhausted"),
+                MemoryCut::Largest => Some("largest holder of the exhausted engine memory budget"),
+                MemoryCut::SlowConsumer => None,
+            };
+            if let Some(reason) = reason {
                 // Its socket still takes bytes: tell the peer why, briefly.
-                let closing = std::pin::pin!(sink.send(close_frame(
-                    CloseCode::POLICY,
-                    "engine memory budget exhausted"
-                )));
+                let closing = std::pin::pin!(sink.send(close_frame(CloseCode::POLICY, reason)));
                 let grace = rt.sleep_until(now() + CLOSE_GRACE);
                 let _ = future::select(closing, grace).await;
             }

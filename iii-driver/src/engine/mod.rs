@@ -222,7 +222,7 @@ pub fn start<R: Runtime>(rt: R, settings: EngineSettings) -> Result<EngineHandle
         transport,
         slots: SlotBudget::new(&settings),
         tls: tls.clone(),
-        memory: Arc::new(MemoryBudget::new(settings.memory_budget_bytes)),
+        memory: Arc::new(MemoryBudget::with_policy(settings.memory_policy())),
     };
     #[cfg(feature = "tls")]
     if let (true, Some(every)) = (tls.any(), settings.tls_poll_interval) {

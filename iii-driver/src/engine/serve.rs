@@ -22,7 +22,7 @@ use crate::handshake::{
     Request,
 };
 use crate::log_limit::LogLimit;
-use crate::memory::Metered;
+use crate::memory::{Metered, Owner};
 use crate::metrics;
 use crate::read_batch::ReadBatch;
 use crate::runtime::{now, Runtime};
@@ -217,7 +217,18 @@ pub(crate) async fn serve_counted<R: Runtime>(
     // What the connection holds outside the core's limits is charged to the engine-wide
     // budget, starting with the bytes read past the request.
     let unsent_cap = settings.unsent_cap(accepted.max_message_bytes);
-    let stream = match Metered::new(stream, engine.memory.clone(), unsent_cap, &request.leftover) {
+    // Counted by address as the per-address limits count (an IPv6 client by its /64).
+    let owner = Owner {
+        listener,
+        address: iii_core::upgrade::address_key(peer.ip()),
+    };
+    let stream = match Metered::new(
+        stream,
+        engine.memory.clone(),
+        owner,
+        unsent_cap,
+        &request.leftover,
+    ) {
         Ok(stream) => stream,
         Err(_) => {
             let _ = engine

@@ -7,6 +7,7 @@ use iii_core::engine::{Accepted, ConfigError, EngineConfig, ListenerPolicy};
 
 use super::tls::{TlsError, TlsSettings};
 use crate::conn::{ConnOptions, Liveness};
+use crate::memory::BudgetPolicy;
 
 /// The largest `write_buffer_bytes` accepted.
 const MAX_BUFFER_BYTES: usize = 1 << 30;
@@ -100,13 +101,28 @@ pub struct EngineSettings {
     /// Engine-wide byte budget of what connections hold outside the core's own limits:
     /// the message each is still receiving (frames read, message not yet whole) and the
     /// output its socket has not taken yet (pongs included), over every connection kind.
-    /// A connection whose growth the budget cannot grant is cut (1008); the last eighth
-    /// is kept for connections holding at most 256 KiB, so huge partial messages cannot
-    /// starve small ones. Each connection's unsent output is also capped (at twice the
-    /// larger of `core.max_control_queue_bytes` and its message limit, plus
-    /// `write_buffer_bytes`), beyond which, or when it keeps pinging while reading
-    /// nothing, it is cut as a slow consumer. Default 512 MiB.
+    /// When a connection's growth does not fit, the largest holder is cut (1008), by fair
+    /// shares: the listener holding the most, within it the peer address holding the
+    /// most, within it the connection holding the most (the one asking, counted with its
+    /// growth, is cut if that is itself). The last `1 / memory_reserve_fraction` is kept
+    /// for connections holding at most `memory_small_holding_bytes`, so huge partial
+    /// messages cannot starve small ones. Each connection's unsent output is also capped
+    /// (at twice the larger of `core.max_control_queue_bytes` and its message limit, plus
+    /// `write_buffer_bytes`), beyond which, or when it sends more than `pong_room_bytes`
+    /// of pings while reading nothing, it is cut as a slow consumer. Default 512 MiB; at
+    /// least 1 MiB.
     pub memory_budget_bytes: usize,
+    /// A connection holding at most this many bytes may use the whole memory budget,
+    /// reserve included (see `memory_budget_bytes`). Default 256 KiB; at most the budget.
+    pub memory_small_holding_bytes: usize,
+    /// The memory budget's reserve for connections holding at most
+    /// `memory_small_holding_bytes`: one part in this many (see `memory_budget_bytes`).
+    /// Default 8 (an eighth); at least 2.
+    pub memory_reserve_fraction: usize,
+    /// Bytes of pings a peer may send while the engine cannot write to it (each ping
+    /// queues a pong the peer is not reading) before it is cut as a slow consumer.
+    /// Default 16 KiB.
+    pub pong_room_bytes: usize,
 }
 
 /// A worker listener beyond the main one.
@@ -167,6 +183,9 @@ impl Default for EngineSettings {
             log_lines_per_reason: 10,
             log_window: Duration::from_secs(1),
             memory_budget_bytes: 512 << 20,
+            memory_small_holding_bytes: 256 * 1024,
+            memory_reserve_fraction: 8,
+            pong_room_bytes: 16 * 1024,
         }
     }
 }
@@ -253,6 +272,11 @@ impl EngineSettings {
             ("write_buffer_bytes", self.write_buffer_bytes),
             ("log_lines_per_reason", self.log_lines_per_reason),
             ("memory_budget_bytes", self.memory_budget_bytes),
+            (
+                "memory_small_holding_bytes",
+                self.memory_small_holding_bytes,
+            ),
+            ("pong_room_bytes", self.pong_room_bytes),
         ];
         if let Some((name, _)) = sizes.iter().find(|(_, value)| *value == 0) {
             return Err(StartError::Transport(format!(
@@ -268,6 +292,18 @@ impl EngineSettings {
         if self.memory_budget_bytes < MIN_MEMORY_BUDGET {
             return Err(StartError::Transport(
                 "`memory_budget_bytes` is under 1 MiB".to_owned(),
+            ));
+        }
+        if self.memory_small_holding_bytes > self.memory_budget_bytes {
+            return Err(StartError::Transport(
+                "`memory_small_holding_bytes` is over `memory_budget_bytes`".to_owned(),
+            ));
+        }
+        if self.memory_reserve_fraction < 2 {
+            return Err(StartError::Transport(
+                "`memory_reserve_fraction` must be at least 2 (a reserve of at most half the \
+                 budget)"
+                    .to_owned(),
             ));
         }
         if let Some(token) = &self.metrics_token {
@@ -326,6 +362,16 @@ impl EngineSettings {
         self.metrics_token
             .as_deref()
             .or(self.core.auth_token.as_deref())
+    }
+
+    /// How the memory budget is shared out.
+    pub(crate) fn memory_policy(&self) -> BudgetPolicy {
+        BudgetPolicy {
+            limit: self.memory_budget_bytes,
+            small_holding: self.memory_small_holding_bytes,
+            reserve_fraction: self.memory_reserve_fraction,
+            pong_room: self.pong_room_bytes,
+        }
     }
 
     /// The most unsent output a connection whose messages are limited to

@@ -22,7 +22,7 @@ use async_tungstenite::WebSocketStream;
 use futures_util::io::{AsyncRead, AsyncWrite};
 use futures_util::{Sink, Stream};
 
-use super::{MemoryBudget, MemoryCut, Metered, PONG_ROOM, RESERVE_FRACTION, SMALL_HOLDING};
+use super::{grant_for, MemoryBudget, MemoryCut, Metered, Owner};
 use crate::engine::{ws_config, EngineSettings};
 use crate::handshake::{read_request, switch, HeadError, Request};
 
@@ -278,6 +278,7 @@ fn run(setup: &Setup, peer: &Rc<RefCell<Peer>>) {
     let metered = match Metered::new(
         socket,
         setup.budget.clone(),
+        Owner::default(),
         setup.unsent_cap,
         &request.leftover,
     ) {
@@ -374,13 +375,7 @@ fn send(
 /// What the budget lets a connection that will hold `held` bytes reach, given `others`
 /// held by the other connections (none here).
 fn ceiling(setup: &Setup, others: usize, held: usize) -> usize {
-    let limit = setup.budget.snapshot().limit;
-    let top = if held <= SMALL_HOLDING {
-        limit
-    } else {
-        limit - limit / RESERVE_FRACTION
-    };
-    top.saturating_sub(others)
+    setup.budget.policy().ceiling(held).saturating_sub(others)
 }
 
 /// The properties after every step; `error` is how the step ended, if it failed.
@@ -397,19 +392,23 @@ fn check(setup: &Setup, metered: &Metered<PeerHandle>, error: Option<&WsError>) 
         "one connection: used is its charge"
     );
     let cap = connection_cap(setup, setup.leftover.get());
+    let held = metered.frames.held().saturating_add(metered.unsent);
+    assert!(held <= cap, "holds {held}, over the connection's cap {cap}");
     assert!(
-        metered.charged <= cap,
-        "charged {} over the connection's cap {cap}",
+        metered.charged <= grant_for(cap),
+        "charged {} over the grant of the connection's cap {cap}",
         metered.charged
     );
-    let held = metered.frames.held().saturating_add(metered.unsent);
     let cut = match error {
         Some(WsError::Io(error)) => MemoryCut::of(error),
         _ => None,
     };
     match cut {
         Some(MemoryCut::Budget) => {
-            assert!(held > metered.charged, "a budget cut without growth");
+            assert_eq!(
+                metered.charged, 0,
+                "a refused connection gives its charge back"
+            );
             assert!(
                 held > ceiling(setup, 0, held),
                 "growth to {held} refused under the ceiling {}",
@@ -417,18 +416,36 @@ fn check(setup: &Setup, metered: &Metered<PeerHandle>, error: Option<&WsError>) 
             );
             assert_eq!(memory.refused, 1);
         }
+        Some(MemoryCut::Largest) => unreachable!("the only connection cut as the largest"),
         Some(MemoryCut::SlowConsumer) => {
             assert!(metered.slow);
             assert!(
                 metered.unsent > metered.unsent_cap
-                    || (metered.stalled && metered.frames.pings > PONG_ROOM),
+                    || (metered.stalled && metered.frames.pings > metered.pong_room),
                 "a slow-consumer cut of a connection within its caps"
             );
         }
         None => {
             assert_eq!(memory.refused, 0, "a refusal that did not cut");
-            if !metered.slow {
-                assert_eq!(held, metered.charged, "the charge follows what is held");
+            if !metered.slow && metered.cut.is_none() {
+                // Charged in grants: never less than held, nothing for nothing, and
+                // lowered once held falls to half the grant.
+                assert!(
+                    held <= metered.charged,
+                    "held {held} over the charge {}",
+                    metered.charged
+                );
+                assert_eq!(
+                    held == 0,
+                    metered.charged == 0,
+                    "held {held}, charged {}",
+                    metered.charged
+                );
+                assert!(
+                    held == 0 || metered.charged < grant_for(held).saturating_mul(2),
+                    "charged {} for {held} held",
+                    metered.charged
+                );
             }
         }
     }

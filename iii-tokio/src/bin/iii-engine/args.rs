@@ -228,6 +228,16 @@ pub(crate) struct Args {
     /// sockets (pongs included), over every connection; growth beyond it is cut (1008).
     #[arg(long, env = "III_ENGINE_MEMORY_BUDGET_BYTES", default_value_t = defaults().memory_budget_bytes)]
     pub(crate) memory_budget_bytes: usize,
+    /// Connections holding at most this many bytes may use the memory budget's reserve.
+    #[arg(long, env = "III_ENGINE_MEMORY_SMALL_HOLDING_BYTES", default_value_t = defaults().memory_small_holding_bytes)]
+    pub(crate) memory_small_holding_bytes: usize,
+    /// The memory budget's reserve for small holdings: one part in this many (at least 2).
+    #[arg(long, env = "III_ENGINE_MEMORY_RESERVE_FRACTION", default_value_t = defaults().memory_reserve_fraction)]
+    pub(crate) memory_reserve_fraction: usize,
+    /// Bytes of pings a peer may send while reading nothing (each queues a pong) before it
+    /// is cut as a slow consumer.
+    #[arg(long, env = "III_ENGINE_PONG_ROOM_BYTES", default_value_t = defaults().pong_room_bytes)]
+    pub(crate) pong_room_bytes: usize,
     /// Bearer token of GET /metrics and GET /healthz (default: the workers' token, if
     /// any; otherwise they are open).
     #[arg(
@@ -510,6 +520,9 @@ impl Args {
         settings.socket_read_bytes = self.socket_read_bytes;
         settings.write_buffer_bytes = self.write_buffer_bytes;
         settings.memory_budget_bytes = self.memory_budget_bytes;
+        settings.memory_small_holding_bytes = self.memory_small_holding_bytes;
+        settings.memory_reserve_fraction = self.memory_reserve_fraction;
+        settings.pong_room_bytes = self.pong_room_bytes;
         settings.close_wait = Duration::from_secs(self.close_wait_secs);
         settings.log_lines_per_reason = self.log_lines_per_reason;
         settings.log_window = Duration::from_millis(self.log_window_ms);

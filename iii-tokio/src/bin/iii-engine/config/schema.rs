@@ -204,6 +204,12 @@ manager_config! {
     write_buffer_bytes: usize,
     /// `--memory-budget-bytes`.
     memory_budget_bytes: usize,
+    /// `--memory-small-holding-bytes`.
+    memory_small_holding_bytes: usize,
+    /// `--memory-reserve-fraction`.
+    memory_reserve_fraction: usize,
+    /// `--pong-room-bytes`.
+    pong_room_bytes: usize,
     /// `--metrics-token` (better: `metrics_token_file`).
     metrics_token: String,
     /// `--metrics-token-file`.
