@@ -34,6 +34,7 @@ impl Engine {
             worker_id: worker_id.clone(),
             reattach_token: token,
             connected_at: Some(now),
+            peer,
             listener,
             policy,
             ..Session::default()
@@ -44,6 +45,7 @@ impl Engine {
         self.emit(EngineEvent::WorkerConnected {
             conn,
             worker_id: worker_id.clone(),
+            peer,
         });
         self.fire_workers_available(now, "worker_connected", &worker_id);
     }
@@ -490,6 +492,8 @@ impl Engine {
         self.emit(EngineEvent::WorkerDisconnected {
             conn,
             worker_id: session.worker_id.clone(),
+            name: session.meta.name.clone(),
+            peer: session.peer,
         });
         self.fire_workers_available(now, "worker_disconnected", &session.worker_id);
     }

@@ -44,6 +44,8 @@ pub(super) struct Session {
     pub(super) namespace: String,
     pub(super) meta: WorkerMeta,
     pub(super) connected_at: Option<Instant>,
+    /// The client's address, when the driver gave it (for log lines).
+    pub(super) peer: Option<std::net::IpAddr>,
     pub(super) functions: BTreeSet<FnKey>,
     pub(super) trigger_types: BTreeSet<FnKey>,
     pub(super) bindings: BTreeSet<String>,
@@ -78,6 +80,7 @@ impl Default for Session {
             namespace: DEFAULT_NAMESPACE.to_owned(),
             meta: WorkerMeta::default(),
             connected_at: None,
+            peer: None,
             functions: BTreeSet::new(),
             trigger_types: BTreeSet::new(),
             bindings: BTreeSet::new(),

@@ -202,6 +202,8 @@ manager_config! {
     log_lines_per_reason: usize,
     /// `--log-window-ms`.
     log_window_ms: u64,
+    /// `--log-format` (`text` or `json`).
+    log_format: String,
     /// `--threads` (`null`: one per core).
     threads: NonZeroUsize,
 }
