@@ -32,8 +32,8 @@ use uuid::Uuid;
 pub use accept::{Accepted, Admission, ConnKindTag};
 pub use config::{ConfigError, EngineConfig, WorkerQuotas, MAX_TIMEOUT};
 pub use metrics::{
-    EngineMetrics, InvocationOutcome, LatencyHistogram, RefusedUpgrades, CHANNEL_OUTCOMES,
-    LATENCY_BUCKETS, OTHER_REFUSALS, QUOTAS,
+    EngineMetrics, FunctionCalls, InvocationOutcome, LatencyHistogram, RefusedUpgrades,
+    CHANNEL_OUTCOMES, LATENCY_BUCKETS, OTHER_FUNCTIONS, OTHER_REFUSALS, QUOTAS,
 };
 pub use output::{
     ChannelOutcome, ChannelStats, EngineEvent, EngineOutput, Quota, RefusalReason, Violation,

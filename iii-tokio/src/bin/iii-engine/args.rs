@@ -143,6 +143,11 @@ pub(crate) struct Args {
     /// Longest line a worker may log through `engine::log::*`, in bytes (cut beyond).
     #[arg(long, env = "III_ENGINE_MAX_WORKER_LOG_BYTES", default_value_t = defaults().core.max_worker_log_bytes)]
     pub(crate) max_worker_log_bytes: usize,
+    /// Functions that get their own label in the per-function call metrics
+    /// (`iii_function_calls_total`, the first ones called); the rest are counted under
+    /// `function="other"`.
+    #[arg(long, env = "III_ENGINE_METRICS_FUNCTION_LABELS", default_value_t = defaults().core.metrics_function_labels)]
+    pub(crate) metrics_function_labels: usize,
     /// Functions one worker may register.
     #[arg(long, env = "III_ENGINE_MAX_FUNCTIONS_PER_WORKER", default_value_t = defaults().core.quotas.functions)]
     pub(crate) max_functions_per_worker: usize,
@@ -466,6 +471,7 @@ impl Args {
         core.max_list_bytes = self.max_list_bytes;
         core.worker_log_lines_per_second = self.worker_log_lines_per_second;
         core.max_worker_log_bytes = self.max_worker_log_bytes;
+        core.metrics_function_labels = self.metrics_function_labels;
         let quotas = &mut core.quotas;
         quotas.functions = self.max_functions_per_worker;
         quotas.trigger_types = self.max_trigger_types_per_worker;

@@ -142,6 +142,8 @@ manager_config! {
     worker_log_lines_per_second: usize,
     /// `--max-worker-log-bytes`.
     max_worker_log_bytes: usize,
+    /// `--metrics-function-labels`.
+    metrics_function_labels: usize,
     /// `--max-functions-per-worker`.
     max_functions_per_worker: usize,
     /// `--max-trigger-types-per-worker`.
