@@ -71,6 +71,8 @@ fn engine_config(flags: u8) -> EngineConfig {
         max_list_bytes: 1024,
         worker_log_lines_per_second: 4,
         max_worker_log_bytes: 64,
+        // Small, so inputs reach the `other` label.
+        metrics_function_labels: 2,
         quotas: quotas(),
         listeners: vec![ListenerPolicy {
             max_connections_per_ip: Some(3),
