@@ -60,7 +60,8 @@ pub(crate) const CHANNELS: Listing = Listing {
         Column::new("PAUSED", "writer_paused", Format::Flag),
         Column::new("RECEIVED", "bytes_in", Format::Bytes),
         Column::new("BLOCKED", "blocked_ms", Format::Millis),
-        Column::new("OWNER", "owner_worker_id", Format::Text),
+        Column::new("OWNER", "owner_name", Format::Text),
+        Column::new("OWNER ID", "owner_worker_id", Format::Text),
     ],
 };
 

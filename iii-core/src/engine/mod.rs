@@ -382,9 +382,10 @@ impl Engine {
         }
     }
 
-    /// The live channels, ordered by id.
+    /// The live channels, ordered by id (`blocked_ms` counts finished pauses only, and
+    /// `owner_name` is left out: `engine::channels::list` gives both).
     pub fn channels(&self) -> Vec<ChannelInfo> {
-        self.channels.values().map(Channel::info).collect()
+        self.channels.values().map(|c| c.info(None, None)).collect()
     }
 
     /// True when `conn` is open and the engine has not closed it.
