@@ -90,9 +90,21 @@ pub(crate) enum Command {
     /// standard output carries the stream.
     #[command(after_help = exit_codes_help())]
     Recv(RecvArgs),
+    /// Show one function as the engine lists it: its worker, description, metadata,
+    /// and the `request_format` and `response_format` it was registered with (JSON).
+    #[command(after_help = exit_codes_help())]
+    Describe(DescribeArgs),
     /// Print a completion script for SHELL on standard output (no engine needed), e.g.
     /// `iii completions bash > ~/.local/share/bash-completion/completions/iii`.
     Completions(CompletionsArgs),
+}
+
+/// `iii describe`.
+#[derive(Debug, Args)]
+pub(crate) struct DescribeArgs {
+    /// The function id.
+    #[arg(value_name = "FUNCTION", value_parser = function_id)]
+    pub(crate) function: String,
 }
 
 /// `iii completions`.

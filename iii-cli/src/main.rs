@@ -86,6 +86,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Send(args) => transfer::send::run(&session, args, timeout).await,
         Command::Recv(args) => transfer::recv::run(&mut session, args, timeout).await,
+        Command::Describe(args) => listing::describe(&session, &args.function, timeout).await,
         Command::Completions(_) => Ok(()),
     };
     session.close().await;

@@ -275,3 +275,38 @@ async fn trigger_types_are_listed() {
         "--all includes the engine's: {all:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_shows_the_formats_a_function_was_registered_with() {
+    use iii_tokio::worker::FunctionDef;
+    use serde_json::json;
+    let engine = Engine::start().await;
+    let described = crate::support::worker(&engine.url, "described", None).await;
+    let request = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+    let def = FunctionDef::new("math.add")
+        .description("adds")
+        .request_format(request.clone())
+        .response_format(json!({"type": "integer"}));
+    described
+        .register_function(def, |input: Value| async move {
+            Ok::<_, iii_tokio::worker::Error>(input)
+        })
+        .expect("register");
+    described
+        .wait_registered(std::time::Duration::from_secs(10))
+        .await
+        .expect("registered");
+
+    let out = run(iii(&engine.url, &["describe", "math.add"]), None).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let row = out.json();
+    assert_eq!(row["function_id"], "math.add", "{out:?}");
+    assert_eq!(row["worker_name"], "described");
+    assert_eq!(row["description"], "adds");
+    assert_eq!(row["request_format"], request);
+    assert_eq!(row["response_format"], json!({"type": "integer"}));
+
+    let missing = run(iii(&engine.url, &["describe", "math.sub"]), None).await;
+    assert_eq!(missing.code, Some(1), "{missing:?}");
+    assert!(missing.stderr.contains("function_not_found"), "{missing:?}");
+}

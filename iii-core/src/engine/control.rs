@@ -257,6 +257,8 @@ impl Engine {
         }
         self.functions.insert(key.clone(), conn);
         let mut function = FunctionSpec::new(&key.1, description, spec.metadata, bytes);
+        function.request_format = spec.request_format;
+        function.response_format = spec.response_format;
         function.exposed_on = self.exposure(&key.1, function.metadata.as_deref());
         function.local_id = (local_id != key.1).then_some(local_id);
         self.insert_spec(key.clone(), function);

@@ -115,6 +115,11 @@ impl Session {
 pub(super) struct FunctionSpec {
     pub(super) description: Option<String>,
     pub(super) metadata: Option<Payload>,
+    /// The `request_format` it was registered with (listed by
+    /// `engine::functions::list`; counted in `bytes`).
+    pub(super) request_format: Option<Payload>,
+    /// The `response_format` it was registered with (likewise).
+    pub(super) response_format: Option<Payload>,
     /// `metadata.internal == true`: hidden from listings unless asked for.
     pub(super) internal: bool,
     /// The id and description, lowercased, for `search`.
@@ -145,6 +150,8 @@ impl FunctionSpec {
         Self {
             description,
             metadata,
+            request_format: None,
+            response_format: None,
             internal,
             search_text,
             bytes,
