@@ -15,7 +15,13 @@ pub(crate) async fn run(
     args: &CallArgs,
     timeout: Option<std::time::Duration>,
 ) -> Result<(), Failure> {
-    let input = payload::call_payload(args.payload.as_deref(), args.max_payload_bytes).await?;
+    let input = match args.payload.as_slice() {
+        [] => payload::call_payload(None, args.max_payload_bytes).await?,
+        [one] if !payload::is_pair(one) => {
+            payload::call_payload(Some(one), args.max_payload_bytes).await?
+        }
+        pairs => payload::pairs(pairs)?,
+    };
     let iii = session.iii();
     if args.void {
         return iii

@@ -57,8 +57,9 @@ impl ConnectionArgs {
 /// The commands (each repeats the exit statuses in its help).
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Call a function and print its result as JSON.
-    #[command(after_help = exit_codes_help())]
+    /// Call a function and print its result as JSON (`iii trigger` too, the official
+    /// `iii` command's name for it).
+    #[command(visible_alias = "trigger", after_help = exit_codes_help())]
     Call(CallArgs),
     /// List the functions registered at the engine.
     #[command(after_help = exit_codes_help())]
@@ -89,6 +90,29 @@ pub(crate) enum Command {
     /// standard output carries the stream.
     #[command(after_help = exit_codes_help())]
     Recv(RecvArgs),
+    /// Show one function as the engine lists it: its worker, description, metadata,
+    /// and the `request_format` and `response_format` it was registered with (JSON).
+    #[command(after_help = exit_codes_help())]
+    Describe(DescribeArgs),
+    /// Print a completion script for SHELL on standard output (no engine needed), e.g.
+    /// `iii completions bash > ~/.local/share/bash-completion/completions/iii`.
+    Completions(CompletionsArgs),
+}
+
+/// `iii describe`.
+#[derive(Debug, Args)]
+pub(crate) struct DescribeArgs {
+    /// The function id.
+    #[arg(value_name = "FUNCTION", value_parser = function_id)]
+    pub(crate) function: String,
+}
+
+/// `iii completions`.
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_name = "SHELL")]
+    pub(crate) shell: clap_complete::Shell,
 }
 
 /// `iii call`.
@@ -97,9 +121,11 @@ pub(crate) struct CallArgs {
     /// The function id.
     #[arg(value_name = "FUNCTION", value_parser = function_id)]
     pub(crate) function: String,
-    /// The payload as JSON, or `-` to read it from standard input. Default: `{}`.
-    #[arg(value_name = "JSON")]
-    pub(crate) payload: Option<String>,
+    /// The payload as JSON, `-` to read it from standard input, or KEY=VALUE pairs for
+    /// an object (`a=1 name=joe`: VALUE as JSON where it is JSON, otherwise a string).
+    /// Default: `{}`.
+    #[arg(value_name = "JSON | KEY=VALUE")]
+    pub(crate) payload: Vec<String>,
     /// Fire and forget: send the call without waiting for a result (nothing printed;
     /// the function's errors are not reported).
     #[arg(long)]

@@ -67,7 +67,8 @@ impl Status {
             }
             Status::Timeout => "no answer within --timeout",
             Status::Stream => {
-                "the channel failed (aborted, lost) and the function reported no error"
+                "the channel failed (aborted, lost) and the function reported no error, \
+                 or `send`'s function returned before reading all of the input"
             }
             Status::LocalIo => "reading the input or writing the output failed",
             Status::Interrupted => "interrupted (Ctrl-C); an open channel is aborted",
@@ -147,6 +148,18 @@ pub(crate) enum Failure {
     /// Standard output's reader went away.
     #[error("standard output was closed")]
     BrokenPipe,
+    /// `iii send`: the function answered before it had read all of the input (its
+    /// result is printed; the rest of the input was never delivered).
+    #[error(
+        "`{function}` returned before reading all of the input ({sent} bytes sent): \
+         the rest was not delivered"
+    )]
+    Unread {
+        /// The function called.
+        function: String,
+        /// Bytes written into the channel before the answer.
+        sent: u64,
+    },
 }
 
 impl Failure {
@@ -157,7 +170,7 @@ impl Failure {
             Failure::Connect { .. } | Failure::Lost { .. } => Status::Connection,
             Failure::Function { .. } => Status::FunctionFailed,
             Failure::Timeout { .. } => Status::Timeout,
-            Failure::Stream { .. } => Status::Stream,
+            Failure::Stream { .. } | Failure::Unread { .. } => Status::Stream,
             Failure::LocalIo { .. } => Status::LocalIo,
             Failure::Interrupted => Status::Interrupted,
             Failure::BrokenPipe => Status::BrokenPipe,

@@ -8,6 +8,8 @@ use std::time::Duration;
 use iii_tokio::worker::builtins;
 use serde_json::{json, Map, Value};
 
+use iii_tokio::worker::ErrorBody;
+
 use crate::call::print_json;
 use crate::cli::{FilterArgs, ListArgs};
 use crate::exit::Failure;
@@ -62,7 +64,8 @@ pub(crate) const CHANNELS: Listing = Listing {
         Column::new("PAUSED", "writer_paused", Format::Flag),
         Column::new("RECEIVED", "bytes_in", Format::Bytes),
         Column::new("BLOCKED", "blocked_ms", Format::Millis),
-        Column::new("OWNER", "owner_worker_id", Format::Text),
+        Column::new("OWNER", "owner_name", Format::Text),
+        Column::new("OWNER ID", "owner_worker_id", Format::Text),
     ],
 };
 
@@ -140,6 +143,39 @@ fn rows(listing: &Listing, mut answer: Value, own_name: &str) -> Result<Vec<Valu
         listing.key == WORKERS.key && row.get("name").and_then(Value::as_str) == Some(own_name)
     };
     Ok(rows.into_iter().filter(|row| !is_own(row)).collect())
+}
+
+/// `iii describe FUNCTION`: the function's row of `engine::functions::list` (internal
+/// ones included), as indented JSON; a function that is not registered fails like a
+/// call of it would (`function_not_found`, status 1).
+pub(crate) async fn describe(
+    session: &Session,
+    function: &str,
+    timeout: Option<Duration>,
+) -> Result<(), Failure> {
+    const LIST: &str = "engine::functions::list";
+    let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let input = json!({"prefix": function, "include_internal": true});
+    let request = session.iii().trigger_with_timeout(LIST, input, timeout);
+    let answer = tokio::select! {
+        answer = request => answer,
+        _ = tokio::signal::ctrl_c() => return Err(Failure::Interrupted),
+    };
+    let answer = answer.map_err(|error| Failure::call(LIST, timeout, error))?;
+    let row = answer["functions"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|row| row["function_id"] == function));
+    match row {
+        Some(row) => print_json(&mut std::io::stdout().lock(), row, false),
+        None => Err(Failure::Function {
+            function: function.to_owned(),
+            body: ErrorBody::new(
+                "function_not_found",
+                format!("no function `{function}` is registered at the engine"),
+            ),
+            stream: None,
+        }),
+    }
 }
 
 #[cfg(test)]

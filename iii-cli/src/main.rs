@@ -4,7 +4,8 @@
 //! * `iii functions | workers | channels | triggers` list what the engine serves;
 //! * `iii send <function> [FILE|-]` streams a file or standard input to a function
 //!   through a channel, `iii recv <function> [FILE|-]` the other way round, both in
-//!   constant memory.
+//!   constant memory;
+//! * `iii completions <shell>` prints a completion script.
 //!
 //! `iii --help` documents every flag and the exit statuses ([`exit::Status`]).
 
@@ -58,6 +59,11 @@ fn main() -> ExitCode {
 
 /// Connects, runs the command, and shuts the worker down whatever happened.
 async fn run(cli: Cli) -> Result<(), Failure> {
+    if let Command::Completions(args) = &cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(args.shell, &mut command, "iii", &mut std::io::stdout());
+        return Ok(());
+    }
     let mut session = Session::open(&cli.connection).await?;
     let timeout = cli.connection.timeout;
     let outcome = match &cli.command {
@@ -80,6 +86,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Send(args) => transfer::send::run(&session, args, timeout).await,
         Command::Recv(args) => transfer::recv::run(&mut session, args, timeout).await,
+        Command::Describe(args) => listing::describe(&session, &args.function, timeout).await,
+        Command::Completions(_) => Ok(()),
     };
     session.close().await;
     outcome

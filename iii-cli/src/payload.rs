@@ -18,6 +18,37 @@ pub(crate) fn parse(text: &str, source: &str) -> Result<Value, Failure> {
     })
 }
 
+/// True for a `KEY=VALUE` argument: a key before the first `=`, and not JSON text
+/// (`"a=b"` quoted is a JSON string).
+pub(crate) fn is_pair(argument: &str) -> bool {
+    match argument.split_once('=') {
+        Some((key, _)) => {
+            !key.is_empty()
+                && !key.starts_with(['{', '[', '"'])
+                && serde_json::from_str::<Value>(argument).is_err()
+        }
+        None => false,
+    }
+}
+
+/// The object `KEY=VALUE` arguments describe: each VALUE is JSON where it parses as
+/// JSON (`n=1`, `ok=true`, `tags=["a"]`), otherwise the text itself (`name=joe`).
+pub(crate) fn pairs(arguments: &[String]) -> Result<Value, Failure> {
+    let mut object = Map::new();
+    for argument in arguments {
+        let Some((key, value)) = argument.split_once('=').filter(|_| is_pair(argument)) else {
+            return Err(Failure::Usage(format!(
+                "{argument:?}: give one JSON payload, or KEY=VALUE pairs"
+            )));
+        };
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::from(value));
+        if object.insert(key.to_owned(), value).is_some() {
+            return Err(Failure::Usage(format!("{key} is given twice")));
+        }
+    }
+    Ok(Value::Object(object))
+}
+
 /// The payload of `iii call`: the argument, standard input for `-` (at most `max_bytes`),
 /// or `{}`.
 pub(crate) async fn call_payload(argument: Option<&str>, max_bytes: u64) -> Result<Value, Failure> {
@@ -114,5 +145,41 @@ mod tests {
             other => panic!("expected a usage error, got {other:?}"),
         }
         assert_eq!(parse("\"hello\"", "the payload").ok(), Some(json!("hello")));
+    }
+}
+
+#[cfg(test)]
+mod pair_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn owned(arguments: &[&str]) -> Vec<String> {
+        arguments.iter().map(|a| (*a).to_owned()).collect()
+    }
+
+    #[test]
+    fn key_value_pairs_make_an_object_with_json_where_it_is_json() {
+        let value = pairs(&owned(&[
+            "a=1",
+            "name=joe",
+            "ok=true",
+            "tags=[\"x\"]",
+            "empty=",
+        ]));
+        assert_eq!(
+            value.ok(),
+            Some(json!({"a": 1, "name": "joe", "ok": true, "tags": ["x"], "empty": ""}))
+        );
+        assert!(pairs(&owned(&["a=1", "a=2"])).is_err(), "a key twice");
+        assert!(pairs(&owned(&["a=1", "{}"])).is_err(), "JSON among pairs");
+    }
+
+    #[test]
+    fn json_is_never_taken_for_a_pair() {
+        assert!(is_pair("a=1"));
+        assert!(!is_pair("{\"a\": \"b=c\"}"));
+        assert!(!is_pair("\"a=b\""));
+        assert!(!is_pair("=1"));
+        assert!(!is_pair("-"));
     }
 }

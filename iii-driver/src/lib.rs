@@ -20,6 +20,7 @@ mod handshake;
 mod log_limit;
 pub mod memory;
 mod metrics;
+mod process_metrics;
 mod read_batch;
 pub mod runtime;
 pub mod sdk;

@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::slots::{SlotBudget, SlotRefusal};
 use iii_core::engine::{
-    ChannelOutcome, EngineMetrics, EngineStats, InvocationOutcome, Quota, RateBound, RefusalReason,
-    CHANNEL_OUTCOMES, LATENCY_BUCKETS, OTHER_REFUSALS, QUOTAS,
+    ChannelOutcome, EngineMetrics, EngineStats, FunctionCalls, InvocationOutcome, LatencyHistogram,
+    Quota, RateBound, RefusalReason, CHANNEL_OUTCOMES, LATENCY_BUCKETS, OTHER_FUNCTIONS,
+    OTHER_REFUSALS, QUOTAS,
 };
 use prometheus_client::collector::Collector;
 
@@ -110,8 +111,11 @@ impl Snapshot {
 
     /// The OpenMetrics text of this snapshot.
     pub(crate) fn encode(self) -> String {
-        let mut registry = Registry::with_prefix("iii");
-        registry.register_collector(Box::new(self));
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(crate::process_metrics::ProcessCollector));
+        registry
+            .sub_registry_with_prefix("iii")
+            .register_collector(Box::new(self));
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
@@ -292,13 +296,7 @@ impl Collector for Snapshot {
             &outcomes,
         )?;
         let histogram = &m.invocation_latency;
-        let mut buckets: Vec<(f64, u64)> = Vec::with_capacity(LATENCY_BUCKETS.len() + 1);
-        let mut below = 0;
-        for (bound, cumulative) in LATENCY_BUCKETS.iter().zip(histogram.buckets) {
-            buckets.push((*bound, cumulative - below));
-            below = cumulative;
-        }
-        buckets.push((f64::MAX, histogram.count - below));
+        let buckets = histogram_buckets(histogram);
         e.encode_descriptor(
             "invocation_duration_seconds",
             "Time from a call's arrival to its answer, for calls served by workers",
@@ -483,6 +481,63 @@ impl Collector for Snapshot {
             "1 while the engine drains before stopping",
             u64::from(self.draining),
         )?;
-        Ok(())
+        encode_functions(e, m)?;
+        crate::process_metrics::encode_build(e)
     }
+}
+
+/// `iii_function_calls_total{function, outcome}` and
+/// `iii_function_call_duration_seconds{function}`: calls served by workers, per function
+/// id for the first `metrics_function_labels` functions called, `other` for the rest.
+fn encode_functions(e: &mut DescriptorEncoder, m: &EngineMetrics) -> Result {
+    let rows: Vec<(&str, &FunctionCalls)> = m
+        .functions
+        .iter()
+        .map(|(id, calls)| (id.as_str(), calls))
+        .chain(std::iter::once((OTHER_FUNCTIONS, &m.other_functions)))
+        .collect();
+    let mut calls = e.encode_descriptor(
+        "function_calls",
+        "Calls served by workers, by function (the first ones called; `other` for the rest) and outcome",
+        None,
+        MetricType::Counter,
+    )?;
+    for (function, counts) in &rows {
+        for outcome in InvocationOutcome::ALL {
+            let labels = [("function", *function), ("outcome", outcome.label())];
+            calls
+                .encode_family(&labels)?
+                .encode_counter::<NoLabelSet, u64, u64>(&counts.with(outcome), None)?;
+        }
+    }
+    let mut durations = e.encode_descriptor(
+        "function_call_duration_seconds",
+        "Time from a call's arrival to its answer, by function, for calls served by workers",
+        None,
+        MetricType::Histogram,
+    )?;
+    for (function, counts) in &rows {
+        let labels = [("function", *function)];
+        durations
+            .encode_family(&labels)?
+            .encode_histogram::<NoLabelSet>(
+                counts.latency.sum_seconds,
+                counts.latency.count,
+                &histogram_buckets(&counts.latency),
+                None,
+            )?;
+    }
+    Ok(())
+}
+
+/// The per-bucket counts of a cumulative histogram, as the encoder takes them.
+fn histogram_buckets(histogram: &LatencyHistogram) -> Vec<(f64, u64)> {
+    let mut buckets: Vec<(f64, u64)> = Vec::with_capacity(LATENCY_BUCKETS.len() + 1);
+    let mut below = 0;
+    for (bound, cumulative) in LATENCY_BUCKETS.iter().zip(histogram.buckets) {
+        buckets.push((*bound, cumulative - below));
+        below = cumulative;
+    }
+    buckets.push((f64::MAX, histogram.count - below));
+    buckets
 }

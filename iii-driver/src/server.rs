@@ -292,15 +292,16 @@ async fn accept_loop<R: Runtime>(
                 // there is no room for: the connection is closed at once (as it is when
                 // too many refusals are being written already).
                 let Some(refusing) = refusing.filter(|_| !engine.tls.is_tls(index)) else {
-                    log_refusal(peer, &OVERLOADED, reason);
+                    log_refusal(&engine, peer, &OVERLOADED, reason);
                     drop(tcp);
                     continue;
                 };
                 let refused_rt = rt.clone();
+                let refused_engine = engine.clone();
                 let write_timeout = settings.write_timeout;
                 rt.spawn(Box::pin(async move {
                     let _refusing = refusing;
-                    log_refusal(peer, &OVERLOADED, reason);
+                    log_refusal(&refused_engine, peer, &OVERLOADED, reason);
                     let mut tcp = WriteDeadline::new(&refused_rt, tcp, Some(write_timeout));
                     refuse(&mut tcp, OVERLOADED).await;
                 }));

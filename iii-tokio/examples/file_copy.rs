@@ -32,16 +32,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let reader_ref: ChannelRef = serde_json::from_value(input["reader"].clone())?;
             let path = input["path"].as_str().unwrap_or_default().to_owned();
             let mut reader = ChannelReader::new(&iii, &reader_ref);
-            let mut file = tokio::fs::File::create(&path).await?;
+            let mut file = tokio::fs::File::create(&path)
+                .await
+                .map_err(|error| format!("cannot create {path}: {error}"))?;
             // EOF only at a clean end: a writer that vanished is an error here.
-            let bytes = tokio::io::copy(&mut reader, &mut file).await?;
-            file.flush().await?;
-            Ok::<_, BoxError>(json!({ "bytes": bytes }))
+            let copied = async {
+                let bytes = tokio::io::copy(&mut reader, &mut file).await?;
+                file.flush().await?;
+                Ok::<_, std::io::Error>(bytes)
+            };
+            match copied.await {
+                Ok(bytes) => Ok::<_, BoxError>(json!({ "bytes": bytes })),
+                Err(error) => {
+                    // No partial or empty copy is left behind.
+                    let _ = tokio::fs::remove_file(&path).await;
+                    Err(format!("receiving into {path} failed (removed it): {error}").into())
+                }
+            }
         }
     })?;
     receiver.wait_registered(Duration::from_secs(10)).await?;
 
-    // The sending side: the channel's writer is a tokio AsyncWrite.
+    // The sending side: the channel's writer is a tokio AsyncWrite. The source is opened
+    // first, so a missing file fails before anything is created at either end.
+    let mut file = tokio::fs::File::open(&source)
+        .await
+        .map_err(|error| format!("cannot read {source}: {error}"))?;
     let channel = sender.create_channel(None).await?;
     let storing = {
         let sender = sender.clone();
@@ -53,10 +69,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
     };
     let mut writer = channel.writer;
-    let mut file = tokio::fs::File::open(&source).await?;
-    let sent = tokio::io::copy(&mut file, &mut writer).await?;
-    writer.shutdown().await?; // a clean close: the reader's copy ends
-    let stored = storing.await??;
+    let copied = async {
+        let sent = tokio::io::copy(&mut file, &mut writer).await?;
+        writer.shutdown().await?; // a clean close: the reader's copy ends
+        Ok::<_, std::io::Error>(sent)
+    };
+    let sent = match copied.await {
+        Ok(sent) => sent,
+        Err(error) => {
+            // The receiver's answer says why, when it failed first (its path included).
+            let why = match storing.await? {
+                Err(receiver) => format!("{receiver}"),
+                Ok(_) => format!("{error}"),
+            };
+            return Err(format!("copying {source} to {destination} failed: {why}").into());
+        }
+    };
+    let stored = storing
+        .await?
+        .map_err(|error| format!("storing {destination} failed: {error}"))?;
     println!("sent {sent} bytes; the receiver stored {}", stored["bytes"]);
     let same = tokio::fs::read(&source).await? == tokio::fs::read(&destination).await?;
     println!(

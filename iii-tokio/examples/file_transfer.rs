@@ -44,6 +44,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok::<_, Error>(json!({"bytes": received, "sha256": hex(&hasher.finalize())}))
         }
     })?;
+    // Registering is asynchronous (the reference engine applies it late): calling before
+    // it is in effect would be `function_not_found`.
+    receiver
+        .wait_registered(std::time::Duration::from_secs(10))
+        .await?;
 
     let (size, mut source): (u64, Box<dyn tokio::io::AsyncRead + Unpin + Send>) = match &path {
         Some(path) => {
@@ -67,18 +72,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
     };
     let start = Instant::now();
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = source.read(&mut buf).await?;
-        if n == 0 {
-            break;
+    let sending = async move {
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = source.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            channel.writer.write(&buf[..n]).await?;
         }
-        hasher.update(&buf[..n]);
-        channel.writer.write(&buf[..n]).await?;
-    }
-    channel.writer.close().await?;
-    let result = receiving.await??;
+        channel.writer.close().await?;
+        Ok::<_, Box<dyn std::error::Error>>(hasher)
+    };
+    tokio::pin!(sending);
+    let mut receiving = receiving;
+    // The call and the writing run together: if the call fails (no such function, an
+    // engine that never attaches the reader, a receiver that gives up), the writing stops
+    // with its error instead of waiting forever for a reader.
+    let (result, hasher) = tokio::select! {
+        sent = &mut sending => {
+            let hasher = sent?;
+            (receiving.await??, hasher)
+        }
+        answer = &mut receiving => match answer? {
+            // Answered while our close was still under way: let it finish.
+            Ok(result) => (result, sending.await?),
+            Err(error) => {
+                return Err(format!("files.receive failed before the end of the input: {error}").into());
+            }
+        },
+    };
     let secs = start.elapsed().as_secs_f64();
     let expected = hex(&hasher.finalize());
     println!(

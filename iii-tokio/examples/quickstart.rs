@@ -1,6 +1,7 @@
-//! The README's quick start (kept identical to it): run an engine first
-//! (`cargo run --release -p iii-tokio --bin iii-engine`), then
-//! `cargo run -p iii-tokio --example quickstart`.
+//! The README's quick start (kept identical to it):
+//! `cargo run -p iii-tokio --example quickstart` (an engine of its own), or
+//! `III_URL=ws://127.0.0.1:49134 cargo run -p iii-tokio --example quickstart` against an
+//! `iii-engine` you started (`cargo run --release -p iii-tokio --bin iii-engine`).
 
 use std::time::Duration;
 
@@ -8,11 +9,20 @@ use iii_tokio::worker::{connect, ChannelReader, ChannelRef, Error, WorkerOptions
 use serde_json::{json, Value};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    // III_URL, or ws://127.0.0.1:49134. Connects in the background and reconnects by
-    // itself; with no engine there, calls fail after 10 s (`core.connect_timeout`) with
-    // an error naming the URL.
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The engine at III_URL; without one, an engine in this process (as the other
+    // examples do; a deployment runs `iii-engine`).
+    let (url, _engine) = match std::env::var("III_URL") {
+        Ok(url) => (url, None),
+        Err(_) => {
+            let engine = iii_tokio::bind("127.0.0.1:0", Default::default()).await?;
+            (engine.url(), Some(engine))
+        }
+    };
+    // Connects in the background and reconnects by itself; with no engine there, calls
+    // fail after 10 s (`core.connect_timeout`) with an error naming the URL.
     let iii = connect(WorkerOptions {
+        url: Some(url),
         name: Some("quickstart".into()),
         ..Default::default()
     })?;
@@ -45,9 +55,10 @@ async fn main() -> Result<(), Error> {
     // No reader is attached yet, and the write still completes: a write waits only once
     // the channel's buffers (the worker's 1 MiB window and the engine's) are full.
     channel.writer.write(b"hello, channel").await?;
-    channel.writer.close().await?; // the reader sees a clean end after the data
-                                   // The reader ref goes to files.count; the unused local `channel.reader` is dropped
-                                   // without effect.
+    // The reader sees a clean end after the data.
+    channel.writer.close().await?;
+    // The reader ref goes to files.count; the unused local `channel.reader` is dropped
+    // without effect.
     let count = iii
         .trigger("files.count", json!({ "reader": channel.reader_ref }))
         .await?;

@@ -3,7 +3,9 @@
 //!
 //! `iii-browser/build.sh` builds the package and installs what the test needs (Debian's
 //! chromium, npm's playwright-core; see the README's "Browser" section); the test runs
-//! it first, so it needs the machine CI has and never skips. The page
+//! it first. Without the browser toolchain (no root or no Debian, say macOS) the test
+//! prints `skipped: run iii-browser/build.sh …` and passes, unless `III_REQUIRE_ALL=1`
+//! (CI sets it), which never skips. The page
 //! (`iii-browser/web/e2e.js`) registers `e2e.browser.*` functions and checks what it
 //! gets in the page; this test calls them and checks the Rust side:
 //!
@@ -58,6 +60,48 @@ fn repo() -> PathBuf {
 fn build_package_once() {
     static BUILT: std::sync::Once = std::sync::Once::new();
     BUILT.call_once(build_package);
+}
+
+/// True when the browser toolchain is here (`iii-browser/build.sh --check`), or can be
+/// installed by `build.sh` (root with apt-get), or `III_REQUIRE_ALL=1` asks for every
+/// test; otherwise prints why the test is skipped. (The same rule as the workspace
+/// tests' `iii_tests::toolchain::browser`, which this crate cannot depend on.)
+fn browser_toolchain_or_skip() -> bool {
+    if std::env::var("III_REQUIRE_ALL").is_ok_and(|value| value == "1") {
+        return true;
+    }
+    let check = Command::new("bash")
+        .arg(repo().join("iii-browser/build.sh"))
+        .arg("--check")
+        .env("III_BROWSER_NO_INSTALL", "1")
+        .stdout(Stdio::null())
+        .output();
+    let why = match check {
+        Ok(output) if output.status.success() => return true,
+        Ok(output) => String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .last()
+            .unwrap_or("iii-browser/build.sh --check failed")
+            .to_owned(),
+        Err(error) => format!("cannot run bash: {error}"),
+    };
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0");
+    let apt = Command::new("apt-get")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if root && apt {
+        return true;
+    }
+    eprintln!(
+        "skipped: run iii-browser/build.sh (as root on Debian; it installs the browser \
+         toolchain): {why} (III_REQUIRE_ALL=1 makes this a failure)"
+    );
+    false
 }
 
 /// Runs `iii-browser/build.sh` (installs what is missing, builds the package).
@@ -292,6 +336,9 @@ async fn writer_fails_its_reader(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_worker_calls_streams_reconnects_and_fails_typed() {
+    if !browser_toolchain_or_skip() {
+        return;
+    }
     tokio::task::block_in_place(build_package_once);
     let mut engine = Engine::start_on(
         "127.0.0.1:0",
@@ -397,6 +444,9 @@ async fn a_browser_worker_calls_streams_reconnects_and_fails_typed() {
 /// private function; `unregisterTriggerType` removing the type from the listing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_worker_lists_and_watches_what_the_engine_knows() {
+    if !browser_toolchain_or_skip() {
+        return;
+    }
     tokio::task::block_in_place(build_package_once);
     // Pages small enough that the page's function listing spans two of them (the page
     // checks), large enough for every backend function in a notification.

@@ -381,19 +381,21 @@ fn the_readme_example_is_a_working_configuration() {
     let example = &section[start..start + section[start..].find("```").expect("its end")];
     let scratch = Scratch::new();
     let config = scratch.file("iii-config.yaml", example);
-    let token_file = scratch.file("token", "t");
-    // The example's token file is the operator's: the variable stands in for it.
-    let (status, stdout, stderr) = run(
-        &["--config", &config, "--print-config"],
-        &[("III_ENGINE_TOKEN_FILE", &token_file)],
-    );
+    // As written: no variable, no other file.
+    let (status, stdout, stderr) = run(&["--config", &config, "--print-config"], &[]);
     assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("port: 49134"), "{stdout}");
     assert!(stdout.contains("max_channels_per_worker: 200"), "{stdout}");
     assert!(stdout.contains("- https://app.example.com"), "{stdout}");
     assert!(
         stdout.contains("# skipped (not part of iii-engine): iii-stream"),
         "{stdout}"
     );
+    // And it serves: on the port its `${III_PORT:49134}` takes (any free one here).
+    let engine = Engine::start_unaddressed(&["--config", &config], &[("III_PORT", "0")]);
+    assert!(engine.url.starts_with("ws://127.0.0.1:"), "{}", engine.url);
+    let (status, log) = engine.stop();
+    assert_eq!(status.code(), Some(0), "{log}");
 }
 
 #[test]

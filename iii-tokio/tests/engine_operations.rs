@@ -119,6 +119,8 @@ async fn metrics_count_a_scripted_workload_exactly() {
     settings.core.auth_token = Some(TOKEN.into());
     settings.core.invocation_timeout = Some(Duration::from_millis(300));
     settings.core.quotas.channels = 2;
+    // `ok` and `bad` are called first and get a label; `slow` is counted as `other`.
+    settings.core.metrics_function_labels = 2;
     let server = bind("127.0.0.1:0", settings).await.expect("bind");
     let (url, addr) = (server.url(), server.local_addr().to_string());
     let mut callee = worker(&url).await;
@@ -247,8 +249,57 @@ async fn metrics_count_a_scripted_workload_exactly() {
         (r#"iii_connections{kind="control"}"#, 1),
         ("iii_workers", 1),
         ("iii_draining", 0),
+        (r#"iii_function_calls_total{function="ok",outcome="ok"}"#, 2),
+        (
+            r#"iii_function_calls_total{function="ok",outcome="stopped"}"#,
+            1,
+        ),
+        (
+            r#"iii_function_calls_total{function="bad",outcome="error"}"#,
+            1,
+        ),
+        (
+            r#"iii_function_calls_total{function="other",outcome="timeout"}"#,
+            1,
+        ),
+        (
+            r#"iii_function_calls_total{function="other",outcome="ok"}"#,
+            0,
+        ),
+        (
+            r#"iii_function_call_duration_seconds_count{function="ok"}"#,
+            2,
+        ),
+        (
+            r#"iii_function_call_duration_seconds_count{function="other"}"#,
+            1,
+        ),
+        (
+            &format!(
+                r#"iii_build_info{{version="{}"}}"#,
+                env!("CARGO_PKG_VERSION")
+            ),
+            1,
+        ),
     ] {
         assert_eq!(sample(&text, name), expected, "{name}");
+    }
+    assert!(!text.contains(r#"function="slow""#), "beyond the label cap");
+    // The function labels are the cap plus `other`, whatever was called.
+    let labelled: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("iii_function_calls_total{function=\""))
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(
+        labelled.into_iter().collect::<Vec<_>>(),
+        ["bad", "ok", "other"]
+    );
+    if cfg!(target_os = "linux") {
+        assert!(sample(&text, "process_resident_memory_bytes") > 0);
+        assert!(sample(&text, "process_open_fds") > 0);
+        assert!(sample(&text, "process_start_time_seconds") > 1_700_000_000);
+        assert!(text.contains("process_cpu_seconds_total "), "{text}");
     }
     server.shutdown().await;
 }

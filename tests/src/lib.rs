@@ -11,6 +11,7 @@ pub mod peer;
 pub mod raw;
 pub mod rbac_fixtures;
 pub mod sim;
+pub mod toolchain;
 pub mod transcript;
 
 pub use sim::{Sim, SimConfig};

@@ -304,7 +304,9 @@ fn builtins_list_functions_workers_and_trigger_types() {
         "action": {"type": "void"}, "data": {"name": "svc", "runtime": "python", "pid": 42, "namespace": null}}));
     raw.send(
         conn,
-        json!({"type": "registerfunction", "id": "b::two", "description": "second"}),
+        json!({"type": "registerfunction", "id": "b::two", "description": "second",
+               "request_format": {"type": "object", "properties": {"n": {"type": "integer"}}},
+               "response_format": {"type": "string"}}),
     );
     raw.send(
         conn,
@@ -328,6 +330,12 @@ fn builtins_list_functions_workers_and_trigger_types() {
     assert_eq!(functions[0]["function_id"], "b::two");
     assert_eq!(functions[0]["worker_name"], "svc");
     assert_eq!(functions[0]["description"], "second");
+    // The formats are kept as registered and listed (what `iii describe` shows).
+    assert_eq!(
+        functions[0]["request_format"],
+        json!({"type": "object", "properties": {"n": {"type": "integer"}}})
+    );
+    assert_eq!(functions[0]["response_format"], json!({"type": "string"}));
     let workers = &answers[1]["result"]["workers"];
     assert_eq!(workers[0]["id"], worker_id.as_str());
     assert_eq!(workers[0]["runtime"], "python");

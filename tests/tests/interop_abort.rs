@@ -4,7 +4,15 @@
 
 use iii_tests::interop::{checks, harness, peer};
 
+/// False (after saying so) when the published SDKs' toolchain is missing.
+fn ready(name: &str) -> bool {
+    iii_tests::toolchain::run_or_skip(name, iii_tests::toolchain::published_sdks())
+}
+
 fn killed(name: &str) {
+    if !ready(name) {
+        return;
+    }
     let h = harness();
     h.block_on(checks::killed_writer_aborts_reader(h, peer::by_name(name)));
 }
@@ -25,6 +33,9 @@ fn rust_writer_killed_mid_stream() {
 }
 
 fn killed_with_our_reader(name: &str) {
+    if !ready(name) {
+        return;
+    }
     let h = harness();
     h.block_on(checks::killed_writer_fails_our_reader(
         h,

@@ -12,6 +12,10 @@ macro_rules! sdk_tests {
             use super::*;
 
             fn run<F: std::future::Future<Output = ()>>(peers: &[&str], test: F) {
+                let ready = iii_tests::toolchain::published_sdks();
+                if !iii_tests::toolchain::run_or_skip(module_path!(), ready) {
+                    return;
+                }
                 let h = harness();
                 h.ensure(peers);
                 h.block_on(test);

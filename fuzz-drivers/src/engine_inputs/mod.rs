@@ -74,6 +74,8 @@ fn engine_config(flags: u8) -> EngineConfig {
         worker_log_lines_per_second_per_ip: 6,
         worker_log_lines_per_second_total: 8,
         guest_builtin_calls: RateLimit::new(3, 5),
+        // Small, so inputs reach the `other` label.
+        metrics_function_labels: 2,
         quotas: quotas(),
         listeners: vec![ListenerPolicy {
             max_connections_per_ip: Some(3),

@@ -88,6 +88,10 @@ pub(super) struct Sink {
     /// True for standard output (whose reader may leave: a broken pipe).
     pub(super) is_stdout: bool,
     name: String,
+    /// The file, when this command created it (it did not exist before).
+    created: Option<std::path::PathBuf>,
+    /// Bytes written so far.
+    written: u64,
 }
 
 impl Sink {
@@ -98,8 +102,11 @@ impl Sink {
                 writer: Box::new(tokio::io::stdout()),
                 is_stdout: true,
                 name: "standard output".into(),
+                created: None,
+                written: 0,
             }),
             PathArg::File(path) => {
+                let existed = tokio::fs::symlink_metadata(path).await.is_ok();
                 let file = tokio::fs::File::create(path)
                     .await
                     .map_err(|source| write_failed(path, source))?;
@@ -107,6 +114,8 @@ impl Sink {
                     writer: Box::new(file),
                     is_stdout: false,
                     name: path.display().to_string(),
+                    created: (!existed).then(|| path.clone()),
+                    written: 0,
                 })
             }
         }
@@ -115,7 +124,32 @@ impl Sink {
     /// Writes all of `data`.
     pub(super) async fn write(&mut self, data: &[u8]) -> Result<(), Failure> {
         let written = self.writer.write_all(data).await;
-        written.map_err(|source| self.failed(source))
+        written.map_err(|source| self.failed(source))?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    /// After a failed transfer: removes the file this command created if nothing was
+    /// written to it (no empty file is left behind), and says on standard error what
+    /// became of the file, by its path.
+    pub(super) async fn failed_transfer(&mut self) {
+        if self.is_stdout {
+            return;
+        }
+        let _ = self.writer.flush().await;
+        match &self.created {
+            Some(path) if self.written == 0 => match tokio::fs::remove_file(path).await {
+                Ok(()) => eprintln!("iii: {}: removed (nothing was received)", self.name),
+                Err(error) => eprintln!("iii: {}: empty, and cannot remove it: {error}", self.name),
+            },
+            _ if self.written == 0 => {
+                eprintln!("iii: {}: now empty (nothing was received)", self.name)
+            }
+            _ => eprintln!(
+                "iii: {}: holds only the {} bytes received before the failure",
+                self.name, self.written
+            ),
+        }
     }
 
     /// Waits until everything written has reached the file or the pipe.

@@ -27,9 +27,24 @@ pub(crate) async fn run(
     args: &RecvArgs,
     timeout: Option<Duration>,
 ) -> Result<(), Failure> {
-    let transfer = &args.transfer;
-    let payload = payload::ref_payload(&transfer.payload, &args.field)?;
+    let payload = payload::ref_payload(&args.transfer.payload, &args.field)?;
     let mut sink = Sink::open(&args.output).await?;
+    let outcome = receive(session, args, timeout, payload, &mut sink).await;
+    if outcome.is_err() {
+        sink.failed_transfer().await;
+    }
+    outcome
+}
+
+/// The transfer of `iii recv` into `sink`, whose file the caller cleans up on failure.
+async fn receive(
+    session: &mut Session,
+    args: &RecvArgs,
+    timeout: Option<Duration>,
+    payload: serde_json::Map<String, Value>,
+    sink: &mut Sink,
+) -> Result<(), Failure> {
+    let transfer = &args.transfer;
     let iii = session.iii().clone();
     let Channel {
         writer,

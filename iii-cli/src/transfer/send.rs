@@ -44,6 +44,7 @@ pub(crate) async fn run(
     tokio::pin!(interrupted, call);
 
     let sent = Cell::new(0u64);
+    let input_ended = Cell::new(false);
     let sent_all = tokio::select! {
         biased;
         _ = &mut interrupted => {
@@ -51,18 +52,24 @@ pub(crate) async fn run(
             return Err(Failure::Interrupted);
         }
         answer = &mut call => {
-            // The function answered before the input ended: nobody reads the rest.
+            if input_ended.get() {
+                // Everything was written and the end sent: only our close's handshake
+                // was still under way when the answer came.
+                bar.finish_and_clear();
+                return print_json(&mut std::io::stdout().lock(), &answer?, false);
+            }
+            // The function answered before the input ended: nobody reads the rest, and
+            // `tar c | iii send backup.store` must not report success for part of it.
             writer.abort();
             let result = answer.inspect_err(|_| bar.abandon())?;
-            bar.finish_and_clear();
-            eprintln!(
-                "iii: `{}` returned before the end of the input ({} bytes sent)",
-                transfer.function,
-                sent.get()
-            );
-            return print_json(&mut std::io::stdout().lock(), &result, false);
+            bar.abandon();
+            print_json(&mut std::io::stdout().lock(), &result, false)?;
+            return Err(Failure::Unread {
+                function: transfer.function.clone(),
+                sent: sent.get(),
+            });
         }
-        sent_all = send_all(&mut source, &writer, &bar, args.read_bytes as usize, &sent) => sent_all,
+        sent_all = send_all(&mut source, &writer, &bar, args.read_bytes as usize, (&sent, &input_ended)) => sent_all,
     };
     match sent_all {
         Ok(()) => {}
@@ -86,7 +93,7 @@ pub(crate) async fn run(
 }
 
 /// Copies `source` into `writer` in chunks of at most `chunk` bytes, counting into
-/// `sent`, then closes the channel. Each write waits until the worker has taken the
+/// `sent`, then sets `ended` and closes the channel. Each write waits until the worker has taken the
 /// chunk under its write window, so at most a window and a chunk are held, whatever the
 /// input's size.
 async fn send_all(
@@ -94,7 +101,7 @@ async fn send_all(
     writer: &ChannelWriter,
     bar: &ProgressBar,
     chunk: usize,
-    sent: &Cell<u64>,
+    (sent, ended): (&Cell<u64>, &Cell<bool>),
 ) -> Result<(), CopyError> {
     let mut buf = BytesMut::new();
     while source
@@ -108,5 +115,6 @@ async fn send_all(
         sent.set(sent.get() + len);
         bar.set_position(sent.get());
     }
+    ended.set(true);
     writer.close().await.map_err(CopyError::Channel)
 }

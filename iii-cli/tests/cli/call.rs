@@ -234,3 +234,54 @@ async fn the_url_comes_from_the_environment() {
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(out.json(), json!("via III_URL"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_is_call_and_key_value_pairs_make_the_payload() {
+    let engine = Engine::start().await;
+    let _backend = Backend::start(&engine.url).await;
+
+    // `iii trigger`, the official command's name, is `iii call`.
+    let triggered = run(
+        iii(
+            &engine.url,
+            &["trigger", "test.echo", r#"{"value": 7}"#, "--compact"],
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(triggered.code, Some(0), "{triggered:?}");
+    assert_eq!(triggered.json(), json!(7));
+
+    // KEY=VALUE pairs: JSON values where they are JSON, strings otherwise.
+    let pairs = run(
+        iii(
+            &engine.url,
+            &[
+                "call",
+                "test.echo",
+                "value={\"n\":1}",
+                "note=hello",
+                "--compact",
+            ],
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(pairs.code, Some(0), "{pairs:?}");
+    assert_eq!(pairs.json(), json!({"n": 1}));
+    let mixed = run(iii(&engine.url, &["call", "test.echo", "a=1", "{}"]), None).await;
+    assert_eq!(mixed.code, Some(2), "{mixed:?}");
+    assert!(mixed.stderr.contains("KEY=VALUE"), "{mixed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_need_no_engine() {
+    // No engine listens here: completions never connect.
+    let out = run(iii("ws://127.0.0.1:9", &["completions", "bash"]), None).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let script = out.stdout_text();
+    assert!(script.contains("_iii()"), "{script}");
+    for word in ["call", "trigger", "send", "recv", "channels"] {
+        assert!(script.contains(word), "{word} missing");
+    }
+}

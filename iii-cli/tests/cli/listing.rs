@@ -164,7 +164,10 @@ async fn open_channels_are_listed() {
     let rows = cells(&table.stdout_text());
     assert_eq!(
         rows[0],
-        ["CHANNEL", "WRITER", "READER", "BUFFERED", "PAUSED", "RECEIVED", "BLOCKED", "OWNER"],
+        [
+            "CHANNEL", "WRITER", "READER", "BUFFERED", "PAUSED", "RECEIVED", "BLOCKED", "OWNER",
+            "OWNER ID"
+        ],
         "{table:?}"
     );
     let row = rows
@@ -173,6 +176,7 @@ async fn open_channels_are_listed() {
         .unwrap_or_else(|| panic!("channel {id} not listed: {table:?}"));
     assert_eq!(row[1], "attached", "{table:?}");
     assert_eq!(row[2], "waiting", "{table:?}");
+    assert_eq!(row[7], BACKEND, "the owner by its name: {table:?}");
 
     let json = run(iii(&engine.url, &["channels", "--json"]), None).await;
     let channels = json.json();
@@ -185,6 +189,59 @@ async fn open_channels_are_listed() {
         .unwrap_or_else(|| panic!("channel {id} not in JSON: {json:?}"));
     assert_eq!(listed["bytes_in"], 3000, "{json:?}");
     assert_eq!(listed["buffer_size"], 8, "{json:?}");
+}
+
+/// `blocked_ms` of channel `id` in `engine::channels::list`.
+async fn blocked_ms(backend: &Backend, id: &str) -> Option<u64> {
+    let list = backend
+        .iii
+        .trigger("engine::channels::list", serde_json::json!({}))
+        .await
+        .expect("list channels");
+    list["channels"]
+        .as_array()?
+        .iter()
+        .find(|c| c["channel_id"] == id)?["blocked_ms"]
+        .as_u64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_paused_now_counts_as_blocked() {
+    let engine = Engine::start().await;
+    let backend = Backend::start(&engine.url).await;
+    // Two messages of buffer and no reader: the writer is paused and stays so.
+    let channel = backend.iii.create_channel(Some(2)).await.expect("channel");
+    let id = channel.writer_ref.channel_id.clone();
+    let writing = tokio::spawn(async move {
+        // The whole channel stays alive (its unused reader end too) while writing.
+        let channel = channel;
+        for _ in 0..16 {
+            if channel.writer.write(&[1u8; 1024]).await.is_err() {
+                break;
+            }
+        }
+        std::future::pending::<()>().await;
+    });
+    // The pause under way is counted: without it BLOCKED stays 0 until it ends.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while blocked_ms(&backend, &id).await.unwrap_or(0) == 0 {
+        if std::time::Instant::now() >= deadline {
+            let list = backend
+                .iii
+                .trigger("engine::channels::list", serde_json::json!({}))
+                .await;
+            panic!("a paused writer never counted as blocked: {list:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let table = run(iii(&engine.url, &["channels"]), None).await;
+    let rows = cells(&table.stdout_text());
+    let row = rows
+        .iter()
+        .find(|row| row[0] == id)
+        .unwrap_or_else(|| panic!("channel {id} not listed: {table:?}"));
+    assert_eq!(row[4], "yes", "paused: {table:?}");
+    writing.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,4 +274,39 @@ async fn trigger_types_are_listed() {
         ids.iter().any(|id| id.starts_with("engine::")),
         "--all includes the engine's: {all:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_shows_the_formats_a_function_was_registered_with() {
+    use iii_tokio::worker::FunctionDef;
+    use serde_json::json;
+    let engine = Engine::start().await;
+    let described = crate::support::worker(&engine.url, "described", None).await;
+    let request = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+    let def = FunctionDef::new("math.add")
+        .description("adds")
+        .request_format(request.clone())
+        .response_format(json!({"type": "integer"}));
+    described
+        .register_function(def, |input: Value| async move {
+            Ok::<_, iii_tokio::worker::Error>(input)
+        })
+        .expect("register");
+    described
+        .wait_registered(std::time::Duration::from_secs(10))
+        .await
+        .expect("registered");
+
+    let out = run(iii(&engine.url, &["describe", "math.add"]), None).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let row = out.json();
+    assert_eq!(row["function_id"], "math.add", "{out:?}");
+    assert_eq!(row["worker_name"], "described");
+    assert_eq!(row["description"], "adds");
+    assert_eq!(row["request_format"], request);
+    assert_eq!(row["response_format"], json!({"type": "integer"}));
+
+    let missing = run(iii(&engine.url, &["describe", "math.sub"]), None).await;
+    assert_eq!(missing.code, Some(1), "{missing:?}");
+    assert!(missing.stderr.contains("function_not_found"), "{missing:?}");
 }

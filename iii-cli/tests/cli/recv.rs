@@ -136,6 +136,45 @@ async fn an_aborted_stream_exits_with_the_stream_status() {
     assert_eq!(failed.code, Some(1), "{failed:?}");
     assert!(failed.stderr.contains("bad_input"), "{failed:?}");
     assert!(failed.elapsed < Duration::from_secs(10), "{failed:?}");
+
+    // Into a file: a failure before any data leaves no empty file behind, and says so
+    // by the file's path.
+    let dir = scratch();
+    let path = dir.path().join("never.bin");
+    let path_text = path.to_str().expect("utf-8");
+    let failed = run(iii(&engine.url, &["recv", "test.fail", path_text]), None).await;
+    assert_eq!(failed.code, Some(1), "{failed:?}");
+    assert!(!path.exists(), "an empty output file was left: {failed:?}");
+    assert!(
+        failed.stderr.contains(&format!("{path_text}: removed")),
+        "{failed:?}"
+    );
+    // A stream that fails midway keeps what arrived, and the message names the file.
+    let partial = dir.path().join("partial.bin");
+    let partial_text = partial.to_str().expect("utf-8");
+    let out = run(
+        iii(
+            &engine.url,
+            &[
+                "recv",
+                "files.generate",
+                "--payload",
+                &payload,
+                partial_text,
+            ],
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(backend.next_outcome(1).await, "aborted");
+    assert_eq!(out.code, Some(5), "{out:?}");
+    let kept = std::fs::metadata(&partial).expect("the partial file").len();
+    assert!(
+        out.stderr.contains(&format!(
+            "{partial_text}: holds only the {kept} bytes received"
+        )) || (kept == 0 && out.stderr.contains(&format!("{partial_text}: removed"))),
+        "{out:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

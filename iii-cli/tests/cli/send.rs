@@ -127,7 +127,8 @@ async fn a_function_that_answers_early_ends_the_transfer() {
     assert_eq!(failed.code, Some(1), "{failed:?}");
     assert!(failed.stderr.contains("bad_input"), "{failed:?}");
 
-    // test.echo never reads either, but succeeds: its result is printed, with a warning.
+    // test.echo never reads either, but succeeds: its result is printed, and the
+    // command fails with the stream status (5), since most of the input never arrived.
     let early = run(
         iii(
             &engine.url,
@@ -136,12 +137,12 @@ async fn a_function_that_answers_early_ends_the_transfer() {
         None,
     )
     .await;
-    assert_eq!(early.code, Some(0), "{early:?}");
+    assert_eq!(early.code, Some(5), "{early:?}");
     assert_eq!(early.json(), json!(5));
     assert!(
         early
             .stderr
-            .contains("returned before the end of the input"),
+            .contains("`test.echo` returned before reading all of the input"),
         "{early:?}"
     );
 }

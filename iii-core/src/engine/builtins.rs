@@ -104,7 +104,7 @@ impl Engine {
                     }
                 }
             }
-            CHANNELS_LIST => Ok(self.list_channels(conn, &input(data)?)),
+            CHANNELS_LIST => Ok(self.list_channels(now, conn, &input(data)?)),
             WORKERS_REGISTER => {
                 let meta: WorkerMeta = input(data)?;
                 if self.announce(now, conn, meta) {

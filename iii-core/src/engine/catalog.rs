@@ -35,6 +35,12 @@ pub(super) struct FunctionRow<'a> {
     pub(super) description: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) metadata: Option<&'a RawValue>,
+    /// The input's format as registered (PROTOCOL.md's `request_format`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) request_format: Option<&'a RawValue>,
+    /// The output's format as registered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) response_format: Option<&'a RawValue>,
 }
 
 /// A function row with what it is filtered and ranked by.
@@ -100,6 +106,8 @@ fn builtin_candidate(id: &'static str, description: &'static str) -> FunctionCan
             worker_name: ENGINE_FUNCTIONS_WORKER,
             description: Some(description),
             metadata: None,
+            request_format: None,
+            response_format: None,
         },
         internal: true,
         search_text: Cow::Owned(format!("{id}\n{}", description.to_lowercase())),
@@ -183,6 +191,8 @@ impl Engine {
                 worker_name: self.session(owner).map_or("", |s| s.display_name()),
                 description: spec.description.as_deref(),
                 metadata: spec.metadata.as_deref(),
+                request_format: spec.request_format.as_deref(),
+                response_format: spec.response_format.as_deref(),
             },
             internal: spec.internal,
             search_text: Cow::Borrowed(&spec.search_text),

@@ -124,6 +124,11 @@ pub struct EngineConfig {
     /// Longest line (message and data) a worker may log through `engine::log::*`, in
     /// bytes; longer ones are cut. Default 4 KiB.
     pub max_worker_log_bytes: usize,
+    /// Functions that get their own `function` label in the per-function call metrics
+    /// (the first ones called); the calls of any other function are counted under
+    /// `other`, so no worker can grow the metrics without bound. 0 counts every call
+    /// under `other`. Default 100.
+    pub metrics_function_labels: usize,
     /// What one worker connection may hold (on the main listener).
     pub quotas: WorkerQuotas,
     /// Listeners beyond the main one (listener 0): listener `i` is `listeners[i - 1]`,
@@ -234,6 +239,7 @@ impl Default for EngineConfig {
             worker_log_lines_per_second_per_ip: 200,
             worker_log_lines_per_second_total: 1_000,
             guest_builtin_calls: super::RateLimit::new(2_000, 2_000),
+            metrics_function_labels: 100,
             quotas: WorkerQuotas::default(),
             listeners: Vec::new(),
         }

@@ -34,6 +34,7 @@ impl Engine {
             worker_id: worker_id.clone(),
             reattach_token: token,
             connected_at: Some(now),
+            peer,
             listener,
             policy,
             ..Session::default()
@@ -44,6 +45,7 @@ impl Engine {
         self.emit(EngineEvent::WorkerConnected {
             conn,
             worker_id: worker_id.clone(),
+            peer,
         });
         self.fire_workers_available(now, "worker_connected", &worker_id);
     }
@@ -255,6 +257,8 @@ impl Engine {
         }
         self.functions.insert(key.clone(), conn);
         let mut function = FunctionSpec::new(&key.1, description, spec.metadata, bytes);
+        function.request_format = spec.request_format;
+        function.response_format = spec.response_format;
         function.exposed_on = self.exposure(&key.1, function.metadata.as_deref());
         function.local_id = (local_id != key.1).then_some(local_id);
         self.insert_spec(key.clone(), function);
@@ -494,6 +498,8 @@ impl Engine {
         self.emit(EngineEvent::WorkerDisconnected {
             conn,
             worker_id: session.worker_id.clone(),
+            name: session.meta.name.clone(),
+            peer: session.peer,
         });
         self.fire_workers_available(now, "worker_disconnected", &session.worker_id);
     }

@@ -451,6 +451,12 @@ impl Engine {
         };
         let latency = now.saturating_duration_since(pending.started);
         self.metrics.invocation(outcome, Some(latency));
+        self.metrics.function_call(
+            self.config.metrics_function_labels,
+            &pending.function_id,
+            outcome,
+            Some(latency),
+        );
         let Some((caller, caller_id)) = pending.caller else {
             return;
         };
@@ -492,6 +498,12 @@ impl Engine {
         let latency = now.saturating_duration_since(pending.started);
         self.metrics
             .invocation(InvocationOutcome::Timeout, Some(latency));
+        self.metrics.function_call(
+            self.config.metrics_function_labels,
+            &pending.function_id,
+            InvocationOutcome::Timeout,
+            Some(latency),
+        );
         self.emit(EngineEvent::InvocationTimedOut {
             conn: owner,
             function_id: pending.function_id.clone(),
@@ -558,6 +570,12 @@ impl Engine {
                 }
             }
             self.metrics.invocation(InvocationOutcome::Stopped, None);
+            self.metrics.function_call(
+                self.config.metrics_function_labels,
+                &pending.function_id,
+                InvocationOutcome::Stopped,
+                None,
+            );
             if let Some((caller, caller_id)) = pending.caller {
                 let error = ErrorBody::new(codes::INVOCATION_STOPPED, "Invocation stopped");
                 self.reply(now, caller, caller_id, &pending.function_id, Err(error));

@@ -421,7 +421,7 @@ impl Engine {
     }
 
     /// `engine::channels::list`.
-    pub(super) fn list_channels(&self, viewer: ConnId, input: &ListInput) -> Payload {
+    pub(super) fn list_channels(&self, now: Instant, viewer: ConnId, input: &ListInput) -> Payload {
         // An untrusted worker sees the channels it created: walk those (in the same
         // order) rather than every channel.
         let channels: Box<dyn Iterator<Item = _> + '_> = if self.is_untrusted(viewer) {
@@ -433,7 +433,12 @@ impl Engine {
         } else {
             Box::new(self.channels.values())
         };
-        let rows = channels.map(|c| c.info());
+        let rows = channels.map(|c| {
+            let owner_name = c
+                .owner_conn
+                .and_then(|conn| self.session(conn)?.meta.name.clone());
+            c.info(Some(now), owner_name)
+        });
         paged("channels", rows, self.page(input), "")
     }
 

@@ -2,6 +2,7 @@
 //! the machine (no atomics, no locks: the machine has one owner). An adapter copies them
 //! out with [`super::Engine::metrics`] when it is scraped.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::output::{ChannelOutcome, Quota, RefusalReason};
@@ -115,6 +116,34 @@ pub struct EngineMetrics {
     /// Worker log lines (`engine::log::*`) dropped, by the bound that dropped them (see
     /// [`super::RateBound::ALL`] for the order).
     pub worker_log_lines_suppressed: [u64; 3],
+    /// Calls served by workers, per function id: the first
+    /// [`EngineConfig::metrics_function_labels`](super::EngineConfig::metrics_function_labels)
+    /// ids that are called get an entry each, kept for the engine's life, so the label
+    /// set a scrape shows is bounded whatever the workers register.
+    pub functions: BTreeMap<String, FunctionCalls>,
+    /// The calls of every function without an entry in `functions` (label `other`).
+    pub other_functions: FunctionCalls,
+}
+
+/// The label under which the calls of functions beyond the label cap are counted. A
+/// function registered under this very id is counted there too, so the label means one
+/// thing.
+pub const OTHER_FUNCTIONS: &str = "other";
+
+/// What one function's calls did (calls served by workers).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FunctionCalls {
+    /// Calls by outcome (see [`InvocationOutcome::ALL`] for the order).
+    pub outcomes: [u64; 5],
+    /// Time from a call's arrival to its answer (answers and timeouts).
+    pub latency: LatencyHistogram,
+}
+
+impl FunctionCalls {
+    /// Calls with `outcome`.
+    pub fn with(&self, outcome: InvocationOutcome) -> u64 {
+        self.outcomes[outcome.index()]
+    }
 }
 
 /// Upgrades refused by the engine, by status.
@@ -195,6 +224,27 @@ impl EngineMetrics {
         }
     }
 
+    /// Counts a call of `function_id` served by a worker, in its own entry while fewer
+    /// than `labels` functions have one, otherwise under [`OTHER_FUNCTIONS`].
+    pub(super) fn function_call(
+        &mut self,
+        labels: usize,
+        function_id: &str,
+        outcome: InvocationOutcome,
+        latency: Option<Duration>,
+    ) {
+        let own = function_id != OTHER_FUNCTIONS
+            && (self.functions.contains_key(function_id) || self.functions.len() < labels);
+        let entry = match own {
+            true => self.functions.entry(function_id.to_owned()).or_default(),
+            false => &mut self.other_functions,
+        };
+        entry.outcomes[outcome.index()] += 1;
+        if let Some(latency) = latency {
+            entry.latency.observe(latency);
+        }
+    }
+
     pub(super) fn channel_removed(&mut self, outcome: ChannelOutcome) {
         if let Some(index) = CHANNEL_OUTCOMES.iter().position(|o| *o == outcome) {
             self.channels_removed[index] += 1;
@@ -225,6 +275,26 @@ impl EngineMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn function_labels_are_capped_and_the_rest_are_other() {
+        let mut metrics = EngineMetrics::default();
+        let ms = Some(Duration::from_millis(3));
+        for id in ["a", "b", "c", "a", OTHER_FUNCTIONS] {
+            metrics.function_call(2, id, InvocationOutcome::Ok, ms);
+        }
+        metrics.function_call(2, "b", InvocationOutcome::Timeout, ms);
+        metrics.function_call(2, "d", InvocationOutcome::Stopped, None);
+        let ids: Vec<&str> = metrics.functions.keys().map(String::as_str).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(metrics.functions["a"].with(InvocationOutcome::Ok), 2);
+        assert_eq!(metrics.functions["b"].with(InvocationOutcome::Timeout), 1);
+        assert_eq!(metrics.functions["b"].latency.count, 2);
+        let other = &metrics.other_functions;
+        assert_eq!(other.with(InvocationOutcome::Ok), 2, "c and `other` itself");
+        assert_eq!(other.with(InvocationOutcome::Stopped), 1);
+        assert_eq!(other.latency.count, 2, "a stopped call has no latency");
+    }
 
     #[test]
     fn the_histogram_is_cumulative() {

@@ -33,8 +33,8 @@ use uuid::Uuid;
 pub use accept::{Accepted, Admission, ConnKindTag};
 pub use config::{ConfigError, EngineConfig, WorkerQuotas, MAX_TIMEOUT};
 pub use metrics::{
-    EngineMetrics, InvocationOutcome, LatencyHistogram, RefusedUpgrades, CHANNEL_OUTCOMES,
-    LATENCY_BUCKETS, OTHER_REFUSALS, QUOTAS,
+    EngineMetrics, FunctionCalls, InvocationOutcome, LatencyHistogram, RefusedUpgrades,
+    CHANNEL_OUTCOMES, LATENCY_BUCKETS, OTHER_FUNCTIONS, OTHER_REFUSALS, QUOTAS,
 };
 pub use output::{
     ChannelOutcome, ChannelStats, EngineEvent, EngineOutput, Quota, RefusalReason, Violation,
@@ -394,9 +394,10 @@ impl Engine {
         }
     }
 
-    /// The live channels, ordered by id.
+    /// The live channels, ordered by id (`blocked_ms` counts finished pauses only, and
+    /// `owner_name` is left out: `engine::channels::list` gives both).
     pub fn channels(&self) -> Vec<ChannelInfo> {
-        self.channels.values().map(Channel::info).collect()
+        self.channels.values().map(|c| c.info(None, None)).collect()
     }
 
     /// True when `conn` is open and the engine has not closed it.

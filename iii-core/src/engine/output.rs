@@ -201,6 +201,8 @@ pub enum EngineEvent {
         conn: ConnId,
         /// The worker id sent in `workerregistered`.
         worker_id: String,
+        /// The client's address, when the driver gave it.
+        peer: Option<std::net::IpAddr>,
     },
     /// A worker announced itself with `engine::workers::register`.
     WorkerAnnounced {
@@ -217,6 +219,10 @@ pub enum EngineEvent {
         conn: ConnId,
         /// Its worker id.
         worker_id: String,
+        /// The name it announced with `engine::workers::register`, if it did.
+        name: Option<String>,
+        /// The client's address, when the driver gave it.
+        peer: Option<std::net::IpAddr>,
     },
     /// A function was registered (or re-registered by its owner).
     FunctionRegistered {

@@ -72,6 +72,10 @@ pub struct ChannelInfo {
     pub channel_id: String,
     /// The worker that created it.
     pub owner_worker_id: Option<String>,
+    /// The name that worker announced (`engine::workers::register`), while it is
+    /// connected and has announced one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_name: Option<String>,
     /// Its buffer limit in messages.
     pub buffer_size: usize,
     /// `waiting`, `attached` or `done`.
@@ -90,7 +94,8 @@ pub struct ChannelInfo {
     pub bytes_in: u64,
     /// Messages handed to the reader.
     pub frames_out: u64,
-    /// Milliseconds the writer spent paused (closed periods only).
+    /// Milliseconds the writer spent paused, the pause under way included (when the
+    /// listing knows the time: `engine::channels::list` does).
     pub blocked_ms: u64,
 }
 
@@ -130,10 +135,16 @@ impl Channel {
         self.stats.blocked_ms += now.saturating_duration_since(since).as_millis() as u64;
     }
 
-    pub(super) fn info(&self) -> ChannelInfo {
+    /// Its listing row; with `now`, the current pause counts toward `blocked_ms`.
+    pub(super) fn info(&self, now: Option<Instant>, owner_name: Option<String>) -> ChannelInfo {
+        let current = match (now, self.paused_since) {
+            (Some(now), Some(since)) => now.saturating_duration_since(since).as_millis() as u64,
+            _ => 0,
+        };
         ChannelInfo {
             channel_id: self.id.to_string(),
             owner_worker_id: self.owner.clone(),
+            owner_name,
             buffer_size: self.frame_limit,
             writer: self.writer.label(),
             reader: self.reader.label(),
@@ -143,7 +154,7 @@ impl Channel {
             frames_in: self.stats.frames_in,
             bytes_in: self.stats.bytes_in,
             frames_out: self.stats.frames_out,
-            blocked_ms: self.stats.blocked_ms,
+            blocked_ms: self.stats.blocked_ms.saturating_add(current),
         }
     }
 }

@@ -45,6 +45,8 @@ pub(super) struct Session {
     pub(super) namespace: String,
     pub(super) meta: WorkerMeta,
     pub(super) connected_at: Option<Instant>,
+    /// The client's address, when the driver gave it (for log lines).
+    pub(super) peer: Option<std::net::IpAddr>,
     pub(super) functions: BTreeSet<FnKey>,
     /// Trigger types it provides, and those it registered under ids another worker
     /// provides and it may not use (counted, never stored: `Engine::shadow_trigger_type`).
@@ -81,6 +83,7 @@ impl Default for Session {
             namespace: DEFAULT_NAMESPACE.to_owned(),
             meta: WorkerMeta::default(),
             connected_at: None,
+            peer: None,
             functions: BTreeSet::new(),
             trigger_types: BTreeSet::new(),
             bindings: BTreeSet::new(),
@@ -115,6 +118,11 @@ impl Session {
 pub(super) struct FunctionSpec {
     pub(super) description: Option<String>,
     pub(super) metadata: Option<Payload>,
+    /// The `request_format` it was registered with (listed by
+    /// `engine::functions::list`; counted in `bytes`).
+    pub(super) request_format: Option<Payload>,
+    /// The `response_format` it was registered with (likewise).
+    pub(super) response_format: Option<Payload>,
     /// `metadata.internal == true`: hidden from listings unless asked for.
     pub(super) internal: bool,
     /// The id and description, lowercased, for `search`.
@@ -145,6 +153,8 @@ impl FunctionSpec {
         Self {
             description,
             metadata,
+            request_format: None,
+            response_format: None,
             internal,
             search_text,
             bytes,

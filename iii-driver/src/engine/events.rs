@@ -32,6 +32,7 @@ fn reason_of(event: &EngineEvent) -> Option<Reason> {
         EngineEvent::AuthFailed { .. } => ("auth_failed", ""),
         EngineEvent::InvocationTimedOut { .. } => ("invocation_timed_out", ""),
         EngineEvent::WorkerConnected { .. } => ("worker_connected", ""),
+        EngineEvent::WorkerAnnounced { .. } => ("worker_announced", ""),
         EngineEvent::WorkerDisconnected { .. } => ("worker_disconnected", ""),
         _ => return None,
     })
@@ -92,11 +93,33 @@ fn log_event(event: &EngineEvent) {
         EngineEvent::InvocationTimedOut { conn, function_id } => {
             tracing::info!(%conn, %function_id, "invocation timed out")
         }
-        EngineEvent::WorkerConnected { conn, worker_id } => {
-            tracing::info!(%conn, %worker_id, "worker connected")
+        EngineEvent::WorkerConnected {
+            conn,
+            worker_id,
+            peer,
+        } => {
+            tracing::info!(%conn, %worker_id, peer = %Peer(*peer), "worker connected")
         }
-        EngineEvent::WorkerDisconnected { conn, worker_id } => {
-            tracing::info!(%conn, %worker_id, "worker disconnected")
+        EngineEvent::WorkerAnnounced {
+            conn,
+            name,
+            runtime,
+        } => {
+            tracing::info!(%conn, worker_name = %name, runtime = %runtime, "worker announced")
+        }
+        EngineEvent::WorkerDisconnected {
+            conn,
+            worker_id,
+            name,
+            peer,
+        } => {
+            tracing::info!(
+                %conn,
+                %worker_id,
+                worker_name = name.as_deref().unwrap_or("(none announced)"),
+                peer = %Peer(*peer),
+                "worker disconnected"
+            )
         }
         EngineEvent::ChannelRemoved {
             channel_id,
@@ -118,6 +141,18 @@ fn log_event(event: &EngineEvent) {
             "worker log lines suppressed"
         ),
         other => tracing::trace!(?other, "engine event"),
+    }
+}
+
+/// A client's address in a log line (`unknown` when the driver gave none).
+struct Peer(Option<std::net::IpAddr>);
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("unknown"),
+        }
     }
 }
 

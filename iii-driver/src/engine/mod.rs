@@ -71,6 +71,8 @@ pub struct EngineHandle {
     pub(crate) tls: Arc<ServerTls>,
     /// The engine-wide byte budget of messages in progress and unsent output.
     pub(crate) memory: Arc<MemoryBudget>,
+    /// The per-reason limit of refused upgrades' log lines.
+    pub(crate) refusal_log: Arc<std::sync::Mutex<crate::log_limit::ReasonLimit>>,
 }
 
 impl std::fmt::Debug for EngineHandle {
@@ -223,6 +225,10 @@ pub fn start<R: Runtime>(rt: R, settings: EngineSettings) -> Result<EngineHandle
         slots: SlotBudget::new(&settings),
         tls: tls.clone(),
         memory: Arc::new(MemoryBudget::with_policy(settings.memory_policy())),
+        refusal_log: Arc::new(std::sync::Mutex::new(crate::log_limit::ReasonLimit::new(
+            u32::try_from(settings.log_lines_per_reason).unwrap_or(u32::MAX),
+            settings.log_window,
+        ))),
     };
     #[cfg(feature = "tls")]
     if let (true, Some(every)) = (tls.any(), settings.tls_poll_interval) {

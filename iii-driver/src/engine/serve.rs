@@ -30,20 +30,28 @@ use crate::slots::SlotGuard;
 use crate::transport::Transport;
 use crate::write_deadline::WriteDeadline;
 
-/// Refused upgrades are logged at info, at most this many per second.
-static REFUSAL_LOG: LogLimit = LogLimit::new(10, Duration::from_secs(1));
-
-/// Logs a refused upgrade (rate-limited; never the request target, which can hold a
-/// channel key, nor any header).
-pub(crate) fn log_refusal(peer: SocketAddr, refusal: &Refusal, reason: &str) {
-    if let Some(suppressed) = REFUSAL_LOG.admit(Instant::now()) {
-        tracing::info!(
-            %peer,
-            status = refusal.status,
-            reason,
-            suppressed_since_last = suppressed,
-            "upgrade refused"
-        );
+/// Logs a refused upgrade at info (never the request target, which can hold a channel
+/// key, nor any header). Limited per reason like the engine's other peer-provoked lines
+/// ([`EngineSettings::log_lines_per_reason`] per [`EngineSettings::log_window`]), so a
+/// worker reconnecting in a loop with a wrong token cannot fill the log; what is
+/// suppressed is summarised in one line at the first refusal after its window.
+pub(crate) fn log_refusal(
+    engine: &EngineHandle,
+    peer: SocketAddr,
+    refusal: &Refusal,
+    reason: &'static str,
+) {
+    let now = Instant::now();
+    let Ok(mut limit) = engine.refusal_log.lock() else {
+        return;
+    };
+    if let Some(suppressed) = limit.roll(now) {
+        tracing::info!(%suppressed, "upgrade refusals suppressed");
+    }
+    let admitted = limit.admit(("upgrade_refused", reason), now);
+    drop(limit);
+    if admitted {
+        tracing::info!(%peer, status = refusal.status, reason, "upgrade refused");
     }
 }
 
@@ -163,7 +171,7 @@ pub(crate) async fn serve_counted<R: Runtime>(
         }
         Err(HeadError::Refuse(refusal)) => {
             engine.transport.refused(refusal.status);
-            log_refusal(peer, &refusal, refusal.body);
+            log_refusal(&engine, peer, &refusal, refusal.body);
             refuse(&mut stream, refusal).await;
             return;
         }
@@ -177,7 +185,7 @@ pub(crate) async fn serve_counted<R: Runtime>(
     if let Err(rejection) = parse_target(&request.target) {
         let refusal = refusal_for(rejection);
         engine.transport.refused(refusal.status);
-        log_refusal(peer, &refusal, rejection.reason());
+        log_refusal(&engine, peer, &refusal, rejection.reason());
         refuse(&mut stream, refusal).await;
         return;
     }
@@ -201,7 +209,7 @@ pub(crate) async fn serve_counted<R: Runtime>(
         Ok(accepted) => accepted,
         Err(rejection) => {
             let refusal = refusal_for(rejection);
-            log_refusal(peer, &refusal, rejection.reason());
+            log_refusal(&engine, peer, &refusal, rejection.reason());
             refuse(&mut stream, refusal).await;
             return;
         }
@@ -300,7 +308,7 @@ async fn serve_endpoint<S>(
     if let Some((rejection, reason)) = refusal {
         let refusal = refusal_for(rejection);
         engine.transport.refused(refusal.status);
-        log_refusal(peer, &refusal, reason);
+        log_refusal(engine, peer, &refusal, reason);
         refuse(tcp, refusal).await;
         return;
     }

@@ -91,8 +91,9 @@ pub struct EngineSettings {
     /// `iii-engine`). Unused without a TLS listener. Default 10 s.
     pub tls_poll_interval: Option<Duration>,
     /// Log lines of each reason a peer can provoke (a refused request, by its code and
-    /// quota; a failed admission; an invocation timing out; a worker connecting or
-    /// leaving; a slow consumer) per `log_window`. The rest are counted and summarised
+    /// quota; a refused upgrade, by its reason; a failed admission; an invocation timing
+    /// out; a worker connecting, announcing itself or leaving; a slow consumer) per
+    /// `log_window`. The rest are counted and summarised
     /// in one `log lines suppressed` line per window; metrics still count them all.
     /// Default 10.
     pub log_lines_per_reason: usize,

@@ -167,6 +167,15 @@ impl Harness {
 /// One cell of the channel matrix: `writer` streams to `reader` through our engine
 /// ([`checks::stream_cell`]); the peers are started on first use.
 pub fn matrix_cell(writer: &str, reader: &str, number: usize) {
+    let test = format!("matrix cell {writer} => {reader}");
+    if !crate::toolchain::run_or_skip(&test, crate::toolchain::published_sdks()) {
+        return;
+    }
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let browser = [writer, reader].contains(&"browser");
+    if browser && !crate::toolchain::run_or_skip(&test, crate::toolchain::browser(&repo)) {
+        return;
+    }
     let h = harness();
     h.ensure(&[writer, reader]);
     h.block_on(checks::stream_cell(

@@ -21,7 +21,13 @@ use iii_tokio::engine::{
 /// format (--config): a flag wins over its III_ENGINE_* variable, which wins over the
 /// file, which wins over the default.
 #[derive(Debug, Clone, PartialEq, Parser)]
-#[command(version)]
+#[command(
+    name = "iii-engine",
+    version,
+    after_help = "Logging: lines go to standard error, coloured only when it is a terminal. \
+RUST_LOG chooses what is logged (default `info`; for example `RUST_LOG=debug`, or \
+`RUST_LOG=info,iii_driver=debug` for one crate); --log-format chooses text or JSON lines."
+)]
 pub(crate) struct Args {
     /// Address to listen on (in a configuration file: `host` and `port`).
     #[arg(long, env = "III_ENGINE_ADDR", default_value = DEFAULT_ADDR)]
@@ -154,6 +160,11 @@ pub(crate) struct Args {
     /// Longest line a worker may log through `engine::log::*`, in bytes (cut beyond).
     #[arg(long, env = "III_ENGINE_MAX_WORKER_LOG_BYTES", default_value_t = defaults().core.max_worker_log_bytes)]
     pub(crate) max_worker_log_bytes: usize,
+    /// Functions that get their own label in the per-function call metrics
+    /// (`iii_function_calls_total`, the first ones called); the rest are counted under
+    /// `function="other"`.
+    #[arg(long, env = "III_ENGINE_METRICS_FUNCTION_LABELS", default_value_t = defaults().core.metrics_function_labels)]
+    pub(crate) metrics_function_labels: usize,
     /// Functions one worker may register.
     #[arg(long, env = "III_ENGINE_MAX_FUNCTIONS_PER_WORKER", default_value_t = defaults().core.quotas.functions)]
     pub(crate) max_functions_per_worker: usize,
@@ -273,6 +284,11 @@ pub(crate) struct Args {
     /// The window of --log-lines-per-reason, in milliseconds.
     #[arg(long, env = "III_ENGINE_LOG_WINDOW_MS", default_value_t = u64::try_from(defaults().log_window.as_millis()).unwrap_or(u64::MAX))]
     pub(crate) log_window_ms: u64,
+    /// How log lines are written to standard error: `text` (for people; coloured only
+    /// on a terminal) or `json` (one JSON object per line, for a log collector). What is
+    /// logged is chosen by RUST_LOG.
+    #[arg(long, env = "III_ENGINE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
     /// Also serve untrusted workers (RBAC) on this address, for example
     /// 127.0.0.1:49135: they may call only what --rbac-expose (or the authentication
     /// function's answer) allows, see only that, and get stricter per-worker limits. For
@@ -371,6 +387,15 @@ pub(crate) struct Args {
     /// core.
     #[arg(long, env = "III_ENGINE_THREADS")]
     pub(crate) threads: Option<std::num::NonZeroUsize>,
+}
+
+/// How the engine writes its log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// One line of text per event, for people.
+    Text,
+    /// One JSON object per event and line, for log collectors.
+    Json,
 }
 
 /// The documented defaults, from the one place that defines them.
@@ -495,6 +520,7 @@ impl Args {
             self.guest_builtin_calls_per_sec,
             self.guest_builtin_call_burst,
         );
+        core.metrics_function_labels = self.metrics_function_labels;
         let quotas = &mut core.quotas;
         quotas.functions = self.max_functions_per_worker;
         quotas.trigger_types = self.max_trigger_types_per_worker;

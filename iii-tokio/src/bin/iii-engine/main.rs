@@ -2,7 +2,8 @@
 //! 127.0.0.1:49134; every limit is a flag (see `--help`) and a key of the configuration
 //! file that `--config` reads (the reference engine's format). Once listening it prints
 //! its URL (`ws://ip:port`, `wss://ip:port` with TLS) as one line on standard output;
-//! logs go to standard error (`RUST_LOG` sets the level, default `info`).
+//! logs go to standard error (`RUST_LOG` sets the level, default `info`; `--log-format`
+//! text or JSON lines; colours only on a terminal).
 //!
 //! Exit status: 0 after a clean stop (SIGTERM/SIGINT: it drains first, see
 //! `--drain-timeout-secs`; a second signal stops at once), 1 when it cannot listen or its
@@ -28,7 +29,7 @@ use clap::CommandFactory;
 use iii_tokio::engine::{bind, EngineExit, EngineServer, EngineSettings};
 use tracing_subscriber::EnvFilter;
 
-use args::{token_on_command_line, Args};
+use args::{token_on_command_line, Args, LogFormat};
 
 /// Exit status for settings that cannot work.
 const BAD_SETTINGS: u8 = 2;
@@ -36,8 +37,17 @@ const BAD_SETTINGS: u8 = 2;
 fn main() -> ExitCode {
     let argv: Vec<OsString> = std::env::args_os().collect();
     let first = Args::command().get_matches_from(&argv);
-    init_logging();
-    let resolved = match config::resolve(&argv, &first, config::process_env) {
+    let resolved = config::resolve(&argv, &first, config::process_env);
+    // The file may choose the format; when it cannot be read, the flag or variable does.
+    let format = match &resolved {
+        Ok(resolved) => resolved.args.log_format,
+        Err(_) => first
+            .get_one::<LogFormat>("log_format")
+            .copied()
+            .unwrap_or(LogFormat::Text),
+    };
+    init_logging(format);
+    let resolved = match resolved {
         Ok(resolved) => resolved,
         Err(config::ResolveError::Args(error)) => error.exit(),
         Err(error) => {
@@ -96,39 +106,51 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to standard error at `RUST_LOG` (default `info`). The WebSocket library is held
-/// at `info` whatever `RUST_LOG` says: at `debug` and `trace` it prints frames and URLs,
-/// which carry reattach tokens and channel keys.
-fn init_logging() {
+/// Logs to standard error at `RUST_LOG` (default `info`), in `format`; text is coloured
+/// only when standard error is a terminal (a file or a log collector gets no escape
+/// codes). The WebSocket library is held at `info` whatever `RUST_LOG` says: at `debug`
+/// and `trace` it prints frames and URLs, which carry reattach tokens and channel keys.
+fn init_logging(format: LogFormat) {
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     for quiet in ["tungstenite=info", "async_tungstenite=info"] {
         if let Ok(directive) = quiet.parse() {
             filter = filter.add_directive(directive);
         }
     }
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(filter)
-        .init();
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }
 
 /// Raises the soft limit on open files to the hard limit: every connection is a file
 /// descriptor, and the default soft limit (often 1024) is far below what the connection
-/// limits allow.
+/// limits allow. A limit below `max_connections + max_handshakes` is a warning only when
+/// the operator raised those settings: the defaults (100 000 connections) are above most
+/// machines' hard limit, and a warning on every default start would teach people to
+/// ignore warnings; it is then an info line.
 fn raise_open_files_limit(settings: &EngineSettings) {
     let wanted = settings
         .core
         .max_connections
         .saturating_add(settings.max_handshakes) as u64;
+    let defaults = EngineSettings::default();
+    let chosen = settings.core.max_connections != defaults.core.max_connections
+        || settings.max_handshakes != defaults.max_handshakes;
+    const SHORT: &str = "the open-files limit is below max_connections + max_handshakes; \
+                         connections beyond it are shed";
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) if limit < wanted => tracing::warn!(
-            open_files = limit,
-            wanted,
-            "the open-files limit is below max_connections + max_handshakes; \
-             connections beyond it are shed"
-        ),
-        Ok(limit) => tracing::info!(open_files = limit, "open-files limit"),
-        Err(error) => tracing::warn!(%error, "cannot raise the open-files limit"),
+        Ok(limit) if limit < wanted && chosen => {
+            tracing::warn!(open_files = limit, wanted, "{SHORT}")
+        }
+        Ok(limit) if limit < wanted => tracing::info!(open_files = limit, wanted, "{SHORT}"),
+        Ok(limit) => tracing::debug!(open_files = limit, "open-files limit"),
+        Err(error) => tracing::info!(%error, "cannot raise the open-files limit"),
     }
 }
 

@@ -150,6 +150,19 @@ pub(crate) enum ConfigErrorKind {
         /// The address.
         addr: String,
     },
+    /// An entry whose name is a near miss of `iii-worker-manager`: a typo would
+    /// otherwise start the engine on its defaults, silently.
+    #[error(
+        "{entry}: `name: {name}` is not a worker this engine knows: did you mean \
+         `{WORKER_MANAGER}`? (entries of other iii workers are skipped, but this name \
+         is too close to ours to be one)"
+    )]
+    NearMiss {
+        /// The entry (`workers[0]`).
+        entry: String,
+        /// The name it has.
+        name: String,
+    },
     /// An `rbac` block that cannot be used.
     #[error("{entry}.config.{error}")]
     Rbac {
@@ -192,6 +205,12 @@ impl ConfigFile {
                         entry: format!("{list}[{index}]"),
                         config: *config,
                     }),
+                    Entry::Other(name) if is_near_miss(&name) => {
+                        return Err(ConfigErrorKind::NearMiss {
+                            entry: format!("{list}[{index}]"),
+                            name,
+                        })
+                    }
                     Entry::Other(name) if !file.skipped.contains(&name) => file.skipped.push(name),
                     Entry::Other(_) => {}
                 }
@@ -256,6 +275,20 @@ struct RawFile {
 /// repeated names so).
 fn is_worker_manager(name: &str) -> bool {
     name.split('#').next() == Some(WORKER_MANAGER)
+}
+
+/// Edit distance at most this far from `iii-worker-manager` (and not it) is taken for
+/// a typo of it: the reference's other workers (`iii-stream`, `iii-http`, ...) are far
+/// further away.
+const NEAR_MISS_DISTANCE: usize = 3;
+
+/// True for a name that looks like a typo of `iii-worker-manager` (its `#N` suffix
+/// aside, case ignored).
+fn is_near_miss(name: &str) -> bool {
+    let base = name.split('#').next().unwrap_or(name);
+    base != WORKER_MANAGER
+        && strsim::damerau_levenshtein(&base.to_ascii_lowercase(), WORKER_MANAGER)
+            <= NEAR_MISS_DISTANCE
 }
 
 /// One entry of `workers:`.

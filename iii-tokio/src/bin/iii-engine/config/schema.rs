@@ -158,6 +158,8 @@ manager_config! {
     guest_builtin_call_burst: usize,
     /// `--max-worker-log-bytes`.
     max_worker_log_bytes: usize,
+    /// `--metrics-function-labels`.
+    metrics_function_labels: usize,
     /// `--max-functions-per-worker`.
     max_functions_per_worker: usize,
     /// `--max-trigger-types-per-worker`.
@@ -224,6 +226,8 @@ manager_config! {
     log_lines_per_reason: usize,
     /// `--log-window-ms`.
     log_window_ms: u64,
+    /// `--log-format` (`text` or `json`).
+    log_format: String,
     /// `--threads` (`null`: one per core).
     threads: NonZeroUsize,
 }

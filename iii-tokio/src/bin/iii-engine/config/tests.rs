@@ -602,3 +602,25 @@ workers:
     let refused = settings.validate().expect_err("refused").to_string();
     assert!(refused.contains("close_wait"), "{refused}");
 }
+
+#[test]
+fn a_near_miss_of_our_worker_name_is_an_error_naming_the_key() {
+    for typo in [
+        "iii-worker-manger",
+        "iii-worker-manager2",
+        "iii_worker_manager",
+        "III-Worker-Manager",
+        "iii-worker-manger#2",
+    ] {
+        let text = format!("workers:\n  - name: {typo}\n    config:\n      port: 1\n");
+        let message = error(&text);
+        assert!(
+            message.contains("did you mean `iii-worker-manager`") && message.contains(typo),
+            "{typo}: {message}"
+        );
+        assert!(message.contains("workers[0]"), "{message}");
+    }
+    // The reference's other workers are still skipped.
+    let file = parsed("workers:\n  - name: iii-stream\n  - name: iii-http\n  - name: iii-cron\n");
+    assert_eq!(file.skipped, ["iii-stream", "iii-http", "iii-cron"]);
+}
