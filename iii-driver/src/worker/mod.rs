@@ -65,7 +65,7 @@ pub use crate::runtime::BoxFuture;
 pub use bytes::Bytes;
 pub use calls::{CallOptions, Reply};
 pub use channel::{Channel, ChannelItem};
-pub use context::Invocation;
+pub use context::{CallerKeys, Invocation};
 pub use dial::{DEFAULT_URL, HANDSHAKE_TIMEOUT};
 pub use error::{Error, IntoErrorBody, INVOCATION_FAILED};
 pub use handlers::{TriggerHandler, TriggerRequest, DESERIALIZATION_ERROR, SERIALIZATION_ERROR};

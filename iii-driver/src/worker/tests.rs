@@ -248,6 +248,30 @@ fn wrapped_handlers_report_bad_input_errors_and_panics() {
     });
 }
 
+#[test]
+fn the_engines_caller_keys_leave_the_input_for_the_invocation() {
+    let mut input = json!({
+        "x": 1,
+        "_caller_worker_id": "w-1",
+        "_caller_context": {"tenant": "acme"},
+        "_caller_other": true,
+        "inner": {"_caller_worker_id": "kept"},
+    });
+    let caller = super::CallerKeys::take_from(&mut input);
+    assert_eq!(
+        input,
+        json!({"x": 1, "inner": {"_caller_worker_id": "kept"}})
+    );
+    assert_eq!(caller.worker_id(), Some("w-1"));
+    assert_eq!(caller.context(), Some(&json!({"tenant": "acme"})));
+    assert_eq!(caller.get("_caller_other"), Some(&json!(true)));
+    for other in [json!([{"_caller_worker_id": "w"}]), json!("s"), Value::Null] {
+        let mut input = other.clone();
+        assert_eq!(super::CallerKeys::take_from(&mut input), Default::default());
+        assert_eq!(input, other);
+    }
+}
+
 /// Runs a future that never waits on anything external to completion.
 fn futures_executor_lite<F: std::future::Future<Output = ()>>(future: F) {
     use std::task::{Context, Poll, Waker};
@@ -267,5 +291,6 @@ fn invocation() -> super::Invocation {
         function_id: "f".into(),
         metadata: None,
         trace: super::TraceContext::default(),
+        caller: super::CallerKeys::default(),
     }
 }

@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use super::{CallReply, EndKind, Net, ReaderItem, Task, Waiter};
 use crate::runtime::Runtime;
-use crate::worker::context::{Invocation, WithInvocation};
+use crate::worker::context::{CallerKeys, Invocation, WithInvocation};
 use crate::worker::handlers::{run_handler, TriggerRequest, DESERIALIZATION_ERROR};
 use crate::worker::Error;
 
@@ -184,7 +184,7 @@ impl<R: Runtime> Task<R> {
             let _ = self.core.complete(now, id, Err(error));
             return;
         };
-        let input = match serde_json::from_str::<Value>(data.get()) {
+        let mut input = match serde_json::from_str::<Value>(data.get()) {
             Ok(input) => input,
             Err(error) => {
                 let error = ErrorBody::new(DESERIALIZATION_ERROR, error.to_string());
@@ -199,6 +199,7 @@ impl<R: Runtime> Task<R> {
             function_id,
             metadata: metadata.and_then(|m| serde_json::from_str(m.get()).ok()),
             trace,
+            caller: CallerKeys::take_from(&mut input),
         };
         let running = WithInvocation {
             invocation: Arc::new(invocation.clone()),
