@@ -77,3 +77,86 @@ async fn strict_inputs_accept_calls_and_the_caller_is_on_the_invocation() {
     server.shutdown().await;
     engine.shutdown().await;
 }
+
+/// A bound for waits that must end long before it (the worker's own deadlines are an
+/// hour, so only an early report ends them).
+const BOUND: Duration = Duration::from_secs(60);
+
+fn patient(url: &str, name: &str, token: Option<&str>) -> Iii {
+    let mut options = WorkerOptions {
+        url: Some(url.to_owned()),
+        name: Some(name.to_owned()),
+        token: token.map(str::to_owned),
+        ..WorkerOptions::default()
+    };
+    options.core.connect_timeout = Duration::from_secs(3600);
+    connect(options).expect("valid options")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_is_reported_by_the_first_wait_and_call() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("ws://127.0.0.1:{port}");
+    let iii = patient(&url, "nobody-listens", None);
+    let waited = tokio::time::timeout(BOUND, iii.wait_connected(Duration::from_secs(3600)))
+        .await
+        .expect("reported before the worker's own deadline");
+    match waited {
+        Err(Error::Unreachable { url: named, detail }) => {
+            assert_eq!(named, url);
+            assert!(detail.contains("refused"), "{detail}");
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    let called = tokio::time::timeout(BOUND, iii.trigger("any::thing", json!({})))
+        .await
+        .expect("reported before the worker's own deadline");
+    assert!(
+        matches!(called, Err(Error::Unreachable { .. })),
+        "{called:?}"
+    );
+    iii.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_or_missing_token_fails_at_once_as_unauthorized() {
+    let mut settings = EngineSettings::default();
+    settings.core.auth_token = Some("s3cret".to_owned());
+    let engine = bind("127.0.0.1:0", settings).await.expect("engine");
+    let url = engine.url();
+    for token in [Some("wrong"), None] {
+        let iii = patient(&url, "unauthorized", token);
+        let waited = tokio::time::timeout(BOUND, iii.wait_connected(Duration::from_secs(3600)))
+            .await
+            .expect("reported before the worker's own deadline");
+        match &waited {
+            Err(
+                error @ Error::Unauthorized {
+                    url: named, status, ..
+                },
+            ) => {
+                assert_eq!((named.as_str(), *status), (url.as_str(), 401));
+                assert!(error.to_string().contains("token"), "{error}");
+            }
+            other => panic!("token {token:?}: expected Unauthorized, got {other:?}"),
+        }
+        let called = tokio::time::timeout(BOUND, iii.trigger("any::thing", json!({})))
+            .await
+            .expect("reported before the worker's own deadline");
+        assert!(
+            matches!(called, Err(Error::Unauthorized { status: 401, .. })),
+            "{called:?}"
+        );
+        iii.shutdown().await;
+    }
+    let admitted = patient(&url, "admitted", Some("s3cret"));
+    admitted
+        .wait_connected(WAIT)
+        .await
+        .expect("the right token");
+    admitted.shutdown().await;
+    engine.shutdown().await;
+}

@@ -38,6 +38,20 @@ pub enum Error {
         /// The last connection error.
         detail: String,
     },
+    /// The engine refused this worker's upgrade as unauthorized (HTTP 401) or
+    /// forbidden (403): a bad or missing token, an RBAC listener's authentication
+    /// function refusing its headers, or a denied address. Reported at once by waits and
+    /// calls; the worker keeps retrying in the background (a token fixed at the engine,
+    /// or a refusal withdrawn, lets it in).
+    #[error("the engine at {url} refused this worker with HTTP {status} (check the token or credentials): {detail}")]
+    Unauthorized {
+        /// The engine URL.
+        url: String,
+        /// The HTTP status (401 or 403).
+        status: u16,
+        /// The handshake error as received.
+        detail: String,
+    },
     /// The worker cannot run here (e.g. `iii_tokio::worker::connect` outside a tokio
     /// runtime).
     #[error("no async runtime: {0}")]
@@ -119,11 +133,22 @@ impl fmt::Display for ChannelOutcome<'_> {
 pub(crate) struct ErrorContext {
     pub(crate) url: String,
     pub(crate) last_dial_error: Option<String>,
+    /// The HTTP status of the last control dial, when it was refused as unauthorized.
+    pub(crate) unauthorized: Option<u16>,
     pub(crate) rejection: Option<Rejection>,
 }
 
 impl ErrorContext {
+    /// Why the engine cannot be reached: [`Error::Unauthorized`] when it refused the
+    /// last upgrade as such, else [`Error::Unreachable`] with the last dial error.
     pub(crate) fn unreachable(&self) -> Error {
+        if let (Some(status), Some(detail)) = (self.unauthorized, &self.last_dial_error) {
+            return Error::Unauthorized {
+                url: self.url.clone(),
+                status,
+                detail: detail.clone(),
+            };
+        }
         Error::Unreachable {
             url: self.url.clone(),
             detail: self

@@ -125,6 +125,7 @@ fn call_outcomes_map_to_errors() {
     let context = ErrorContext {
         url: "ws://127.0.0.1:1".into(),
         last_dial_error: Some("connection refused".into()),
+        unauthorized: None,
         rejection: None,
     };
     let call_result = |outcome| context.call_result(outcome);
@@ -145,6 +146,20 @@ fn call_outcomes_map_to_errors() {
     assert_eq!(
         unreachable.to_string(),
         "the engine at ws://127.0.0.1:1 is unreachable: connection refused"
+    );
+    let refused = ErrorContext {
+        last_dial_error: Some("WebSocket handshake: HTTP error: 401 Unauthorized".into()),
+        unauthorized: Some(401),
+        ..context.clone()
+    };
+    let unauthorized = refused.call_result(CallOutcome::Unreachable).unwrap_err();
+    assert!(
+        matches!(&unauthorized, Error::Unauthorized { status: 401, .. }),
+        "{unauthorized:?}"
+    );
+    assert!(
+        unauthorized.to_string().contains("401 Unauthorized"),
+        "{unauthorized}"
     );
     let rejection = iii_core::worker::Rejection {
         code: "WORKER_NAMESPACE_CONFLICT".into(),
