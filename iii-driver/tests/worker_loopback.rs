@@ -142,7 +142,12 @@ fn a_slow_function_times_out() {
         let result = iii
             .trigger_with_timeout("test::slow", Value::Null, Duration::from_millis(200))
             .await;
-        assert!(matches!(result, Err(Error::Timeout)), "{result:?}");
+        let error = result.expect_err("too slow");
+        assert!(error.is_timeout(), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            "`test::slow` did not answer within 200ms"
+        );
         iii.shutdown().await;
     });
 }

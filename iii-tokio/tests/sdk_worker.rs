@@ -160,3 +160,65 @@ async fn a_bad_or_missing_token_fails_at_once_as_unauthorized() {
     admitted.shutdown().await;
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_failures_reach_the_caller_with_their_context() {
+    let engine = engine().await;
+    let url = engine.url();
+    let server = worker(&url, "failing");
+    server
+        .register_function("fail::panics", |input: Value| async move {
+            if input["n"] == 1 {
+                panic!("n must not be {}", input["n"]);
+            }
+            Ok::<_, Error>(input)
+        })
+        .expect("register");
+    server
+        .register_function("fail::anyhow", |input: Value| async move {
+            anyhow::ensure!(input["ok"] == true, "not ok: {input}");
+            Ok(input)
+        })
+        .expect("register");
+    server
+        .register_function("fail::slow", |_: Value| async move {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok::<_, Error>(Value::Null)
+        })
+        .expect("register");
+    // The handler gets the worker to call through, without a clone per call.
+    server
+        .register_function_with_worker("fail::relay", |input: Value, iii: Iii| async move {
+            iii.trigger("fail::anyhow", input).await
+        })
+        .expect("register");
+    server.wait_registered(WAIT).await.expect("registered");
+    let client = worker(&url, "caller");
+    client.wait_connected(WAIT).await.expect("connected");
+
+    match client.trigger("fail::panics", json!({"n": 1})).await {
+        Err(Error::Remote(body)) => {
+            assert_eq!(body.code, "invocation_failed");
+            assert_eq!(
+                body.message,
+                "the handler of `fail::panics` panicked: n must not be 1"
+            );
+        }
+        other => panic!("expected the panic's message, got {other:?}"),
+    }
+    match client.trigger("fail::relay", json!({"ok": false})).await {
+        Err(Error::Remote(body)) => assert_eq!(body.message, r#"not ok: {"ok":false}"#),
+        other => panic!("expected the anyhow message, got {other:?}"),
+    }
+    let relayed = client.trigger("fail::relay", json!({"ok": true})).await;
+    assert_eq!(relayed.expect("relayed"), json!({"ok": true}));
+    let slow = client
+        .trigger_with_timeout("fail::slow", json!({}), Duration::from_millis(200))
+        .await
+        .expect_err("too slow");
+    assert_eq!(slow.to_string(), "`fail::slow` did not answer within 200ms");
+    assert!(slow.is_timeout());
+    client.shutdown().await;
+    server.shutdown().await;
+    engine.shutdown().await;
+}

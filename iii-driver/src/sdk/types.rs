@@ -41,7 +41,8 @@ impl From<Error> for IIIError {
                 message: body.message,
                 stacktrace: body.stacktrace,
             },
-            Error::Timeout => IIIError::Timeout,
+            // The published type's unit variant (the native error names the function).
+            Error::Timeout | Error::CallTimeout { .. } => IIIError::Timeout,
             other => IIIError::Sdk(other),
         }
     }

@@ -1,6 +1,7 @@
 //! The SDK's error type and the conversions from the core's outcomes.
 
 use std::fmt;
+use std::time::Duration;
 
 use iii_core::wire::{ErrorBody, Payload};
 use iii_core::worker::{
@@ -12,10 +13,19 @@ use iii_core::worker::{
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The deadline passed: no result arrived in time, or the worker did not register
-    /// with the engine within `wait_connected`'s timeout.
+    /// A wait's deadline passed (the worker did not register with the engine within
+    /// `wait_connected`'s timeout, registrations were not confirmed in time).
     #[error("timed out")]
     Timeout,
+    /// A call got no result within its deadline ([`Error::is_timeout`] is true for
+    /// this and [`Error::Timeout`]).
+    #[error("`{function_id}` did not answer within {timeout:?}")]
+    CallTimeout {
+        /// The function called.
+        function_id: String,
+        /// The call's deadline.
+        timeout: Duration,
+    },
     /// The called function (or the engine) answered with an error, e.g.
     /// `function_not_found` or `invocation_failed`.
     #[error("remote error `{}`: {}", .0.code, .0.message)]
@@ -86,6 +96,13 @@ pub enum Error {
     Json(String),
 }
 
+impl Error {
+    /// True for a deadline that passed: [`Error::Timeout`] or [`Error::CallTimeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout | Error::CallTimeout { .. })
+    }
+}
+
 impl From<serde_json::Error> for Error {
     fn from(error: serde_json::Error) -> Self {
         Error::Json(error.to_string())
@@ -95,7 +112,7 @@ impl From<serde_json::Error> for Error {
 impl From<Error> for std::io::Error {
     fn from(error: Error) -> Self {
         let kind = match &error {
-            Error::Timeout => std::io::ErrorKind::TimedOut,
+            Error::Timeout | Error::CallTimeout { .. } => std::io::ErrorKind::TimedOut,
             Error::Closed => std::io::ErrorKind::NotConnected,
             Error::Channel(EndOutcome::Lost) => std::io::ErrorKind::ConnectionReset,
             Error::Channel(EndOutcome::Aborted { .. }) => std::io::ErrorKind::ConnectionAborted,
@@ -253,6 +270,25 @@ impl IntoErrorBody for std::io::Error {
 impl IntoErrorBody for Box<dyn std::error::Error + Send + Sync> {
     fn into_error_body(self) -> ErrorBody {
         failed(self)
+    }
+}
+
+impl IntoErrorBody for Box<dyn std::error::Error + Send> {
+    fn into_error_body(self) -> ErrorBody {
+        failed(self)
+    }
+}
+
+impl IntoErrorBody for Box<dyn std::error::Error> {
+    fn into_error_body(self) -> ErrorBody {
+        failed(self)
+    }
+}
+
+/// The message is the error with its chain of causes (`{:#}`: "outer: inner").
+impl IntoErrorBody for anyhow::Error {
+    fn into_error_body(self) -> ErrorBody {
+        failed(format_args!("{self:#}"))
     }
 }
 

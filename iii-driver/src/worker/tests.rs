@@ -215,6 +215,41 @@ fn handler_errors_become_error_bodies() {
 }
 
 #[test]
+fn anyhow_and_boxed_errors_are_handler_errors() {
+    use anyhow::Context as _;
+    // As handlers write them: `?` on anything, with context.
+    let with_anyhow = erase(|input: Value| async move {
+        let n: u32 = serde_json::from_value(input).context("`n` must be a number")?;
+        Ok::<_, anyhow::Error>(json!(n))
+    });
+    let boxed = erase(|input: Value| async move {
+        let n: u32 = serde_json::from_value(input)?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(json!(n))
+    });
+    futures_executor_lite(async move {
+        let failed = run_handler(with_anyhow, json!("x"), invocation())
+            .await
+            .expect_err("not a number");
+        assert_eq!(failed.code, INVOCATION_FAILED);
+        assert!(
+            failed
+                .message
+                .starts_with("`n` must be a number: invalid type"),
+            "{}",
+            failed.message
+        );
+        let failed = run_handler(boxed, json!("x"), invocation())
+            .await
+            .expect_err("not a number");
+        assert!(
+            failed.message.starts_with("invalid type"),
+            "{}",
+            failed.message
+        );
+    });
+}
+
+#[test]
 fn results_parse_with_absent_as_null() {
     let value: Value = parse_result(None).expect("null");
     assert_eq!(value, Value::Null);
@@ -260,6 +295,16 @@ fn wrapped_handlers_report_bad_input_errors_and_panics() {
             .await
             .expect_err("panic");
         assert_eq!(panicked.code, INVOCATION_FAILED);
+        assert_eq!(panicked.message, "the handler of `f` panicked: handler bug");
+        let formatted = erase(|input: Value| async move {
+            panic!("bad input {input}");
+            #[allow(unreachable_code)]
+            Ok::<_, String>(input)
+        });
+        let panicked = run_handler(formatted, json!(7), invocation())
+            .await
+            .expect_err("panic");
+        assert_eq!(panicked.message, "the handler of `f` panicked: bad input 7");
     });
 }
 
