@@ -222,3 +222,79 @@ async fn handler_failures_reach_the_caller_with_their_context() {
     server.shutdown().await;
     engine.shutdown().await;
 }
+
+/// The published 0.23 documentation's forms, run: typed `RegisterFunction`s, listing,
+/// a trigger binding, and channel ends used through tokio's I/O traits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_published_facade_forms_run_against_our_engine() {
+    use iii_tokio::sdk::{
+        is_channel_ref, register_worker, ChannelReader, IIIClient, IIIError, InitOptions,
+        RegisterFunction, StreamChannelRef, TriggerRequest,
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[derive(Deserialize)]
+    struct Add {
+        a: i64,
+        b: i64,
+    }
+    let engine = engine().await;
+    let url = engine.url();
+    let iii: IIIClient = register_worker(&url, InitOptions::default());
+    let add = iii.register_function(
+        "math::add",
+        RegisterFunction::new_async(|input: Add| async move {
+            Ok::<_, IIIError>(json!({"c": input.a + input.b}))
+        })
+        .description("adds"),
+    );
+    assert!(add.error().is_none(), "{:?}", add.error());
+    let duplicate = iii.register_function(
+        "math::add",
+        RegisterFunction::new(|n: i64| Ok::<_, IIIError>(n)),
+    );
+    assert!(duplicate.error().is_some(), "a refusal reaches the caller");
+    let address = iii.address().to_string();
+    let me = iii.clone();
+    iii.register_function("bytes::count", move |input: Value| {
+        let iii = me.clone();
+        async move {
+            assert!(is_channel_ref(&input["reader"]));
+            let reader_ref: StreamChannelRef = serde_json::from_value(input["reader"].clone())?;
+            let mut reader = ChannelReader::new(iii.address(), &reader_ref);
+            let mut bytes = Vec::new();
+            reader.read_to_end(&mut bytes).await?;
+            Ok(json!(bytes.len()))
+        }
+    });
+    iii.wait_registered(WAIT).await.expect("registered");
+    assert_eq!(address, url);
+
+    let sum = iii
+        .trigger(TriggerRequest::new("math::add", json!({"a": 1, "b": 2})))
+        .await
+        .expect("added");
+    assert_eq!(sum, json!({"c": 3}));
+    let functions = iii.list_functions().await.expect("listed");
+    let listed = functions
+        .iter()
+        .find(|f| f.function_id == "math::add")
+        .expect("math::add is listed");
+    assert_eq!(listed.description.as_deref(), Some("adds"));
+
+    let channel = iii.create_channel(None).await.expect("channel");
+    let counting = iii.trigger(TriggerRequest::new(
+        "bytes::count",
+        json!({"reader": channel.reader_ref}),
+    ));
+    let mut writer = channel.writer;
+    let writing = async move {
+        writer.write_all(&[7u8; 100_000]).await?;
+        writer.shutdown().await
+    };
+    let (count, written) = tokio::join!(counting, writing);
+    written.expect("written through AsyncWrite");
+    assert_eq!(count.expect("counted"), json!(100_000));
+    iii.shutdown_async().await;
+    engine.shutdown().await;
+}

@@ -208,6 +208,11 @@ impl<R: Runtime> Iii<R> {
         })
     }
 
+    /// The runtime this worker runs on.
+    pub(crate) fn runtime(&self) -> &R {
+        &self.rt
+    }
+
     /// The engine's base URL (e.g. `ws://127.0.0.1:49134`).
     pub fn address(&self) -> &str {
         &self.shared.address
