@@ -298,3 +298,64 @@ async fn the_published_facade_forms_run_against_our_engine() {
     iii.shutdown_async().await;
     engine.shutdown().await;
 }
+
+/// A typed input's `ChannelReader` field opens the end the caller's ref names; a ref
+/// of the wrong direction is a deserialization error for the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_refs_in_a_typed_input_become_live_ends() {
+    use iii_tokio::worker::ChannelReader;
+
+    #[derive(Deserialize)]
+    struct Upload {
+        name: String,
+        data: ChannelReader,
+    }
+    let engine = engine().await;
+    let url = engine.url();
+    let server = worker(&url, "uploads");
+    server
+        .register_typed("files::upload", |mut upload: Upload| async move {
+            let bytes = upload.data.read_all().await?;
+            Ok::<_, Error>(json!({"name": upload.name, "bytes": bytes.len()}))
+        })
+        .expect("register");
+    server.wait_registered(WAIT).await.expect("registered");
+    let client = worker(&url, "uploader");
+    let channel = client.create_channel(None).await.expect("channel");
+    let call = client.trigger(
+        "files::upload",
+        json!({"name": "a.bin", "data": channel.reader_ref}),
+    );
+    let writer = channel.writer;
+    let writing = async move {
+        writer.write(&[1u8; 70_000]).await?;
+        writer.close().await
+    };
+    let (answer, written) = tokio::join!(call, writing);
+    written.expect("written");
+    assert_eq!(
+        answer.expect("read"),
+        json!({"name": "a.bin", "bytes": 70_000})
+    );
+
+    let refused = client
+        .trigger(
+            "files::upload",
+            json!({"name": "b.bin", "data": channel.writer_ref}),
+        )
+        .await;
+    match refused {
+        Err(Error::Remote(body)) => {
+            assert_eq!(body.code, "deserialization_error");
+            assert!(
+                body.message.contains("direction `read`"),
+                "{}",
+                body.message
+            );
+        }
+        other => panic!("expected a deserialization error, got {other:?}"),
+    }
+    client.shutdown().await;
+    server.shutdown().await;
+    engine.shutdown().await;
+}

@@ -300,6 +300,26 @@ impl<R: Runtime> III<R> {
     }
 }
 
+/// A reader in a `RegisterFunction` handler's typed input opens the end the caller's
+/// ref names (see the native `ChannelReader`'s `Deserialize`).
+impl<'de, R: Runtime> serde::Deserialize<'de> for ChannelReader<R> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let native = worker::ChannelReader::<R>::deserialize(deserializer)?;
+        Ok(Self {
+            inner: Ok(futures_util::lock::Mutex::new(native)),
+        })
+    }
+}
+
+/// A writer in a `RegisterFunction` handler's typed input opens the end the caller's
+/// ref names.
+impl<'de, R: Runtime> serde::Deserialize<'de> for ChannelWriter<R> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let native = worker::ChannelWriter::<R>::deserialize(deserializer)?;
+        Ok(Self { inner: Ok(native) })
+    }
+}
+
 fn unusable(error: &IIIError) -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, error.to_string())
 }

@@ -37,6 +37,7 @@ mod context;
 mod credit;
 mod dial;
 mod error;
+mod extract;
 mod handlers;
 mod introspect;
 mod options;

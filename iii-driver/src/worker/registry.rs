@@ -1,6 +1,7 @@
 //! Registering functions, trigger types and triggers, and the handles that unregister
 //! them.
 
+use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -217,6 +218,10 @@ impl<R: Runtime> Iii<R> {
 
     /// Serves a function with a typed handler: the input is deserialized into `I` (a bad
     /// input answers the caller with `deserialization_error`) and the output serialized.
+    /// Fields of type [`ChannelReader`](super::ChannelReader) /
+    /// [`ChannelWriter`](super::ChannelWriter) in `I` open the end the caller's ref names
+    /// on this worker; for that the registration keeps the worker running (until
+    /// [`Iii::shutdown`] or the function is unregistered).
     pub fn register_typed<I, O, F, Fut, E>(
         &self,
         function: impl Into<FunctionDef>,
@@ -229,7 +234,12 @@ impl<R: Runtime> Iii<R> {
         Fut: Future<Output = Result<O, E>> + Send + 'static,
         E: IntoErrorBody,
     {
-        self.register_erased(function.into(), handlers::erase_typed(handler))
+        let typed = handlers::erase_typed(handler);
+        let worker: Arc<dyn Any + Send + Sync> = Arc::new(self.clone());
+        let handler: handlers::Handler = Arc::new(move |input, invocation| {
+            super::extract::with_worker(&worker, || typed(input, invocation))
+        });
+        self.register_erased(function.into(), handler)
     }
 
     fn register_erased(
