@@ -57,7 +57,7 @@ pub async fn checked_calls(
                             let sent = Instant::now();
                             match iii.trigger_with_timeout(ECHO, payload(seq), timeout).await {
                                 Ok(answer) => tally.check(seq, &answer, sent.elapsed()),
-                                Err(e @ (Error::Timeout | Error::Disconnected)) => {
+                                Err(e @ (Error::CallTimeout { .. } | Error::Disconnected)) => {
                                     tally.lost(seq, &e.to_string())
                                 }
                                 Err(e) => tally.error(seq, &e.to_string()),

@@ -199,7 +199,7 @@ impl Failure {
                 body,
                 stream: None,
             },
-            Error::Timeout => Failure::Timeout { function, timeout },
+            Error::Timeout | Error::CallTimeout { .. } => Failure::Timeout { function, timeout },
             Error::InvalidOption(message) => Failure::Usage(message),
             Error::Invoke(error) => Failure::Usage(error.to_string()),
             error => Failure::Lost {

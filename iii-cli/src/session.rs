@@ -70,7 +70,8 @@ impl Session {
             .await
         {
             Ok(()) => return Ok(()),
-            Err(Error::Timeout) => {}
+            // Diagnosed below with a person's reading of the refusal.
+            Err(Error::Timeout | Error::Unreachable { .. } | Error::Unauthorized { .. }) => {}
             Err(Error::Rejected(_)) => return Err("the engine rejected this worker".into()),
             Err(error) => return Err(error.to_string()),
         }

@@ -8,7 +8,16 @@
 
 use std::collections::VecDeque;
 
+use bytes::{Bytes, BytesMut};
+
 use crate::wire::Message;
+
+/// `bytes` copied into a buffer with room for `capacity` bytes.
+fn grown(bytes: &[u8], capacity: usize) -> BytesMut {
+    let mut buffer = BytesMut::with_capacity(capacity.max(bytes.len()));
+    buffer.extend_from_slice(bytes);
+    buffer
+}
 
 /// One connection's outbound queue and in-flight count.
 #[derive(Debug)]
@@ -50,6 +59,32 @@ impl Outbox {
         self.queued_bytes += len;
         self.queue.push_back(message);
         Ok(())
+    }
+
+    /// Queues a binary chunk of a byte stream, appended to the queued tail when that is
+    /// a binary message still waiting for credit and both fit in `max_frame` bytes:
+    /// small writes made while earlier ones wait become one frame, and a write that
+    /// finds credit free is queued alone (released at once, no added latency). The
+    /// merged tail is built in a buffer of `max_frame` bytes, so each byte is copied
+    /// once. No byte limit here (the caller's window bounds the queue).
+    pub fn push_stream_chunk(&mut self, chunk: Bytes, max_frame: usize) {
+        let len = chunk.len();
+        // Everything in `queue` waits for credit (released messages leave it).
+        if let Some(Message::Binary(tail)) = self.queue.back_mut() {
+            if tail.len().saturating_add(len) <= max_frame {
+                let mut merged = match std::mem::take(tail).try_into_mut() {
+                    Ok(buffer) if buffer.capacity() >= max_frame => buffer,
+                    Ok(buffer) => grown(&buffer, max_frame),
+                    Err(shared) => grown(&shared, max_frame),
+                };
+                merged.extend_from_slice(&chunk);
+                *tail = merged.freeze();
+                self.queued_bytes += len;
+                return;
+            }
+        }
+        self.queued_bytes += len;
+        self.queue.push_back(Message::Binary(chunk));
     }
 
     /// The next message that may be transmitted now, if credit allows.
@@ -125,6 +160,34 @@ mod tests {
 
     fn bin(n: usize) -> Message {
         Message::Binary(Bytes::from(vec![0; n]))
+    }
+
+    #[test]
+    fn small_chunks_merge_only_while_they_wait() {
+        let mut out = Outbox::new(1);
+        // A lone write goes out alone, at once.
+        out.push_stream_chunk(Bytes::from_static(b"ab"), 8);
+        assert_eq!(
+            out.release(),
+            Some(Message::Binary(Bytes::from_static(b"ab")))
+        );
+        // No credit now: the next writes wait, and merge up to the frame size.
+        for piece in [&b"cd"[..], b"ef", b"gh", b"ij", b"kl"] {
+            out.push_stream_chunk(Bytes::copy_from_slice(piece), 8);
+        }
+        assert_eq!(out.queued_bytes(), 10);
+        assert_eq!(out.release(), None);
+        out.sent(1);
+        assert_eq!(
+            out.release(),
+            Some(Message::Binary(Bytes::from_static(b"cdefghij")))
+        );
+        out.sent(1);
+        assert_eq!(
+            out.release(),
+            Some(Message::Binary(Bytes::from_static(b"kl")))
+        );
+        assert_eq!(out.queued_bytes(), 0);
     }
 
     #[test]

@@ -45,9 +45,9 @@ pub fn connect(options: WorkerOptions) -> Result<Iii, Error> {
     Iii::connect(Tokio, options)
 }
 
-/// Connects a worker to `url` with default options, like the published SDKs'
-/// `register_worker`.
-pub fn register_worker(url: &str) -> Result<Iii, Error> {
+/// Connects a worker to `url` with default options (the documented API's
+/// `register_worker` is [`crate::sdk::register_worker`]).
+pub fn connect_url(url: &str) -> Result<Iii, Error> {
     connect(WorkerOptions {
         url: Some(url.to_owned()),
         ..WorkerOptions::default()

@@ -14,7 +14,7 @@ use async_tungstenite::tokio::connect_async;
 use async_tungstenite::tungstenite::client::IntoClientRequest;
 use async_tungstenite::tungstenite::Error as WsError;
 use common::{run, Engine};
-use iii_tokio::worker::{connect, Error, Iii, WorkerOptions};
+use iii_tokio::worker::{connect, Error, Iii, Invocation, WorkerOptions};
 use serde_json::{json, Value};
 
 /// A loopback port that was free a moment ago.
@@ -39,8 +39,8 @@ fn worker(url: &str, name: &str, headers: &[(&str, &str)]) -> Iii {
 }
 
 /// The trusted backend: `auth::check` admits `x-tenant-key: k-acme` or `?key=k-acme`
-/// with a context naming the tenant; `api::echo` answers what it got (so the test sees
-/// `_caller_context`); `internal::secret` must stay out of reach.
+/// with a context naming the tenant; `api::echo` answers its input and the caller the
+/// engine named (`_caller_context`, `_caller_worker_id`); `internal::secret` must stay out of reach.
 async fn backend(url: &str) -> Iii {
     let iii = worker(url, "backend", &[]);
     iii.register_function("auth::check", |input: Value| async move {
@@ -57,10 +57,14 @@ async fn backend(url: &str) -> Iii {
         }
     })
     .expect("register auth");
-    iii.register_function(
-        "api::echo",
-        |input: Value| async move { Ok::<_, Error>(input) },
-    )
+    iii.register_function("api::echo", |input: Value| async move {
+        let caller = Invocation::current().expect("inside a handler");
+        Ok::<_, Error>(json!({
+            "input": input,
+            "caller_context": caller.caller_context(),
+            "caller_worker_id": caller.caller_worker_id(),
+        }))
+    })
     .expect("register echo");
     iii.register_function("internal::secret", |_input: Value| async move {
         Ok::<_, Error>(json!("S3CRET"))
@@ -116,8 +120,11 @@ async fn exercise(rbac_url: &str, main_url: &str) {
             .trigger("api::echo", json!({"hello": 1}))
             .await
             .expect("an exposed function");
-        assert_eq!(echoed["hello"], 1);
-        assert_eq!(echoed["_caller_context"], json!({"tenant": "acme"}));
+        // The handler's input is what the guest sent; the engine's `_caller_*` keys
+        // are on the invocation.
+        assert_eq!(echoed["input"], json!({"hello": 1}));
+        assert_eq!(echoed["caller_context"], json!({"tenant": "acme"}));
+        assert!(echoed["caller_worker_id"].is_string(), "{echoed}");
         match guest.trigger("internal::secret", json!({})).await {
             Err(Error::Remote(body)) => {
                 assert_eq!(body.code, "FORBIDDEN");

@@ -137,8 +137,8 @@ impl Worker {
         }
         for piece in chunks(data.slice(..accept), chunk_size) {
             state.used += piece.len();
-            // No byte limit here: the window bounds the queue.
-            let _ = state.outbox.push(Message::Binary(piece), usize::MAX);
+            // Small writes that wait for credit merge into frames of up to chunk_size.
+            state.outbox.push_stream_chunk(piece, chunk_size);
         }
         self.ensure_connected(end);
         self.pump_end(end);

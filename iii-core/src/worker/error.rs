@@ -59,40 +59,42 @@ pub enum CompleteError {
     UnknownTrigger(String),
 }
 
-/// Why a writer operation was refused.
+/// Why a writer operation was refused. The messages are for the application's user and
+/// name no internal id (the variants keep it, for `Debug`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
     /// No end with this id exists (never opened, or released).
-    #[error("unknown channel end {0}")]
+    #[error("the channel writer is not open (released or never opened)")]
     UnknownEnd(EndId),
     /// The end is a reader.
-    #[error("channel end {0} is not a writer")]
+    #[error("this channel end is a reader, not a writer")]
     NotWriter(EndId),
     /// The end is over (closed, aborted, refused or lost): nothing more can be written.
-    #[error("channel end {0} has ended")]
+    #[error("the channel writer has ended (closed, aborted, refused or lost)")]
     Ended(EndId),
     /// `channel_close` was already called: the end is flushing before its Close.
-    #[error("channel end {0} is closing")]
+    #[error("the channel writer is closing")]
     Closing(EndId),
     /// The write window is full; retry after `ChannelWritable`.
-    #[error("channel end {0} is blocked: its write window is full")]
+    #[error("the channel writer is blocked: its write window is full")]
     Blocked(EndId),
     /// The worker was shut down.
     #[error("the worker has stopped")]
     Stopped,
 }
 
-/// Why a reader operation was refused.
+/// Why a reader operation was refused (messages without internal ids, as for
+/// [`WriteError`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
     /// No end with this id exists (never opened, or released).
-    #[error("unknown channel end {0}")]
+    #[error("the channel reader is not open (released or never opened)")]
     UnknownEnd(EndId),
     /// The end is a writer.
-    #[error("channel end {0} is not a reader")]
+    #[error("this channel end is a writer, not a reader")]
     NotReader(EndId),
     /// The end is over: it cannot start reading any more.
-    #[error("channel end {0} has ended")]
+    #[error("the channel reader has ended")]
     Ended(EndId),
     /// The worker was shut down.
     #[error("the worker has stopped")]

@@ -124,8 +124,10 @@ pub enum WorkerEvent {
         /// How it finished.
         outcome: super::SyncOutcome,
     },
-    /// No connection of this worker was registered for `connect_timeout`: queued calls
-    /// failed with [`CallOutcome::Unreachable`]. The worker keeps reconnecting.
+    /// No connection of this worker was registered for `connect_timeout` (or the
+    /// adapter reported a definitive refusal:
+    /// [`Worker::engine_refused`](super::Worker::engine_refused)): queued calls failed
+    /// with [`CallOutcome::Unreachable`]. The worker keeps reconnecting.
     Unreachable,
     /// The engine asks this provider to bind a trigger of a locally registered type;
     /// answer with [`Worker::trigger_registration_result`](super::Worker::trigger_registration_result).

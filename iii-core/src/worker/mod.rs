@@ -141,6 +141,23 @@ impl Worker {
         }
     }
 
+    /// The engine gave a definitive answer to the control connection (nothing listens
+    /// at its address, or the upgrade was refused as unauthorized): waiting for
+    /// `connect_timeout` would not change it, so the engine counts as unreachable now.
+    /// Queued calls fail with [`CallOutcome::Unreachable`] and
+    /// [`WorkerEvent::Unreachable`] is reported, exactly as when `connect_timeout`
+    /// passes; the worker keeps reconnecting. Call it after
+    /// [`handle_connect_failed`](Self::handle_connect_failed); it does nothing while a
+    /// connection is registered or once the worker stopped.
+    pub fn engine_refused(&mut self, now: Instant) {
+        let _ = now;
+        if self.liveness.unreachable {
+            return;
+        }
+        self.timers.cancel(&TimerKey::Unreachable);
+        self.unreachable_now();
+    }
+
     /// A message arrived on connection `conn`.
     pub fn handle_message(&mut self, now: Instant, conn: ConnId, message: Message) {
         if self.control.open() == Some(conn) {

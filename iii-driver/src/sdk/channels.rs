@@ -39,7 +39,7 @@ impl<R: Runtime> Channel<R> {
 /// flow control, cancel safety, unused ends dropped without effect).
 #[derive(Debug)]
 pub struct ChannelWriter<R: Runtime> {
-    inner: Result<worker::ChannelWriter<R>, IIIError>,
+    pub(super) inner: Result<worker::ChannelWriter<R>, IIIError>,
 }
 
 impl<R: Runtime> ChannelWriter<R> {
@@ -81,7 +81,7 @@ impl<R: Runtime> ChannelWriter<R> {
 /// `&self`; concurrent reads are served one at a time.
 #[derive(Debug)]
 pub struct ChannelReader<R: Runtime> {
-    inner: Result<Mutex<worker::ChannelReader<R>>, IIIError>,
+    pub(super) inner: Result<Mutex<worker::ChannelReader<R>>, IIIError>,
 }
 
 impl<R: Runtime> ChannelReader<R> {

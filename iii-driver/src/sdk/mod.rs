@@ -9,17 +9,23 @@
 //! it for anything the facade does not cover).
 
 mod channels;
+mod published;
 mod types;
 
-use std::future::Future;
 use std::time::Duration;
 
-use serde_json::Value;
+pub use serde_json::Value;
 
 pub use channels::{Channel, ChannelReader, ChannelWriter};
+pub use published::{
+    is_channel_ref, Built, Closure, IntoRegisterFunction, RegisterFunction, RegisterTriggerInput,
+    Trigger,
+};
 pub use types::{IIIError, InitOptions, RegisterFunctionMessage, TriggerAction, TriggerRequest};
 
-pub use crate::worker::{extract_channel_refs, ChannelRef as StreamChannelRef};
+pub use crate::worker::{
+    extract_channel_refs, ChannelItem, ChannelRef as StreamChannelRef, FunctionInfo,
+};
 /// Which end of a channel a ref opens (`Read` or `Write`).
 pub type ChannelDirection = crate::worker::Direction;
 
@@ -59,6 +65,9 @@ impl<R: Runtime> AsRef<str> for Address<R> {
         &self.url
     }
 }
+
+/// The published 0.23 name of the client ([`III`]).
+pub type IIIClient<R> = III<R>;
 
 /// A worker client, as `register_worker` returns it. Cheap to clone.
 pub struct III<R: Runtime> {
@@ -134,22 +143,24 @@ impl<R: Runtime> III<R> {
         }
     }
 
-    /// Serves `message.id` with `handler`. Returns the function's handle; a refused
-    /// registration (empty or duplicate id, stopped worker) is logged and kept in
-    /// [`FunctionRef::error`].
-    pub fn register_function<F, Fut>(
+    /// Serves a function. Both documented forms compile:
+    /// `register_function("math::add", RegisterFunction::new_async(handler))` (the
+    /// published 0.23 documentation) and
+    /// `register_function(RegisterFunctionMessage { .. }, |input: Value| async move { .. })`.
+    /// Returns the function's handle; a refused registration (empty or duplicate id,
+    /// stopped worker) is kept in [`FunctionRef::error`] (and logged); one the engine
+    /// refuses later is reported by [`III::wait_registered`].
+    pub fn register_function<M>(
         &self,
-        message: RegisterFunctionMessage,
-        handler: F,
-    ) -> FunctionRef<R>
-    where
-        F: Fn(Value) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Value, IIIError>> + Send + 'static,
-    {
+        function: impl Into<RegisterFunctionMessage>,
+        handler: impl IntoRegisterFunction<R, M>,
+    ) -> FunctionRef<R> {
+        let message = function.into();
         let id = message.id.clone();
+        let registration = handler.into_register_function();
         let result = self
             .worker()
-            .and_then(|iii| Ok(iii.register_function(message.into_def(), handler)?));
+            .and_then(|iii| Ok(registration.register(iii, message)?));
         if let Err(error) = &result {
             tracing::error!(%error, function_id = %id, "register_function refused");
         }

@@ -28,9 +28,38 @@ pub enum IIIError {
     /// No result within the deadline.
     #[error("invocation timed out")]
     Timeout,
+    /// An I/O error of the application's (e.g. a file read in a handler), kept as its
+    /// kind and message (the type is `Clone`).
+    #[error("I/O error: {message}")]
+    Io {
+        /// The error's kind.
+        kind: std::io::ErrorKind,
+        /// Its message.
+        message: String,
+    },
     /// Anything else, as the native API reports it.
     #[error(transparent)]
     Sdk(Error),
+}
+
+impl From<std::io::Error> for IIIError {
+    fn from(error: std::io::Error) -> Self {
+        IIIError::Io {
+            kind: error.kind(),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<IIIError> for std::io::Error {
+    fn from(error: IIIError) -> Self {
+        match error {
+            IIIError::Io { kind, message } => std::io::Error::new(kind, message),
+            IIIError::Sdk(error) => error.into(),
+            IIIError::Timeout => std::io::Error::new(std::io::ErrorKind::TimedOut, error),
+            other => std::io::Error::other(other),
+        }
+    }
 }
 
 impl From<Error> for IIIError {
@@ -41,7 +70,8 @@ impl From<Error> for IIIError {
                 message: body.message,
                 stacktrace: body.stacktrace,
             },
-            Error::Timeout => IIIError::Timeout,
+            // The published type's unit variant (the native error names the function).
+            Error::Timeout | Error::CallTimeout { .. } => IIIError::Timeout,
             other => IIIError::Sdk(other),
         }
     }
@@ -79,6 +109,7 @@ impl IntoErrorBody for IIIError {
                 stacktrace,
             },
             IIIError::Timeout => ErrorBody::new(INVOCATION_FAILED, "invocation timed out"),
+            IIIError::Io { message, .. } => ErrorBody::new(INVOCATION_FAILED, message),
             IIIError::Sdk(error) => error.into_error_body(),
         }
     }

@@ -122,7 +122,8 @@ impl<R: Runtime> Iii<R> {
         options: CallOptions,
     ) -> Result<(Option<Payload>, TraceContext), Error> {
         let mut options = options.into_core();
-        options.timeout = Some(options.timeout.unwrap_or(self.invocation_timeout));
+        let timeout = options.timeout.unwrap_or(self.invocation_timeout);
+        options.timeout = Some(timeout);
         let (reply, answer) = oneshot::channel();
         self.send(Command::Invoke {
             function_id: function_id.to_owned(),
@@ -130,7 +131,16 @@ impl<R: Runtime> Iii<R> {
             options,
             reply,
         })?;
-        answer.await.unwrap_or(Err(Error::Closed))
+        answer
+            .await
+            .unwrap_or(Err(Error::Closed))
+            .map_err(|error| match error {
+                Error::Timeout => Error::CallTimeout {
+                    function_id: function_id.to_owned(),
+                    timeout,
+                },
+                other => other,
+            })
     }
 
     /// Calls `function_id` fire-and-forget (no result, no error from the function).

@@ -150,13 +150,32 @@ pub(crate) struct DialFailure {
     pub(crate) status: Option<u16>,
     /// What went wrong, for the logs and [`Error::Unreachable`].
     pub(crate) detail: String,
+    /// Whether retrying soon can help.
+    pub(crate) answer: DialAnswer,
+}
+
+/// What a failed dial says about the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DialAnswer {
+    /// Nothing listens at the address (the TCP connection was refused).
+    NothingListens,
+    /// The upgrade was refused as unauthorized (HTTP 401 or 403): a bad or missing
+    /// token, or an RBAC listener's authentication function said no.
+    Unauthorized,
+    /// Anything else (timeouts, TLS, other statuses, lost connections).
+    Other,
 }
 
 impl DialFailure {
     fn new(status: Option<u16>, detail: impl std::fmt::Display) -> Self {
+        let answer = match status {
+            Some(401 | 403) => DialAnswer::Unauthorized,
+            _ => DialAnswer::Other,
+        };
         Self {
             status,
             detail: detail.to_string(),
+            answer,
         }
     }
 }
@@ -189,7 +208,13 @@ pub(crate) async fn dial<R: Runtime>(
     let connecting = rt.connect(host.clone(), port);
     let attempt = async move {
         let tcp = connecting.await.map_err(|error| {
-            DialFailure::new(None, format!("TCP connect to {host}:{port}: {error}"))
+            let refused = error.kind() == std::io::ErrorKind::ConnectionRefused;
+            let mut failure =
+                DialFailure::new(None, format!("TCP connect to {host}:{port}: {error}"));
+            if refused {
+                failure.answer = DialAnswer::NothingListens;
+            }
+            failure
         })?;
         let transport = Transport::start(tcp, &host, &config.tls)
             .await

@@ -1,6 +1,7 @@
 //! The SDK's error type and the conversions from the core's outcomes.
 
 use std::fmt;
+use std::time::Duration;
 
 use iii_core::wire::{ErrorBody, Payload};
 use iii_core::worker::{
@@ -12,10 +13,19 @@ use iii_core::worker::{
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The deadline passed: no result arrived in time, or the worker did not register
-    /// with the engine within `wait_connected`'s timeout.
+    /// A wait's deadline passed (the worker did not register with the engine within
+    /// `wait_connected`'s timeout, registrations were not confirmed in time).
     #[error("timed out")]
     Timeout,
+    /// A call got no result within its deadline ([`Error::is_timeout`] is true for
+    /// this and [`Error::Timeout`]).
+    #[error("`{function_id}` did not answer within {timeout:?}")]
+    CallTimeout {
+        /// The function called.
+        function_id: String,
+        /// The call's deadline.
+        timeout: Duration,
+    },
     /// The called function (or the engine) answered with an error, e.g.
     /// `function_not_found` or `invocation_failed`.
     #[error("remote error `{}`: {}", .0.code, .0.message)]
@@ -36,6 +46,20 @@ pub enum Error {
         /// The engine URL.
         url: String,
         /// The last connection error.
+        detail: String,
+    },
+    /// The engine refused this worker's upgrade as unauthorized (HTTP 401) or
+    /// forbidden (403): a bad or missing token, an RBAC listener's authentication
+    /// function refusing its headers, or a denied address. Reported at once by waits and
+    /// calls; the worker keeps retrying in the background (a token fixed at the engine,
+    /// or a refusal withdrawn, lets it in).
+    #[error("the engine at {url} refused this worker with HTTP {status} (check the token or credentials): {detail}")]
+    Unauthorized {
+        /// The engine URL.
+        url: String,
+        /// The HTTP status (401 or 403).
+        status: u16,
+        /// The handshake error as received.
         detail: String,
     },
     /// The worker cannot run here (e.g. `iii_tokio::worker::connect` outside a tokio
@@ -72,6 +96,13 @@ pub enum Error {
     Json(String),
 }
 
+impl Error {
+    /// True for a deadline that passed: [`Error::Timeout`] or [`Error::CallTimeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout | Error::CallTimeout { .. })
+    }
+}
+
 impl From<serde_json::Error> for Error {
     fn from(error: serde_json::Error) -> Self {
         Error::Json(error.to_string())
@@ -81,7 +112,7 @@ impl From<serde_json::Error> for Error {
 impl From<Error> for std::io::Error {
     fn from(error: Error) -> Self {
         let kind = match &error {
-            Error::Timeout => std::io::ErrorKind::TimedOut,
+            Error::Timeout | Error::CallTimeout { .. } => std::io::ErrorKind::TimedOut,
             Error::Closed => std::io::ErrorKind::NotConnected,
             Error::Channel(EndOutcome::Lost) => std::io::ErrorKind::ConnectionReset,
             Error::Channel(EndOutcome::Aborted { .. }) => std::io::ErrorKind::ConnectionAborted,
@@ -119,11 +150,22 @@ impl fmt::Display for ChannelOutcome<'_> {
 pub(crate) struct ErrorContext {
     pub(crate) url: String,
     pub(crate) last_dial_error: Option<String>,
+    /// The HTTP status of the last control dial, when it was refused as unauthorized.
+    pub(crate) unauthorized: Option<u16>,
     pub(crate) rejection: Option<Rejection>,
 }
 
 impl ErrorContext {
+    /// Why the engine cannot be reached: [`Error::Unauthorized`] when it refused the
+    /// last upgrade as such, else [`Error::Unreachable`] with the last dial error.
     pub(crate) fn unreachable(&self) -> Error {
+        if let (Some(status), Some(detail)) = (self.unauthorized, &self.last_dial_error) {
+            return Error::Unauthorized {
+                url: self.url.clone(),
+                status,
+                detail: detail.clone(),
+            };
+        }
         Error::Unreachable {
             url: self.url.clone(),
             detail: self
@@ -228,6 +270,25 @@ impl IntoErrorBody for std::io::Error {
 impl IntoErrorBody for Box<dyn std::error::Error + Send + Sync> {
     fn into_error_body(self) -> ErrorBody {
         failed(self)
+    }
+}
+
+impl IntoErrorBody for Box<dyn std::error::Error + Send> {
+    fn into_error_body(self) -> ErrorBody {
+        failed(self)
+    }
+}
+
+impl IntoErrorBody for Box<dyn std::error::Error> {
+    fn into_error_body(self) -> ErrorBody {
+        failed(self)
+    }
+}
+
+/// The message is the error with its chain of causes (`{:#}`: "outer: inner").
+impl IntoErrorBody for anyhow::Error {
+    fn into_error_body(self) -> ErrorBody {
+        failed(format_args!("{self:#}"))
     }
 }
 

@@ -72,24 +72,36 @@ where
     })
 }
 
-/// Runs a handler on one input; a panic becomes an `invocation_failed` error.
+/// Runs a handler on one input; a panic becomes an `invocation_failed` error carrying
+/// the panic's message.
 pub(crate) async fn run_handler(
     handler: Handler,
     input: Value,
     invocation: Invocation,
 ) -> Result<Value, ErrorBody> {
+    let function_id = invocation.function_id.clone();
     let future = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(input, invocation))) {
         Ok(future) => future,
-        Err(_) => return Err(panicked()),
+        Err(panic) => return Err(panicked(&function_id, panic.as_ref())),
     };
     match AssertUnwindSafe(future).catch_unwind().await {
         Ok(result) => result,
-        Err(_) => Err(panicked()),
+        Err(panic) => Err(panicked(&function_id, panic.as_ref())),
     }
 }
 
-fn panicked() -> ErrorBody {
-    ErrorBody::new(INVOCATION_FAILED, "the function handler panicked")
+/// The error a panicking handler answers with: the panic's message when it has one
+/// (`panic!("...")` with a literal or a formatted message).
+fn panicked(function_id: &str, panic: &(dyn std::any::Any + Send)) -> ErrorBody {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str));
+    let text = match message {
+        Some(message) => format!("the handler of `{function_id}` panicked: {message}"),
+        None => format!("the handler of `{function_id}` panicked"),
+    };
+    ErrorBody::new(INVOCATION_FAILED, text)
 }
 
 /// A trigger binding the engine asks this worker to serve (as the provider of its

@@ -37,6 +37,7 @@ mod context;
 mod credit;
 mod dial;
 mod error;
+mod extract;
 mod handlers;
 mod introspect;
 mod options;
@@ -65,7 +66,7 @@ pub use crate::runtime::BoxFuture;
 pub use bytes::Bytes;
 pub use calls::{CallOptions, Reply};
 pub use channel::{Channel, ChannelItem};
-pub use context::Invocation;
+pub use context::{CallerKeys, Invocation};
 pub use dial::{DEFAULT_URL, HANDSHAKE_TIMEOUT};
 pub use error::{Error, IntoErrorBody, INVOCATION_FAILED};
 pub use handlers::{TriggerHandler, TriggerRequest, DESERIALIZATION_ERROR, SERIALIZATION_ERROR};
@@ -163,7 +164,9 @@ impl<R: Runtime> Iii<R> {
     /// options (a URL that is not `ws://`/`wss://`, an invalid token, header or
     /// configuration) and with [`Error::NoRuntime`] where `rt` cannot run (e.g. tokio
     /// outside a tokio runtime). An engine that cannot be reached is reported by calls
-    /// and waits after `core.connect_timeout`, naming the URL.
+    /// and waits after `core.connect_timeout`, naming the URL; a definitive answer (a
+    /// refused TCP connection before the first registration, [`Error::Unauthorized`])
+    /// is reported at once. The worker keeps retrying in the background either way.
     pub fn connect(rt: R, options: WorkerOptions) -> Result<Self, Error> {
         rt.check().map_err(Error::NoRuntime)?;
         let address = dial::resolve_url(options.url.as_deref(), env("III_URL").as_deref());
@@ -208,6 +211,11 @@ impl<R: Runtime> Iii<R> {
         })
     }
 
+    /// The runtime this worker runs on.
+    pub(crate) fn runtime(&self) -> &R {
+        &self.rt
+    }
+
     /// The engine's base URL (e.g. `ws://127.0.0.1:49134`).
     pub fn address(&self) -> &str {
         &self.shared.address
@@ -237,7 +245,10 @@ impl<R: Runtime> Iii<R> {
 
     /// Waits until the engine has registered this worker (`workerregistered`) on the
     /// current connection. `Err(Timeout)` after `timeout`; `Err(Unreachable)` naming the
-    /// URL once the engine was unreachable for `core.connect_timeout`; `Err(Rejected)`
+    /// URL once the engine was unreachable for `core.connect_timeout`, or at once when
+    /// nothing listens at the URL before the worker was ever registered;
+    /// `Err(Unauthorized)` at once when the engine refuses the upgrade with 401 or 403
+    /// (bad or missing token); `Err(Rejected)`
     /// or `Err(Closed)` once the worker has stopped. Needs no runtime in the caller: the
     /// deadline is kept by the worker task.
     pub async fn wait_connected(&self, timeout: Duration) -> Result<(), Error> {

@@ -1,6 +1,7 @@
 //! Registering functions, trigger types and triggers, and the handles that unregister
 //! them.
 
+use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -195,8 +196,32 @@ impl<R: Runtime> Iii<R> {
         self.register_erased(function.into(), handlers::erase_with_context(handler))
     }
 
+    /// [`Iii::register_function`] with a handler that also receives this worker's
+    /// handle (one clone per call), to call functions or open channels from inside the
+    /// handler without cloning the handle into the closure and again into every call's
+    /// future. The registration keeps the worker running like a handle captured by a
+    /// handler does (until [`Iii::shutdown`] or the function is unregistered).
+    pub fn register_function_with_worker<F, Fut, E>(
+        &self,
+        function: impl Into<FunctionDef>,
+        handler: F,
+    ) -> Result<FunctionRef<R>, Error>
+    where
+        F: Fn(Value, Iii<R>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, E>> + Send + 'static,
+        E: IntoErrorBody,
+    {
+        let iii = self.clone();
+        let handler = move |input: Value| handler(input, iii.clone());
+        self.register_erased(function.into(), handlers::erase(handler))
+    }
+
     /// Serves a function with a typed handler: the input is deserialized into `I` (a bad
     /// input answers the caller with `deserialization_error`) and the output serialized.
+    /// Fields of type [`ChannelReader`](super::ChannelReader) /
+    /// [`ChannelWriter`](super::ChannelWriter) in `I` open the end the caller's ref names
+    /// on this worker; for that the registration keeps the worker running (until
+    /// [`Iii::shutdown`] or the function is unregistered).
     pub fn register_typed<I, O, F, Fut, E>(
         &self,
         function: impl Into<FunctionDef>,
@@ -209,7 +234,12 @@ impl<R: Runtime> Iii<R> {
         Fut: Future<Output = Result<O, E>> + Send + 'static,
         E: IntoErrorBody,
     {
-        self.register_erased(function.into(), handlers::erase_typed(handler))
+        let typed = handlers::erase_typed(handler);
+        let worker: Arc<dyn Any + Send + Sync> = Arc::new(self.clone());
+        let handler: handlers::Handler = Arc::new(move |input, invocation| {
+            super::extract::with_worker(&worker, || typed(input, invocation))
+        });
+        self.register_erased(function.into(), handler)
     }
 
     fn register_erased(

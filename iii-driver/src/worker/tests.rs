@@ -125,6 +125,7 @@ fn call_outcomes_map_to_errors() {
     let context = ErrorContext {
         url: "ws://127.0.0.1:1".into(),
         last_dial_error: Some("connection refused".into()),
+        unauthorized: None,
         rejection: None,
     };
     let call_result = |outcome| context.call_result(outcome);
@@ -145,6 +146,20 @@ fn call_outcomes_map_to_errors() {
     assert_eq!(
         unreachable.to_string(),
         "the engine at ws://127.0.0.1:1 is unreachable: connection refused"
+    );
+    let refused = ErrorContext {
+        last_dial_error: Some("WebSocket handshake: HTTP error: 401 Unauthorized".into()),
+        unauthorized: Some(401),
+        ..context.clone()
+    };
+    let unauthorized = refused.call_result(CallOutcome::Unreachable).unwrap_err();
+    assert!(
+        matches!(&unauthorized, Error::Unauthorized { status: 401, .. }),
+        "{unauthorized:?}"
+    );
+    assert!(
+        unauthorized.to_string().contains("401 Unauthorized"),
+        "{unauthorized}"
     );
     let rejection = iii_core::worker::Rejection {
         code: "WORKER_NAMESPACE_CONFLICT".into(),
@@ -200,6 +215,41 @@ fn handler_errors_become_error_bodies() {
 }
 
 #[test]
+fn anyhow_and_boxed_errors_are_handler_errors() {
+    use anyhow::Context as _;
+    // As handlers write them: `?` on anything, with context.
+    let with_anyhow = erase(|input: Value| async move {
+        let n: u32 = serde_json::from_value(input).context("`n` must be a number")?;
+        Ok::<_, anyhow::Error>(json!(n))
+    });
+    let boxed = erase(|input: Value| async move {
+        let n: u32 = serde_json::from_value(input)?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(json!(n))
+    });
+    futures_executor_lite(async move {
+        let failed = run_handler(with_anyhow, json!("x"), invocation())
+            .await
+            .expect_err("not a number");
+        assert_eq!(failed.code, INVOCATION_FAILED);
+        assert!(
+            failed
+                .message
+                .starts_with("`n` must be a number: invalid type"),
+            "{}",
+            failed.message
+        );
+        let failed = run_handler(boxed, json!("x"), invocation())
+            .await
+            .expect_err("not a number");
+        assert!(
+            failed.message.starts_with("invalid type"),
+            "{}",
+            failed.message
+        );
+    });
+}
+
+#[test]
 fn results_parse_with_absent_as_null() {
     let value: Value = parse_result(None).expect("null");
     assert_eq!(value, Value::Null);
@@ -245,7 +295,41 @@ fn wrapped_handlers_report_bad_input_errors_and_panics() {
             .await
             .expect_err("panic");
         assert_eq!(panicked.code, INVOCATION_FAILED);
+        assert_eq!(panicked.message, "the handler of `f` panicked: handler bug");
+        let formatted = erase(|input: Value| async move {
+            panic!("bad input {input}");
+            #[allow(unreachable_code)]
+            Ok::<_, String>(input)
+        });
+        let panicked = run_handler(formatted, json!(7), invocation())
+            .await
+            .expect_err("panic");
+        assert_eq!(panicked.message, "the handler of `f` panicked: bad input 7");
     });
+}
+
+#[test]
+fn the_engines_caller_keys_leave_the_input_for_the_invocation() {
+    let mut input = json!({
+        "x": 1,
+        "_caller_worker_id": "w-1",
+        "_caller_context": {"tenant": "acme"},
+        "_caller_other": true,
+        "inner": {"_caller_worker_id": "kept"},
+    });
+    let caller = super::CallerKeys::take_from(&mut input);
+    assert_eq!(
+        input,
+        json!({"x": 1, "inner": {"_caller_worker_id": "kept"}})
+    );
+    assert_eq!(caller.worker_id(), Some("w-1"));
+    assert_eq!(caller.context(), Some(&json!({"tenant": "acme"})));
+    assert_eq!(caller.get("_caller_other"), Some(&json!(true)));
+    for other in [json!([{"_caller_worker_id": "w"}]), json!("s"), Value::Null] {
+        let mut input = other.clone();
+        assert_eq!(super::CallerKeys::take_from(&mut input), Default::default());
+        assert_eq!(input, other);
+    }
 }
 
 /// Runs a future that never waits on anything external to completion.
@@ -267,5 +351,6 @@ fn invocation() -> super::Invocation {
         function_id: "f".into(),
         metadata: None,
         trace: super::TraceContext::default(),
+        caller: super::CallerKeys::default(),
     }
 }

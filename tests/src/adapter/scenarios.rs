@@ -143,7 +143,11 @@ pub async fn trigger_timeout<R: Runtime>(rt: R, url: &str) {
     let result = caller
         .trigger_with_timeout("never.answers", json!({}), Duration::from_millis(300))
         .await;
-    assert!(matches!(result, Err(Error::Timeout)), "{result:?}");
+    assert!(
+        matches!(&result, Err(Error::CallTimeout { function_id, timeout })
+            if function_id == "never.answers" && *timeout == Duration::from_millis(300)),
+        "{result:?}"
+    );
     let waited = start.elapsed();
     assert!(
         waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),

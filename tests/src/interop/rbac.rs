@@ -34,7 +34,9 @@ use iii_tokio::engine::{
     EngineServer, EngineSettings, FunctionFilter, ListenerPolicy, ListenerSettings, MetadataMatch,
     Pattern, Rbac,
 };
-use iii_tokio::worker::{ChannelReader, ChannelRef, Error, FunctionDef, Iii, WorkerOptions};
+use iii_tokio::worker::{
+    ChannelReader, ChannelRef, Error, FunctionDef, Iii, Invocation, WorkerOptions,
+};
 use serde_json::{json, Value};
 
 pub use guest::{Credential, Guest, RefusedOutcome, Sdk};
@@ -171,6 +173,15 @@ async fn start(clients: &Clients) -> (EngineServer, Driver, Iii, Vec<guest::Proc
     (engine, driver, backend, auth_peers)
 }
 
+/// `input` with the engine's `_caller_*` keys put back (our SDK hands them to the
+/// handler on its invocation, not in its input), as the published SDKs' handlers see it.
+fn with_caller(mut input: Value) -> Value {
+    if let (Some(object), Some(call)) = (input.as_object_mut(), Invocation::current()) {
+        object.extend(call.caller.as_map().clone());
+    }
+    input
+}
+
 /// The trusted backend: our SDK on the main listener.
 async fn backend(url: &str) -> Result<Iii, Error> {
     let iii = iii_tokio::worker::connect(WorkerOptions {
@@ -179,7 +190,7 @@ async fn backend(url: &str) -> Result<Iii, Error> {
         ..WorkerOptions::default()
     })?;
     iii.register_function("api::echo", |input: Value| async move {
-        Ok::<_, Error>(json!({ "seen": input }))
+        Ok::<_, Error>(json!({ "seen": with_caller(input) }))
     })?;
     iii.register_function("api::admin", |_: Value| async move {
         Ok::<_, Error>(json!("admin"))
@@ -189,7 +200,9 @@ async fn backend(url: &str) -> Result<Iii, Error> {
     })?;
     iii.register_function(
         FunctionDef::new("meta::open").metadata(json!({"public": true})),
-        |input: Value| async move { Ok::<_, Error>(json!({ "open": true, "seen": input })) },
+        |input: Value| async move {
+            Ok::<_, Error>(json!({ "open": true, "seen": with_caller(input) }))
+        },
     )?;
     let me = iii.clone();
     iii.register_function("api::read_channel", move |input: Value| {
@@ -200,7 +213,8 @@ async fn backend(url: &str) -> Result<Iii, Error> {
             Ok::<_, Error>(json!({
                 "sha256": sha256_hex(&bytes),
                 "bytes": bytes.len(),
-                "caller_context": input.get("_caller_context"),
+                "caller_context": Invocation::current()
+                    .and_then(|call| call.caller_context().cloned()),
             }))
         }
     })?;

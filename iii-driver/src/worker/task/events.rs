@@ -8,8 +8,8 @@ use futures_util::FutureExt;
 use iii_core::channel::ChannelRefs;
 use iii_core::wire::control::to_payload;
 use iii_core::wire::{ErrorBody, Payload};
-use iii_core::worker::{SyncOutcome, TraceContext, WorkerEvent};
-use iii_core::InvocationId;
+use iii_core::worker::{ConnectionState, SyncOutcome, TraceContext, WorkerEvent};
+use iii_core::{ConnId, InvocationId};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::sync::Arc;
@@ -17,11 +17,38 @@ use tracing::Instrument;
 
 use super::{CallReply, EndKind, Net, ReaderItem, Task, Waiter};
 use crate::runtime::Runtime;
-use crate::worker::context::{Invocation, WithInvocation};
+use crate::worker::context::{CallerKeys, Invocation, WithInvocation};
+use crate::worker::dial::{DialAnswer, DialFailure};
 use crate::worker::handlers::{run_handler, TriggerRequest, DESERIALIZATION_ERROR};
 use crate::worker::Error;
 
 impl<R: Runtime> Task<R> {
+    /// The control connection could not be opened. A definitive answer (the upgrade
+    /// refused as unauthorized; nothing listening at the address before this worker was
+    /// ever registered) is reported to waits and calls now rather than after
+    /// `connect_timeout`; the worker keeps retrying either way. A refused connection
+    /// after a registration (an engine restarting) keeps the usual grace.
+    pub(super) fn control_dial_failed(&mut self, now: Instant, conn: ConnId, failure: DialFailure) {
+        tracing::warn!(url = %self.address, detail = %failure.detail,
+            "cannot connect to the engine; retrying");
+        let definitive = match failure.answer {
+            DialAnswer::Unauthorized => true,
+            DialAnswer::NothingListens => {
+                self.core.connection_state() == ConnectionState::Connecting
+            }
+            DialAnswer::Other => false,
+        };
+        self.errors.unauthorized = match failure.answer {
+            DialAnswer::Unauthorized => failure.status,
+            _ => None,
+        };
+        self.errors.last_dial_error = Some(failure.detail);
+        self.core.handle_connect_failed(now, conn, failure.status);
+        if definitive {
+            self.core.engine_refused(now);
+        }
+    }
+
     pub(super) fn event(&mut self, now: Instant, event: WorkerEvent) {
         match event {
             WorkerEvent::Registered { worker_id } => {
@@ -184,7 +211,7 @@ impl<R: Runtime> Task<R> {
             let _ = self.core.complete(now, id, Err(error));
             return;
         };
-        let input = match serde_json::from_str::<Value>(data.get()) {
+        let mut input = match serde_json::from_str::<Value>(data.get()) {
             Ok(input) => input,
             Err(error) => {
                 let error = ErrorBody::new(DESERIALIZATION_ERROR, error.to_string());
@@ -199,6 +226,7 @@ impl<R: Runtime> Task<R> {
             function_id,
             metadata: metadata.and_then(|m| serde_json::from_str(m.get()).ok()),
             trace,
+            caller: CallerKeys::take_from(&mut input),
         };
         let running = WithInvocation {
             invocation: Arc::new(invocation.clone()),

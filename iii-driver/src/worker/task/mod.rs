@@ -516,14 +516,10 @@ impl<R: Runtime> Task<R> {
                         self.rt.spawn(Box::pin(pumped));
                         self.core.handle_connected(now, conn);
                     }
-                    Err(failure) => {
-                        if self.control_dial == Some(conn) {
-                            tracing::warn!(url = %self.address, detail = %failure.detail,
-                                "cannot connect to the engine; retrying");
-                            self.errors.last_dial_error = Some(failure.detail);
-                        }
-                        self.core.handle_connect_failed(now, conn, failure.status);
+                    Err(failure) if self.control_dial == Some(conn) => {
+                        self.control_dial_failed(now, conn, failure)
                     }
+                    Err(failure) => self.core.handle_connect_failed(now, conn, failure.status),
                 }
             }
             Net::Complete(id, result) => self.handler_done(now, id, result),
