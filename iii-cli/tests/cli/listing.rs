@@ -215,8 +215,10 @@ async fn a_writer_paused_now_counts_as_blocked() {
     let writing = tokio::spawn(async move {
         // The whole channel stays alive (its unused reader end too) while writing.
         let channel = channel;
+        // Whole 64 KiB frames: smaller writes that wait for credit merge into one frame.
+        let frame = vec![1u8; 64 * 1024];
         for _ in 0..16 {
-            if channel.writer.write(&[1u8; 1024]).await.is_err() {
+            if channel.writer.write(&frame).await.is_err() {
                 break;
             }
         }

@@ -114,9 +114,14 @@ impl<R: Runtime> ChannelReader<R> {
         Ok(end.next_binary().await?.map(Vec::from))
     }
 
-    /// Every remaining binary byte until a clean end.
+    /// Every remaining binary byte until a clean end. Before it returns, the tasks that
+    /// the [`on_message`](Self::on_message) callbacks spawned get a turn, so a message
+    /// handed to a spawned task (the documentation's pattern) is seen by the code after
+    /// `read_all`.
     pub async fn read_all(&self) -> Result<Vec<u8>, IIIError> {
-        Ok(self.end()?.lock().await.read_all().await?)
+        let all = self.end()?.lock().await.read_all().await?;
+        yield_once().await;
+        Ok(all)
     }
 
     /// Stops reading: the writer's next write fails.
@@ -128,4 +133,20 @@ impl<R: Runtime> ChannelReader<R> {
     pub fn into_native(self) -> Result<worker::ChannelReader<R>, IIIError> {
         self.inner.map(Mutex::into_inner)
     }
+}
+
+/// Returns after one trip through the runtime's scheduler: the task wakes itself and is
+/// queued behind the tasks that are ready (those just spawned included).
+async fn yield_once() {
+    let mut yielded = false;
+    futures_util::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await;
 }
