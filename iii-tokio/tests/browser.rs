@@ -2,7 +2,7 @@
 //! `iii-engine` binary on loopback, with this crate's worker SDK as the backend.
 //!
 //! `iii-browser/build.sh` builds the package and installs what the test needs (Debian's
-//! chromium, npm's playwright-core; see the README's "Browser" section); the test runs
+//! chromium, npm's playwright-core; see iii-browser/BUILDING.md); the test runs
 //! it first. Without the browser toolchain (no root or no Debian, say macOS) the test
 //! prints `skipped: run iii-browser/build.sh …` and passes, unless `III_REQUIRE_ALL=1`
 //! (CI sets it), which never skips. The page
