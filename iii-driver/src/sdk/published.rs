@@ -365,23 +365,7 @@ impl<R: Runtime> AsyncRead for ChannelReader<R> {
 }
 
 #[cfg(feature = "tokio")]
-impl<R: Runtime> tokio::io::AsyncWrite for ChannelWriter<R> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        AsyncWrite::poll_write(self, cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        AsyncWrite::poll_flush(self, cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        AsyncWrite::poll_close(self, cx)
-    }
-}
+crate::worker::tokio_io::tokio_write_by_futures_io!(ChannelWriter);
 
 #[cfg(feature = "tokio")]
 impl<R: Runtime> tokio::io::AsyncRead for ChannelReader<R> {

@@ -47,7 +47,7 @@ mod state;
 mod task;
 mod tls;
 #[cfg(feature = "tokio")]
-mod tokio_io;
+pub(crate) mod tokio_io;
 mod writer;
 
 #[cfg(test)]
